@@ -1,0 +1,181 @@
+"""Configuration dataclasses with the CD-GAN paper's defaults.
+
+Every part of the library takes one of these frozen dataclasses instead of reading
+global flags; `cdgan_tf.flags` turns absl flags into them for the entry scripts.
+
+The paper (Singh et al., 2023) fixes the resolutions (256x256 adversarial input,
+64x64 intermediate, scale 4), the generator family (SRGAN: 16 residual blocks of 64
+filters) and the training lengths (sub GAN 20 epochs, super GAN 250 epochs). It does
+not give losses, weights or optimiser settings; the defaults for those follow SRGAN
+(Ledig et al., 2017): MSE content loss, adversarial weight 1e-3, Adam lr 1e-4, beta1 0.9.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+ROLES = ("sub", "super")
+CONTENT_LOSSES = ("mse", "l1")
+ADVERSARIAL_LOSSES = ("non_saturating", "least_squares")
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+MIXED_PRECISION_POLICIES = ("none", "mixed_float16", "mixed_bfloat16")
+
+
+def _check_choice(name: str, value: str, choices) -> None:
+  if value not in choices:
+    raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
+
+
+def _check_scale(scale: int) -> None:
+  if scale < 1 or scale & (scale - 1):
+    raise ValueError(f"scale={scale} must be a power of 2 (1, 2, 4, 8, ...)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  """Generator and discriminator sizes.
+
+  Attributes:
+    scale: Resolution ratio between the large and the small image (power of 2).
+    num_res_blocks: Residual blocks in each generator (SRGAN: 16).
+    filters: Feature maps in the generators' residual trunk (SRGAN: 64).
+    discriminator_filters: Feature maps of the discriminator's first conv; doubled at
+      each stride-2 stage up to 8x.
+  """
+  scale: int = 4
+  num_res_blocks: int = 16
+  filters: int = 64
+  discriminator_filters: int = 64
+
+  def __post_init__(self):
+    _check_scale(self.scale)
+    if self.num_res_blocks < 0 or self.filters < 1 or self.discriminator_filters < 1:
+      raise ValueError(f"invalid model sizes in {self}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LossConfig:
+  """Loss kinds and weights of the generator objective.
+
+  generator loss = content_weight * content + adversarial_weight * adversarial
+                   + feature_weight * feature (feature only with an extractor given).
+  """
+  content_loss: str = "mse"
+  adversarial_loss: str = "non_saturating"
+  content_weight: float = 1.0
+  adversarial_weight: float = 1e-3
+  feature_weight: float = 0.0
+
+  def __post_init__(self):
+    _check_choice("content_loss", self.content_loss, CONTENT_LOSSES)
+    _check_choice("adversarial_loss", self.adversarial_loss, ADVERSARIAL_LOSSES)
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  """Where the paired records are and how they become batches.
+
+  Attributes:
+    train_pattern: Glob of training TFRecord shards.
+    val_pattern: Glob of validation shards ("" for none).
+    image_size: Side of the large image (paper: 256); the small one is
+      image_size // scale.
+    scale: Resolution ratio (paper: 4).
+    batch_size: Global batch size, split across replicas.
+    augment: Paired random crop (from 1.125x) and horizontal flip on training data.
+    deterministic: Fixed order and augmentation for a given seed (slower input).
+    shuffle_buffer: Examples in the shuffle buffer.
+    seed: Seed of file order, shuffling and augmentation.
+  """
+  train_pattern: str = ""
+  val_pattern: str = ""
+  image_size: int = 256
+  scale: int = 4
+  batch_size: int = 16
+  augment: bool = True
+  deterministic: bool = False
+  shuffle_buffer: int = 1024
+  seed: int = 0
+
+  def __post_init__(self):
+    _check_scale(self.scale)
+    if self.image_size % self.scale:
+      raise ValueError(
+          f"image_size={self.image_size} is not divisible by scale={self.scale}")
+    if self.batch_size < 1:
+      raise ValueError(f"batch_size={self.batch_size} must be positive")
+
+  @property
+  def small_size(self) -> int:
+    return self.image_size // self.scale
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """How long and how one GAN trains, and where it writes.
+
+  Attributes:
+    role: "sub" (large adversarial -> small clean) or "super" (small -> large).
+    model_dir: Checkpoints, TensorBoard logs (train/, eval/) and the exported
+      generator (export/generator.keras).
+    epochs: Passes over the training split (paper: sub 20, super 250); used when
+      train_steps is not set.
+    train_steps: Total optimiser steps; overrides epochs when set.
+    learning_rate: Adam learning rate of both networks.
+    beta_1: Adam beta1 of both networks.
+    warmup_steps: Initial steps that train the generator on the content loss only
+      (the discriminator is not updated).
+    steps_per_loop: Steps inside one tf.function call between eager bookkeeping.
+    checkpoint_every: Steps between checkpoints (and at the end).
+    summary_every: Steps between TensorBoard summaries and console lines.
+    eval_every: Steps between validation passes (0: only at the end).
+    eval_steps: Validation batches per pass (0: the whole split).
+    strategy: default | mirrored | multi_worker | tpu.
+    tpu: TPU address for the tpu strategy ("" for the local/auto one).
+    mixed_precision: none | mixed_float16 | mixed_bfloat16.
+    seed: Seed of weights initialisation.
+  """
+  role: str = "sub"
+  model_dir: str = ""
+  epochs: int = 20
+  train_steps: Optional[int] = None
+  learning_rate: float = 1e-4
+  beta_1: float = 0.9
+  warmup_steps: int = 0
+  steps_per_loop: int = 10
+  checkpoint_every: int = 1000
+  summary_every: int = 100
+  eval_every: int = 1000
+  eval_steps: int = 0
+  strategy: str = "default"
+  tpu: str = ""
+  mixed_precision: str = "none"
+  seed: int = 0
+
+  def __post_init__(self):
+    _check_choice("role", self.role, ROLES)
+    _check_choice("strategy", self.strategy, STRATEGIES)
+    _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION_POLICIES)
+    for name in ("steps_per_loop", "checkpoint_every", "summary_every"):
+      if getattr(self, name) < 1:
+        raise ValueError(f"{name}={getattr(self, name)} must be positive")
+    if self.train_steps is not None and self.train_steps < 0:
+      raise ValueError(f"train_steps={self.train_steps} must not be negative")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  """Everything one training run needs."""
+  model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+  loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+  data: DataConfig = dataclasses.field(default_factory=DataConfig)
+  train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+  def __post_init__(self):
+    if self.model.scale != self.data.scale:
+      raise ValueError(
+          f"model scale {self.model.scale} differs from data scale {self.data.scale}")
+
+
+PAPER_EPOCHS = {"sub": 20, "super": 250}

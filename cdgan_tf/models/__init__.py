@@ -1,0 +1,1 @@
+"""Keras 3 generators and discriminators of CD-GAN."""

@@ -1,0 +1,1 @@
+"""The distributed GAN trainer."""

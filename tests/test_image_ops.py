@@ -1,0 +1,51 @@
+"""Tests of the shared image operations."""
+
+import numpy as np
+import tensorflow as tf
+
+from cdgan_tf import image_ops
+
+
+def test_resize_shapes_and_range():
+  rng = np.random.default_rng(0)
+  images = rng.random((2, 32, 32, 3)).astype("float32")
+  small = image_ops.resize(images, 8)
+  assert small.shape == (2, 8, 8, 3)
+  big = image_ops.resize(small, (32, 16))
+  assert big.shape == (2, 32, 16, 3)
+  assert float(tf.reduce_min(big)) >= 0.0 and float(tf.reduce_max(big)) <= 1.0
+
+
+def test_resize_downscale_is_antialiased():
+  # A 1-pixel checkerboard averages to grey when antialiased, not to black/white.
+  board = (np.indices((32, 32)).sum(0) % 2).astype("float32")[None, :, :, None]
+  small = image_ops.resize(np.repeat(board, 3, -1), 8).numpy()
+  np.testing.assert_allclose(small, 0.5, atol=0.05)
+
+
+def test_generator_range_round_trip():
+  x = tf.constant([0.0, 0.25, 1.0])
+  np.testing.assert_allclose(image_ops.to_generator_range(x), [-1.0, -0.5, 1.0])
+  np.testing.assert_allclose(image_ops.from_generator_range(tf.constant([-2.0, 0.0, 1.0])),
+                             [0.0, 0.5, 1.0])
+
+
+def test_psnr_and_ssim_known_values():
+  a = tf.zeros((1, 16, 16, 3))
+  b = tf.fill((1, 16, 16, 3), 0.1)  # MSE 0.01 -> 20 dB
+  np.testing.assert_allclose(image_ops.psnr(a, b), [20.0], atol=1e-3)
+  np.testing.assert_allclose(image_ops.ssim(b, b), [1.0], atol=1e-5)
+  assert float(image_ops.ssim(tf.random.uniform((1, 16, 16, 3), seed=1), b)[0]) < 0.5
+
+
+def test_side_by_side():
+  grid = image_ops.side_by_side(tf.zeros((2, 8, 8, 3)), tf.ones((2, 4, 4, 3)))
+  assert grid.shape == (2, 8, 16, 3)
+  np.testing.assert_allclose(grid[:, :, 8:], 1.0)
+
+
+def test_decode_image_png_and_grayscale():
+  gray = tf.io.encode_png(tf.constant([[[0], [255]]], tf.uint8))
+  decoded = image_ops.decode_image(gray)
+  assert decoded.shape == (1, 2, 3)
+  np.testing.assert_allclose(decoded[0, 1], [1.0, 1.0, 1.0])
