@@ -1,0 +1,127 @@
+"""Shared absl flag definitions of the entry scripts, turned into config objects.
+
+Only the entry scripts (train_sub.py, train_super.py, evaluate.py, ...) call these; the
+library never reads FLAGS. Definitions are idempotent so several scripts' modules can be
+imported into one process (as the tests do).
+"""
+
+from __future__ import annotations
+
+from absl import flags
+
+from cdgan_tf import config as config_lib
+
+_DEFAULTS = config_lib.ExperimentConfig()
+
+
+def _defined(name: str, flag_values) -> bool:
+  return name in flag_values
+
+
+def define_training_flags(flag_values=flags.FLAGS) -> None:
+  """Defines the flags of train_sub.py and train_super.py (once per process)."""
+  if _defined("train_records", flag_values):
+    return
+  data, model, loss, train = _DEFAULTS.data, _DEFAULTS.model, _DEFAULTS.loss, _DEFAULTS.train
+  f = flag_values
+  flags.DEFINE_string("train_records", None, "Glob of training TFRecord shards, e.g. "
+                      "'records/train-*' (written by python -m tfrecords_builder).", flag_values=f)
+  flags.DEFINE_string("val_records", "", "Glob of validation shards ('' for none).",
+                      flag_values=f)
+  flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the exported "
+                      "generator. Rerunning with the same model_dir resumes.", flag_values=f)
+  flags.DEFINE_integer("image_size", data.image_size, "Side of the large image (paper: 256).",
+                       lower_bound=1, flag_values=f)
+  flags.DEFINE_integer("scale", data.scale, "Large/small resolution ratio, a power of 2 "
+                       "(paper: 4).", lower_bound=1, flag_values=f)
+  flags.DEFINE_integer("batch_size", data.batch_size, "Global batch size (split across "
+                       "replicas).", lower_bound=1, flag_values=f)
+  flags.DEFINE_integer("epochs", None, "Epochs over the training split (default: the "
+                       "paper's, 20 for the sub GAN and 250 for the super GAN).",
+                       lower_bound=1, flag_values=f)
+  flags.DEFINE_integer("train_steps", None, "Total optimizer steps; overrides --epochs.",
+                       lower_bound=0, flag_values=f)
+  flags.DEFINE_integer("num_res_blocks", model.num_res_blocks, "Generator residual blocks.",
+                       lower_bound=0, flag_values=f)
+  flags.DEFINE_integer("filters", model.filters, "Generator feature maps.", lower_bound=1,
+                       flag_values=f)
+  flags.DEFINE_integer("discriminator_filters", model.discriminator_filters,
+                       "Discriminator feature maps of the first conv.", lower_bound=1,
+                       flag_values=f)
+  flags.DEFINE_float("learning_rate", train.learning_rate, "Adam learning rate of both "
+                     "networks.", lower_bound=0.0, flag_values=f)
+  flags.DEFINE_float("beta_1", train.beta_1, "Adam beta1 of both networks.", flag_values=f)
+  flags.DEFINE_enum("content_loss", loss.content_loss, config_lib.CONTENT_LOSSES,
+                    "Pixel content loss.", flag_values=f)
+  flags.DEFINE_enum("adversarial_loss", loss.adversarial_loss, config_lib.ADVERSARIAL_LOSSES,
+                    "GAN loss.", flag_values=f)
+  flags.DEFINE_float("content_weight", loss.content_weight, "Weight of the content loss.",
+                     lower_bound=0.0, flag_values=f)
+  flags.DEFINE_float("adversarial_weight", loss.adversarial_weight, "Weight of the "
+                     "generator's adversarial loss.", lower_bound=0.0, flag_values=f)
+  flags.DEFINE_float("feature_weight", loss.feature_weight, "Weight of the feature loss "
+                     "(needs --feature_extractor).", lower_bound=0.0, flag_values=f)
+  flags.DEFINE_string("feature_extractor", "", "Keras model file (.keras/.h5) whose outputs "
+                      "the feature loss compares; images enter it in [0, 1].", flag_values=f)
+  flags.DEFINE_integer("warmup_steps", train.warmup_steps, "Initial content-only steps "
+                       "(discriminator frozen).", lower_bound=0, flag_values=f)
+  flags.DEFINE_integer("steps_per_loop", train.steps_per_loop, "Steps per tf.function call.",
+                       lower_bound=1, flag_values=f)
+  flags.DEFINE_integer("checkpoint_every", train.checkpoint_every, "Steps between "
+                       "checkpoints.", lower_bound=1, flag_values=f)
+  flags.DEFINE_integer("summary_every", train.summary_every, "Steps between TensorBoard "
+                       "summaries and console progress lines.", lower_bound=1, flag_values=f)
+  flags.DEFINE_integer("eval_every", train.eval_every, "Steps between validation passes "
+                       "(0: only at the end).", lower_bound=0, flag_values=f)
+  flags.DEFINE_integer("eval_steps", train.eval_steps, "Validation batches per pass "
+                       "(0: all).", lower_bound=0, flag_values=f)
+  flags.DEFINE_enum("strategy", train.strategy, config_lib.STRATEGIES,
+                    "Distribution: default, mirrored (local devices), multi_worker "
+                    "(TF_CONFIG) or tpu.", flag_values=f)
+  flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.", flag_values=f)
+  flags.DEFINE_enum("mixed_precision", train.mixed_precision,
+                    config_lib.MIXED_PRECISION_POLICIES, "Mixed precision policy.",
+                    flag_values=f)
+  flags.DEFINE_bool("augment", data.augment, "Paired random crop and flip.", flag_values=f)
+  flags.DEFINE_bool("deterministic", data.deterministic, "Reproducible input order and "
+                    "augmentation (slower input pipeline).", flag_values=f)
+  flags.DEFINE_integer("shuffle_buffer", data.shuffle_buffer, "Shuffle buffer (examples).",
+                       lower_bound=1, flag_values=f)
+  flags.DEFINE_integer("seed", train.seed, "Seed of weights, data order and augmentation.",
+                       flag_values=f)
+  flags.mark_flags_as_required(["train_records", "model_dir"], flag_values=f)
+  flags.register_validator(
+      "scale", lambda s: s & (s - 1) == 0, "--scale must be a power of 2", flag_values=f)
+  flags.register_multi_flags_validator(
+      ["image_size", "scale"], lambda d: d["image_size"] % d["scale"] == 0,
+      "--image_size must be divisible by --scale", flag_values=f)
+  flags.register_multi_flags_validator(
+      ["feature_weight", "feature_extractor"],
+      lambda d: d["feature_weight"] == 0 or bool(d["feature_extractor"]),
+      "--feature_weight > 0 needs --feature_extractor", flag_values=f)
+
+
+def experiment_from_flags(role: str, flag_values=flags.FLAGS) -> config_lib.ExperimentConfig:
+  """Builds the ExperimentConfig of `role` ("sub" or "super") from parsed flags."""
+  f = flag_values
+  return config_lib.ExperimentConfig(
+      model=config_lib.ModelConfig(scale=f.scale, num_res_blocks=f.num_res_blocks,
+                                   filters=f.filters,
+                                   discriminator_filters=f.discriminator_filters),
+      loss=config_lib.LossConfig(content_loss=f.content_loss,
+                                 adversarial_loss=f.adversarial_loss,
+                                 content_weight=f.content_weight,
+                                 adversarial_weight=f.adversarial_weight,
+                                 feature_weight=f.feature_weight),
+      data=config_lib.DataConfig(train_pattern=f.train_records, val_pattern=f.val_records,
+                                 image_size=f.image_size, scale=f.scale,
+                                 batch_size=f.batch_size, augment=f.augment,
+                                 deterministic=f.deterministic,
+                                 shuffle_buffer=f.shuffle_buffer, seed=f.seed),
+      train=config_lib.TrainConfig(
+          role=role, model_dir=f.model_dir,
+          epochs=f.epochs or config_lib.PAPER_EPOCHS[role], train_steps=f.train_steps,
+          learning_rate=f.learning_rate, beta_1=f.beta_1, warmup_steps=f.warmup_steps,
+          steps_per_loop=f.steps_per_loop, checkpoint_every=f.checkpoint_every,
+          summary_every=f.summary_every, eval_every=f.eval_every, eval_steps=f.eval_steps,
+          strategy=f.strategy, tpu=f.tpu, mixed_precision=f.mixed_precision, seed=f.seed))

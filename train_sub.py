@@ -1,0 +1,30 @@
+"""Trains the CD-GAN sub-resolution GAN: large adversarial image -> small clean image (paper: 256x256 -> 64x64, 20 epochs).
+
+Example:
+  python train_sub.py --train_records='records/train-*' --val_records='records/val-*' \
+      --model_dir=runs/sub --image_size=256 --scale=4 --batch_size=16
+
+Rerunning the same command resumes from the newest checkpoint in --model_dir; a
+finished run says so and exits 0. The trained generator is written to
+<model_dir>/export/generator.keras. Monitor with: tensorboard --logdir=<model_dir>
+"""
+
+from absl import app
+from absl import flags
+
+from cdgan_tf import flags as cdgan_flags
+from cdgan_tf.training import trainer
+
+cdgan_flags.define_training_flags()
+FLAGS = flags.FLAGS
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  experiment = cdgan_flags.experiment_from_flags("sub")
+  trainer.run(experiment, feature_extractor_path=FLAGS.feature_extractor)
+
+
+if __name__ == "__main__":
+  app.run(main)
