@@ -1,0 +1,193 @@
+"""The two CD-GAN generators: sub-resolution (large -> small) and super-resolution.
+
+Both follow SRGAN (Ledig et al., 2017, "Photo-Realistic Single Image Super-Resolution
+Using a Generative Adversarial Network"): a 9x9 head conv + PReLU, a trunk of residual
+blocks conv3x3-BN-PReLU-conv3x3-BN with identity skips, a conv3x3-BN after the trunk with
+a long skip from the head, and a 9x9 tail conv to RGB with tanh.
+
+- Super generator: x2 pixel-shuffle upsampling blocks (conv3x3 to 4*filters,
+  depth_to_space, PReLU) between the long skip and the tail, log2(scale) of them.
+- Sub generator: the mirror image, log2(scale) stride-2 conv3x3 + PReLU downsampling
+  steps right after the head, so the trunk runs at the small resolution.
+
+The models are fully convolutional (input [None, None, 3]; PReLU shares its slopes over
+the spatial axes). Their inputs and outputs are float32 in [0, 1]; the conversion to the
+generators' internal [-1, 1] happens once, in the first layer, and back once, in the last
+layer, which stays float32 under a mixed-precision policy.
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from cdgan_tf import image_ops
+
+_PACKAGE = "cdgan_tf"
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ToGeneratorRange(keras.layers.Layer):
+  """Maps [0, 1] pixels to [-1, 1] (`image_ops.to_generator_range`). Shape unchanged."""
+
+  def call(self, inputs):
+    return image_ops.to_generator_range(inputs)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class FromGeneratorRange(keras.layers.Layer):
+  """Maps [-1, 1] to [0, 1] pixels (`image_ops.from_generator_range`). Shape unchanged."""
+
+  def call(self, inputs):
+    return image_ops.from_generator_range(inputs)
+
+  def compute_output_shape(self, input_shape):
+    return input_shape
+
+
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class PixelShuffle(keras.layers.Layer):
+  """Sub-pixel upsampling (Shi et al., 2016): `tf.nn.depth_to_space`.
+
+  [N, H, W, C * r^2] -> [N, H * r, W * r, C].
+
+  Args:
+    block_size: The upsampling factor r.
+  """
+
+  def __init__(self, block_size: int = 2, **kwargs):
+    super().__init__(**kwargs)
+    if block_size < 2:
+      raise ValueError(f"PixelShuffle block_size={block_size} must be >= 2")
+    self.block_size = int(block_size)
+
+  def call(self, inputs):
+    return tf.nn.depth_to_space(inputs, self.block_size)
+
+  def compute_output_shape(self, input_shape):
+    n, h, w, c = input_shape
+    r = self.block_size
+    return (n, None if h is None else h * r, None if w is None else w * r,
+            None if c is None else c // (r * r))
+
+  def get_config(self):
+    config = super().get_config()
+    config["block_size"] = self.block_size
+    return config
+
+
+def _num_steps(scale: int) -> int:
+  """log2(scale) for a power of two >= 1, else ValueError."""
+  if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1 or scale & (scale - 1):
+    raise ValueError(f"scale={scale!r} must be a power of 2 (1, 2, 4, 8, ...)")
+  return scale.bit_length() - 1
+
+
+def _check_sizes(num_res_blocks: int, filters: int) -> None:
+  if num_res_blocks < 0:
+    raise ValueError(f"num_res_blocks={num_res_blocks} must not be negative")
+  if filters < 1:
+    raise ValueError(f"filters={filters} must be positive")
+
+
+def _prelu(x, name):
+  return keras.layers.PReLU(shared_axes=[1, 2], name=name)(x)
+
+
+def _conv(x, filters, kernel_size, name, strides=1):
+  return keras.layers.Conv2D(filters, kernel_size, strides=strides, padding="same",
+                             name=name)(x)
+
+
+def _head(x, filters):
+  x = _conv(x, filters, 9, "head_conv")
+  return _prelu(x, "head_prelu")
+
+
+def _trunk(x, num_res_blocks, filters):
+  """Residual blocks, then conv3x3-BN and the long skip from the trunk's input."""
+  skip = x
+  for i in range(num_res_blocks):
+    prefix = f"res{i}"
+    y = _conv(x, filters, 3, f"{prefix}_conv1")
+    y = keras.layers.BatchNormalization(name=f"{prefix}_bn1")(y)
+    y = _prelu(y, f"{prefix}_prelu")
+    y = _conv(y, filters, 3, f"{prefix}_conv2")
+    y = keras.layers.BatchNormalization(name=f"{prefix}_bn2")(y)
+    x = keras.layers.Add(name=f"{prefix}_add")([x, y])
+  x = _conv(x, filters, 3, "trunk_conv")
+  x = keras.layers.BatchNormalization(name="trunk_bn")(x)
+  return keras.layers.Add(name="long_skip")([skip, x])
+
+
+def _tail(x):
+  """9x9 conv to RGB, tanh, back to [0, 1]; both last layers are float32."""
+  x = _conv(x, 3, 9, "tail_conv")
+  x = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
+  return FromGeneratorRange(dtype="float32", name="to_unit_range")(x)
+
+
+def _input():
+  images = keras.Input(shape=(None, None, 3), dtype="float32", name="images")
+  return images, ToGeneratorRange(name="to_generator_range")(images)
+
+
+def build_sub_generator(scale: int = 4, num_res_blocks: int = 16, filters: int = 64,
+                        name: str = "sub_generator") -> keras.Model:
+  """Builds the sub-resolution generator (large adversarial -> small clean image).
+
+  Args:
+    scale: Downscaling factor, a power of 2 (1 = same size).
+    num_res_blocks: Residual blocks in the trunk (SRGAN: 16).
+    filters: Feature maps of the head and trunk (SRGAN: 64).
+    name: Model name.
+
+  Returns:
+    A Keras model [N, H, W, 3] float32 in [0, 1] -> [N, H/scale, W/scale, 3] float32 in
+    [0, 1]. H and W should be multiples of `scale` (otherwise the strided convs round
+    up: ceil(H/scale)).
+
+  Raises:
+    ValueError: scale is not a power of 2, or the sizes are invalid.
+  """
+  steps = _num_steps(scale)
+  _check_sizes(num_res_blocks, filters)
+  images, x = _input()
+  x = _head(x, filters)
+  for i in range(steps):
+    x = _conv(x, filters, 3, f"down{i}_conv", strides=2)
+    x = _prelu(x, f"down{i}_prelu")
+  x = _trunk(x, num_res_blocks, filters)
+  return keras.Model(images, _tail(x), name=name)
+
+
+def build_super_generator(scale: int = 4, num_res_blocks: int = 16, filters: int = 64,
+                          name: str = "super_generator") -> keras.Model:
+  """Builds the super-resolution generator (small adversarial -> large clean image).
+
+  Args:
+    scale: Upscaling factor, a power of 2 (1 = same size).
+    num_res_blocks: Residual blocks in the trunk (SRGAN: 16).
+    filters: Feature maps of the head and trunk (SRGAN: 64).
+    name: Model name.
+
+  Returns:
+    A Keras model [N, h, w, 3] float32 in [0, 1] -> [N, h*scale, w*scale, 3] float32
+    in [0, 1].
+
+  Raises:
+    ValueError: scale is not a power of 2, or the sizes are invalid.
+  """
+  steps = _num_steps(scale)
+  _check_sizes(num_res_blocks, filters)
+  images, x = _input()
+  x = _head(x, filters)
+  x = _trunk(x, num_res_blocks, filters)
+  for i in range(steps):
+    x = _conv(x, 4 * filters, 3, f"up{i}_conv")
+    x = PixelShuffle(2, name=f"up{i}_shuffle")(x)
+    x = _prelu(x, f"up{i}_prelu")
+  return keras.Model(images, _tail(x), name=name)
