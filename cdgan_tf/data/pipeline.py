@@ -1,0 +1,215 @@
+"""The tf.data input pipeline: paired TFRecords -> (adversarial input, clean target).
+
+Records follow `cdgan_tf.data.features` (encoded images at their stored size). The
+pipeline resizes them for one GAN role:
+
+  role "sub":   adversarial at image_size        -> clean at image_size // scale
+  role "super": adversarial at image_size//scale -> clean at image_size
+
+Training: seeded file shuffle -> shard by input pipeline -> repeat -> parallel interleave
+-> shuffle -> parse + paired augmentation -> batch(drop_remainder) -> prefetch (the
+layout of tensorflow/models and google/automl input pipelines). The augmentation resizes
+both images to round(1.125 * image_size), takes one random image_size crop window and one
+random horizontal flip and applies them to both images, so the pair stays aligned; the
+small side is then produced from the crop with `image_ops.resize`. The random ops are
+stateless, seeded by (seed, element index), so with `DataConfig.deterministic` the
+batches are the same run to run for the same seed.
+
+Evaluation: sorted files, no shuffle, augmentation or repeat; both images resized to
+image_size; batch(drop_remainder=False).
+
+Images are resized to squares; records of non-square images are stretched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from typing import List, Optional
+
+import tensorflow as tf
+
+from cdgan_tf import config
+from cdgan_tf import image_ops
+from cdgan_tf.data import features
+
+AUGMENT_ZOOM = 1.125
+MANIFEST = "manifest.json"
+_SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d+)-of-(?P<total>\d+)(\.[^.]*)?$")
+_MAX_CYCLE = 16
+
+
+def _glob(pattern: str) -> List[str]:
+  files = sorted(tf.io.gfile.glob(pattern))
+  if not files:
+    raise ValueError(f"no TFRecord file matches pattern {pattern!r}")
+  return files
+
+
+def crop_source_size(image_size: int) -> int:
+  """Side of the resize that training crops come from: round(1.125 * image_size)."""
+  return int(round(AUGMENT_ZOOM * image_size))
+
+
+def _for_role(adversarial, clean, role, small_size):
+  """(adversarial, clean) both [S, S, 3] -> the role's (input, target) pair."""
+  if role == "sub":
+    return adversarial, image_ops.resize(clean, small_size)
+  return image_ops.resize(adversarial, small_size), clean
+
+
+def _augment_pair(adversarial, clean, image_size, seed):
+  """Identical random crop window and flip on both images.
+
+  Args:
+    adversarial: float32 [H1, W1, 3] in [0, 1].
+    clean: float32 [H2, W2, 3] in [0, 1].
+    image_size: Side S of the crop.
+    seed: int64 [2] seed of the stateless random ops.
+
+  Returns:
+    (adversarial, clean), each float32 [S, S, 3] in [0, 1].
+  """
+  source = crop_source_size(image_size)
+  pair = tf.concat([image_ops.resize(adversarial, source),
+                    image_ops.resize(clean, source)], axis=-1)
+  crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+  pair = tf.image.stateless_random_crop(pair, [image_size, image_size, 6], seed=crop_seed)
+  pair = tf.image.stateless_random_flip_left_right(pair, seed=flip_seed)
+  return pair[..., :3], pair[..., 3:]
+
+
+def build_dataset(data_config: config.DataConfig, role: str, training: bool,
+                  input_context: Optional[tf.distribute.InputContext] = None,
+                  pattern: Optional[str] = None) -> tf.data.Dataset:
+  """Builds the batched dataset of one GAN role.
+
+  Args:
+    data_config: Sizes, batch size, augmentation, determinism, shuffle buffer, seed.
+    role: "sub" or "super".
+    training: Training (shuffled, augmented, repeated) or evaluation order.
+    input_context: From `strategy.distribute_datasets_from_function`: shards the input
+      (training: by file; evaluation: by record) and sets the per-replica batch size.
+    pattern: Glob of TFRecord shards; defaults to data_config.train_pattern when
+      training, else data_config.val_pattern.
+
+  Returns:
+    A dataset of (adversarial_input, clean_target) float32 in [0, 1]:
+    role "sub": ([B, S, S, 3], [B, S/scale, S/scale, 3]);
+    role "super": ([B, S/scale, S/scale, 3], [B, S, S, 3]),
+    with S = data_config.image_size and B the per-replica batch size (training:
+    exactly B, repeated forever; evaluation: the last batch may be smaller).
+
+  Raises:
+    ValueError: unknown role, empty pattern, a pattern matching no file, or fewer
+      training files than input pipelines.
+  """
+  if role not in config.ROLES:
+    raise ValueError(f"role={role!r} is not one of {', '.join(config.ROLES)}")
+  if pattern is None:
+    field = "train_pattern" if training else "val_pattern"
+    pattern = getattr(data_config, field)
+    if not pattern:
+      raise ValueError(f"DataConfig.{field} is empty: no TFRecord pattern to read")
+  files = _glob(pattern)
+
+  batch_size = data_config.batch_size
+  num_pipelines, pipeline_id = 1, 0
+  if input_context is not None:
+    batch_size = input_context.get_per_replica_batch_size(data_config.batch_size)
+    num_pipelines = input_context.num_input_pipelines
+    pipeline_id = input_context.input_pipeline_id
+  image_size, small_size = data_config.image_size, data_config.small_size
+  options = tf.data.Options()
+
+  if not training:
+    ds = tf.data.TFRecordDataset(files)
+    if num_pipelines > 1:
+      ds = ds.shard(num_pipelines, pipeline_id)
+
+    def eval_map(serialized):
+      example = features.parse_example(serialized)
+      return _for_role(image_ops.resize(example["adversarial"], image_size),
+                       image_ops.resize(example["clean"], image_size), role, small_size)
+
+    ds = ds.map(eval_map, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=False)
+    options.deterministic = True
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+  if len(files) < num_pipelines:
+    raise ValueError(f"pattern {pattern!r} matches {len(files)} files, fewer than the "
+                     f"{num_pipelines} input pipelines that each need at least one")
+  seed = data_config.seed
+  ds = tf.data.Dataset.list_files(pattern, shuffle=True, seed=seed)
+  if num_pipelines > 1:
+    ds = ds.shard(num_pipelines, pipeline_id)
+  ds = ds.repeat()
+  files_per_pipeline = -(-len(files) // num_pipelines)
+  ds = ds.interleave(tf.data.TFRecordDataset,
+                     cycle_length=min(files_per_pipeline, _MAX_CYCLE), block_length=1,
+                     num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.shuffle(data_config.shuffle_buffer, seed=seed)
+  ds = ds.enumerate()
+
+  def train_map(index, serialized):
+    example = features.parse_example(serialized)
+    adversarial, clean = example["adversarial"], example["clean"]
+    if data_config.augment:
+      # Unique per element and per pipeline, so shards do not share crops.
+      element_seed = tf.stack([tf.constant(seed, tf.int64),
+                               index * num_pipelines + pipeline_id])
+      adversarial, clean = _augment_pair(adversarial, clean, image_size, element_seed)
+    else:
+      adversarial = image_ops.resize(adversarial, image_size)
+      clean = image_ops.resize(clean, image_size)
+    return _for_role(adversarial, clean, role, small_size)
+
+  ds = ds.map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(batch_size, drop_remainder=True)
+  options.deterministic = bool(data_config.deterministic)
+  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _count_from_manifest(files: List[str]) -> Optional[int]:
+  """The manifest's count when `files` are exactly all shards of one split, else None."""
+  directories = {os.path.dirname(f) for f in files}
+  if len(directories) != 1:
+    return None
+  path = os.path.join(directories.pop(), MANIFEST)
+  if not tf.io.gfile.exists(path):
+    return None
+  matches = [_SHARD_RE.match(os.path.basename(f)) for f in files]
+  if not all(matches):
+    return None
+  splits = {m["split"] for m in matches}
+  totals = {int(m["total"]) for m in matches}
+  if len(splits) != 1 or len(totals) != 1:
+    return None
+  if sorted(int(m["index"]) for m in matches) != list(range(totals.pop())):
+    return None  # Only some shards of the split: count them instead.
+  try:
+    with tf.io.gfile.GFile(path) as f:
+      count = json.load(f)["counts"][splits.pop()]
+  except (ValueError, KeyError, TypeError):
+    return None
+  return int(count) if isinstance(count, int) and count >= 0 else None
+
+
+def count_examples(pattern: str) -> int:
+  """Number of records in the files matching `pattern`.
+
+  Reads `manifest.json` next to the shards (`{"counts": {"train": n, ...}}`) when the
+  pattern matches exactly all shards `<split>-NNNNN-of-MMMMM.tfrecord` of one split;
+  otherwise reads the files and counts.
+
+  Raises:
+    ValueError: the pattern matches no file.
+  """
+  files = _glob(pattern)
+  count = _count_from_manifest(files)
+  if count is not None:
+    return count
+  ds = tf.data.TFRecordDataset(files)
+  return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
