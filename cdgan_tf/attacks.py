@@ -43,7 +43,7 @@ NORMS = ("linf", "l2")
 ATTACKS = ("fgsm", "pgd", "pgd_l2", "mifgsm")
 DIVERSITY_RATIO = 330.0 / 299.0  # Xie et al.: 299 px inputs resized up to 330 px.
 _TINY = 1e-12
-_CACHE_SIZE = 8
+_CACHE_SIZE = 64  # Evaluation grids compose many (classifier, defense) targets.
 
 
 def ensemble(logits_fns: Sequence[LogitsFn]) -> LogitsFn:
