@@ -13,7 +13,7 @@ REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Two logical CPU devices so MirroredStrategy tests run real multi-replica code.
 # This must happen before TensorFlow initialises its devices.
 _cpus = tf.config.list_physical_devices("CPU")
-if _cpus and len(tf.config.list_logical_devices("CPU")) < 2:
+if _cpus and not tf.config.get_logical_device_configuration(_cpus[0]):
   try:
     tf.config.set_logical_device_configuration(
         _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)

@@ -324,6 +324,10 @@ class GanTrainer:
     else:
       if tf.io.gfile.exists(self._own_dir):
         tf.io.gfile.rmtree(self._own_dir)
+      try:  # The last worker out removes the shared scratch parent.
+        os.rmdir(os.path.dirname(self._own_dir))
+      except OSError:
+        pass
     logging.info("Finished %s GAN at step %d in %.1f s (weights fingerprint %s)", self.role,
                  step, time.time() - run_start, self.weights_fingerprint())
     return last_eval
@@ -342,7 +346,7 @@ class GanTrainer:
       tf.summary.scalar("learning_rate", self.experiment.train.learning_rate)
       tf.summary.scalar("images_per_sec", images_per_sec)
       if grid_batch is not None:
-        tf.summary.image("adversarial|generated|clean", self._summary_images(grid_batch),
+        tf.summary.image("images/adversarial_generated_clean", self._summary_images(grid_batch),
                          max_outputs=NUM_SUMMARY_IMAGES)
     done = step - start
     eta = (time.time() - run_start) / max(done, 1) * (self.total_steps - step)
@@ -367,9 +371,9 @@ class GanTrainer:
     return metrics
 
   def weights_fingerprint(self) -> str:
-    """A short digest of the generator's weights (equal on every synchronous worker)."""
+    """A digest of the generator's trainable weights (equal on synchronous workers)."""
     total = sum(float(tf.reduce_sum(tf.abs(tf.cast(w, tf.float64))))
-                for w in self.generator.weights)
+                for w in self.generator.trainable_weights)
     return f"{total:.10e}"
 
   # ----------------------------------------------------------------- export
