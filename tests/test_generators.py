@@ -32,10 +32,15 @@ def test_super_generator_shapes_any_input_size(scale):
 
 @pytest.mark.parametrize("build", [generators.build_sub_generator,
                                    generators.build_super_generator])
-@pytest.mark.parametrize("scale", [0, 3, 6, -2])
+@pytest.mark.parametrize("scale", [0, 3, 6, -2, 2.0, True])
 def test_bad_scale_is_refused(build, scale):
   with pytest.raises(ValueError, match="power of 2"):
     build(scale=scale, num_res_blocks=1, filters=8)
+
+
+def test_numpy_int_scale_is_accepted():
+  model = generators.build_super_generator(np.int64(2), num_res_blocks=0, filters=4)
+  assert model(_images((1, 4, 4, 3))).shape == (1, 8, 8, 3)
 
 
 def test_outputs_stay_in_unit_range_for_extreme_inputs():

@@ -18,6 +18,8 @@ layer, which stays float32 under a mixed-precision policy.
 
 from __future__ import annotations
 
+import operator
+
 import keras
 import tensorflow as tf
 
@@ -81,9 +83,13 @@ class PixelShuffle(keras.layers.Layer):
 
 def _num_steps(scale: int) -> int:
   """log2(scale) for a power of two >= 1, else ValueError."""
-  if not isinstance(scale, int) or isinstance(scale, bool) or scale < 1 or scale & (scale - 1):
+  try:
+    value = operator.index(scale)  # ints and numpy ints; not floats or bools
+  except TypeError:
+    value = None
+  if value is None or isinstance(scale, bool) or value < 1 or value & (value - 1):
     raise ValueError(f"scale={scale!r} must be a power of 2 (1, 2, 4, 8, ...)")
-  return scale.bit_length() - 1
+  return value.bit_length() - 1
 
 
 def _check_sizes(num_res_blocks: int, filters: int) -> None:
