@@ -305,6 +305,9 @@ def decode_rgb(data: bytes, name: PathLike = "<bytes>") -> LoadedImage:
         conversion = "; ".join(filter(None, [conversion, f"first of {frames} frames"]))
       return LoadedImage(np.ascontiguousarray(pixels, np.uint8), data, image.format or "",
                          image.mode, conversion)
+  except Image.UnidentifiedImageError as e:
+    raise ImageError(name, f"cannot decode: not a known image format (starts {data[:8]!r})"
+                     ) from e
   except Exception as e:  # PIL raises many types on bad files; none may crash a build.
     raise ImageError(name, f"cannot decode ({type(e).__name__}: {e})") from e
 
