@@ -49,3 +49,16 @@ def test_decode_image_png_and_grayscale():
   decoded = image_ops.decode_image(gray)
   assert decoded.shape == (1, 2, 3)
   np.testing.assert_allclose(decoded[0, 1], [1.0, 1.0, 1.0])
+
+
+def test_decode_jpeg_matches_pil():
+  import io
+  from PIL import Image
+  rng = np.random.default_rng(0)
+  pixels = (rng.random((24, 24, 3)) * 255).astype(np.uint8)
+  buffer = io.BytesIO()
+  Image.fromarray(pixels).save(buffer, format="JPEG", quality=90)
+  data = buffer.getvalue()
+  expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+  decoded = image_ops.decode_image(tf.constant(data)).numpy()
+  np.testing.assert_array_equal(np.round(decoded * 255).astype(np.uint8), expected)
