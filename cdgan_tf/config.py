@@ -42,11 +42,15 @@ class ModelConfig:
     filters: Feature maps in the generators' residual trunk (SRGAN: 64).
     discriminator_filters: Feature maps of the discriminator's first conv; doubled at
       each stride-2 stage up to 8x.
+    image_skip: Generators output a residual over the bicubic-resized input (they
+      start as plain resizing). Not in the paper, which gives no generator details
+      beyond the SRGAN family; off by default (see the README's training notes).
   """
   scale: int = 4
   num_res_blocks: int = 16
   filters: int = 64
   discriminator_filters: int = 64
+  image_skip: bool = False
 
   def __post_init__(self):
     _check_scale(self.scale)

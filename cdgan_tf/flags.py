@@ -48,6 +48,9 @@ def define_training_flags(flag_values=flags.FLAGS) -> None:
   flags.DEFINE_integer("discriminator_filters", model.discriminator_filters,
                        "Discriminator feature maps of the first conv.", lower_bound=1,
                        flag_values=f)
+  flags.DEFINE_bool("image_skip", model.image_skip, "Generators output a residual over "
+                    "the bicubic-resized input, so they start as plain resizing.",
+                    flag_values=f)
   flags.DEFINE_float("learning_rate", train.learning_rate, "Adam learning rate of both "
                      "networks.", lower_bound=0.0, flag_values=f)
   flags.DEFINE_float("beta_1", train.beta_1, "Adam beta1 of both networks.", flag_values=f)
@@ -107,7 +110,8 @@ def experiment_from_flags(role: str, flag_values=flags.FLAGS) -> config_lib.Expe
   return config_lib.ExperimentConfig(
       model=config_lib.ModelConfig(scale=f.scale, num_res_blocks=f.num_res_blocks,
                                    filters=f.filters,
-                                   discriminator_filters=f.discriminator_filters),
+                                   discriminator_filters=f.discriminator_filters,
+                                   image_skip=f.image_skip),
       loss=config_lib.LossConfig(content_loss=f.content_loss,
                                  adversarial_loss=f.adversarial_loss,
                                  content_weight=f.content_weight,

@@ -150,3 +150,19 @@ def test_pixel_shuffle_layer():
   assert generators.PixelShuffle.from_config(layer.get_config()).block_size == 2
   with pytest.raises(ValueError):
     generators.PixelShuffle(1)
+
+
+@pytest.mark.parametrize("build,scale,in_size,out_size", [
+    (generators.build_sub_generator, 2, 16, 8),
+    (generators.build_super_generator, 4, 8, 32)])
+def test_image_skip_starts_as_plain_resizing_and_round_trips(tmp_path, build, scale,
+                                                             in_size, out_size):
+  model = build(scale=scale, num_res_blocks=1, filters=8, image_skip=True)
+  images = tf.random.uniform((2, in_size, in_size, 3), seed=7)
+  expected = tf.clip_by_value(
+      tf.image.resize(images * 2 - 1, (out_size, out_size), "bicubic", antialias=True),
+      -1, 1) * 0.5 + 0.5
+  np.testing.assert_allclose(model(images), expected, atol=1e-5)
+  model.save(tmp_path / "g.keras")
+  loaded = keras.models.load_model(tmp_path / "g.keras")
+  np.testing.assert_allclose(loaded(images), model(images), atol=1e-6)

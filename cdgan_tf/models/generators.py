@@ -81,6 +81,40 @@ class PixelShuffle(keras.layers.Layer):
     return config
 
 
+@keras.saving.register_keras_serializable(package=_PACKAGE)
+class ResizeByFactor(keras.layers.Layer):
+  """Bicubic, antialiased resize by a fixed factor, clipped to [-1, 1].
+
+  [N, H, W, C] -> [N, round(H * factor), round(W * factor), C]. The image-level skip of
+  the generators: the generator's residual is added to the plainly resized input.
+
+  Args:
+    factor: Output size / input size (e.g. 0.25 for the sub generator at scale 4).
+  """
+
+  def __init__(self, factor: float = 1.0, **kwargs):
+    super().__init__(**kwargs)
+    if factor <= 0:
+      raise ValueError(f"ResizeByFactor factor={factor} must be positive")
+    self.factor = float(factor)
+
+  def call(self, inputs):
+    shape = tf.shape(inputs)
+    size = tf.cast(tf.round(tf.cast(shape[1:3], tf.float32) * self.factor), tf.int32)
+    resized = tf.image.resize(inputs, size, method="bicubic", antialias=True)
+    return tf.clip_by_value(tf.cast(resized, inputs.dtype), -1.0, 1.0)
+
+  def compute_output_shape(self, input_shape):
+    n, h, w, c = input_shape
+    scaled = lambda v: None if v is None else int(round(v * self.factor))  # noqa: E731
+    return (n, scaled(h), scaled(w), c)
+
+  def get_config(self):
+    config = super().get_config()
+    config["factor"] = self.factor
+    return config
+
+
 def _num_steps(scale: int) -> int:
   """log2(scale) for a power of two >= 1, else ValueError."""
   try:
@@ -129,10 +163,22 @@ def _trunk(x, num_res_blocks, filters):
   return keras.layers.Add(name="long_skip")([skip, x])
 
 
-def _tail(x):
-  """9x9 conv to RGB, tanh, back to [0, 1]; both last layers are float32."""
-  x = _conv(x, 3, 9, "tail_conv")
-  x = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
+def _tail(x, skip_image=None):
+  """9x9 conv to RGB, tanh, back to [0, 1]; the last layers are float32.
+
+  With `skip_image` (the input resized to the output size, in [-1, 1]) the tanh output
+  is a residual added to it and the sum is clipped to [-1, 1]; the tail conv starts at
+  zero, so an untrained generator outputs exactly the resized input.
+  """
+  if skip_image is None:
+    x = _conv(x, 3, 9, "tail_conv")
+    x = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
+  else:
+    x = keras.layers.Conv2D(3, 9, padding="same", kernel_initializer="zeros",
+                            name="tail_conv")(x)
+    x = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
+    x = keras.layers.Add(dtype="float32", name="image_skip")([skip_image, x])
+  # FromGeneratorRange clips, so the skip + residual sum ends in [0, 1] too.
   return FromGeneratorRange(dtype="float32", name="to_unit_range")(x)
 
 
@@ -142,7 +188,7 @@ def _input():
 
 
 def build_sub_generator(scale: int = 4, num_res_blocks: int = 16, filters: int = 64,
-                        name: str = "sub_generator") -> keras.Model:
+                        name: str = "sub_generator", image_skip: bool = False) -> keras.Model:
   """Builds the sub-resolution generator (large adversarial -> small clean image).
 
   Args:
@@ -150,6 +196,8 @@ def build_sub_generator(scale: int = 4, num_res_blocks: int = 16, filters: int =
     num_res_blocks: Residual blocks in the trunk (SRGAN: 16).
     filters: Feature maps of the head and trunk (SRGAN: 64).
     name: Model name.
+    image_skip: Add the generator's output, as a residual, to the bicubic-downscaled
+      input (see `_tail`); the generator then starts as plain resizing.
 
   Returns:
     A Keras model [N, H, W, 3] float32 in [0, 1] -> [N, H/scale, W/scale, 3] float32 in
@@ -162,16 +210,18 @@ def build_sub_generator(scale: int = 4, num_res_blocks: int = 16, filters: int =
   steps = _num_steps(scale)
   _check_sizes(num_res_blocks, filters)
   images, x = _input()
+  skip = ResizeByFactor(1.0 / scale, name="image_skip_resize")(x) if image_skip else None
   x = _head(x, filters)
   for i in range(steps):
     x = _conv(x, filters, 3, f"down{i}_conv", strides=2)
     x = _prelu(x, f"down{i}_prelu")
   x = _trunk(x, num_res_blocks, filters)
-  return keras.Model(images, _tail(x), name=name)
+  return keras.Model(images, _tail(x, skip), name=name)
 
 
 def build_super_generator(scale: int = 4, num_res_blocks: int = 16, filters: int = 64,
-                          name: str = "super_generator") -> keras.Model:
+                          name: str = "super_generator",
+                          image_skip: bool = False) -> keras.Model:
   """Builds the super-resolution generator (small adversarial -> large clean image).
 
   Args:
@@ -179,6 +229,8 @@ def build_super_generator(scale: int = 4, num_res_blocks: int = 16, filters: int
     num_res_blocks: Residual blocks in the trunk (SRGAN: 16).
     filters: Feature maps of the head and trunk (SRGAN: 64).
     name: Model name.
+    image_skip: Add the generator's output, as a residual, to the bicubic-upscaled
+      input (see `_tail`); the generator then starts as plain resizing.
 
   Returns:
     A Keras model [N, h, w, 3] float32 in [0, 1] -> [N, h*scale, w*scale, 3] float32
@@ -190,10 +242,11 @@ def build_super_generator(scale: int = 4, num_res_blocks: int = 16, filters: int
   steps = _num_steps(scale)
   _check_sizes(num_res_blocks, filters)
   images, x = _input()
+  skip = ResizeByFactor(float(scale), name="image_skip_resize")(x) if image_skip else None
   x = _head(x, filters)
   x = _trunk(x, num_res_blocks, filters)
   for i in range(steps):
     x = _conv(x, 4 * filters, 3, f"up{i}_conv")
     x = PixelShuffle(2, name=f"up{i}_shuffle")(x)
     x = _prelu(x, f"up{i}_prelu")
-  return keras.Model(images, _tail(x), name=name)
+  return keras.Model(images, _tail(x, skip), name=name)

@@ -47,7 +47,8 @@ def build_generator(role: str, model_config: config_lib.ModelConfig) -> keras.Mo
   """The generator of a role: "sub" (large -> small) or "super" (small -> large)."""
   build = generators.build_sub_generator if role == "sub" else generators.build_super_generator
   return build(scale=model_config.scale, num_res_blocks=model_config.num_res_blocks,
-               filters=model_config.filters, name=f"{role}_generator")
+               filters=model_config.filters, name=f"{role}_generator",
+               image_skip=model_config.image_skip)
 
 
 def output_size(role: str, data_config: config_lib.DataConfig) -> int:
@@ -404,7 +405,8 @@ class GanTrainer:
             "input_size": data.image_size if self.role == "sub" else data.small_size,
             "output_size": output_size(self.role, data),
             "num_res_blocks": self.experiment.model.num_res_blocks,
-            "filters": self.experiment.model.filters, "step": int(self.step.numpy())}
+            "filters": self.experiment.model.filters,
+            "image_skip": self.experiment.model.image_skip, "step": int(self.step.numpy())}
     _atomic_write_text(os.path.join(export_dir, "generator.json"), json.dumps(info, indent=2))
     logging.info("Exported the %s generator to %s", self.role, self.export_path)
     return self.export_path
