@@ -158,6 +158,18 @@ class Classifier:
     self.source = source
 
   @property
+  def trackable(self):
+    """The underlying TensorFlow object (Keras model or restored SavedModel), or None.
+
+    Export puts it inside the defended SavedModel; TFLite adapters have none.
+    """
+    for attribute in ("model", "module"):
+      value = getattr(self, attribute, None)
+      if value is not None:
+        return value
+    return None
+
+  @property
   def num_classes(self) -> int:
     return self.num_outputs - self.label_offset
 

@@ -1,0 +1,154 @@
+"""Evaluates classifiers with and without CD-GAN: the paper's Table 1 and more.
+
+For each classifier it reports top-1 accuracy on:
+  normal         clean images, no defense
+  attack         adversarial images, no defense
+  defense        adversarial images through CD-GAN (and every --defenses entry)
+  defense_clean  clean images through CD-GAN (what the defense costs honest users)
+
+Examples:
+  # The paper's setting: DAmageNet against ILSVRC2012 val, TF-Hub classifiers.
+  python evaluate.py --clean_dir=ILSVRC2012_img_val --adversarial_dir=DAmageNet \
+      --labels=val.txt --crop=damagenet --sub_model=runs/sub --super_model=runs/super \
+      --classifiers=resnet50_v2,resnet152_v2,inception_v3,mobilenet_v2 \
+      --defenses=cdgan,resize,jpeg75,bits4,median3 --output_dir=results/imagenet
+  # Clean accuracy only (no adversarial folder, no defense).
+  python evaluate.py --clean_dir=imagenet_val_sample --labels=imagenet_val_sample/val.txt \
+      --classifiers=model.tflite --output_dir=results/clean
+  # White-box and adaptive attacks at eps 8/255.
+  python evaluate.py ... --attack=pgd_classifier,pgd_defended,bpda --eps=8/255 --steps=10
+
+Writes results.json, results.md, accuracy.png and samples.png into --output_dir; with
+--export_dir also the defended SavedModel(s) and the purifier alone.
+"""
+
+import itertools
+import os
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from cdgan_tf import attacks
+from cdgan_tf import classifiers as classifiers_lib
+from cdgan_tf import evaluation
+from cdgan_tf import evaluator as evaluator_lib
+from cdgan_tf import export
+from cdgan_tf.data import eval_inputs
+from cdgan_tf.data import folders
+
+flags.DEFINE_string("clean_dir", "", "Clean images: flat with --labels, else class folders.")
+flags.DEFINE_string("adversarial_dir", "", "Adversarial images paired with --clean_dir by "
+                    "file stem (with --labels) or relative path (class folders).")
+flags.DEFINE_string("labels", "", "Label file: lines '<file name> <label>' (ImageNet val.txt).")
+flags.DEFINE_enum("crop", "none", folders.CROPS, "Preparation of the clean side: "
+                  "'damagenet' = short side 224 + centre crop, as DAmageNet prepared it.")
+flags.DEFINE_string("records", "", "TFRecords from tfrecords_builder instead of folders.")
+flags.DEFINE_list("classifiers", [], "Classifiers: registry names (resnet50_v2, "
+                  "resnet152_v2, inception_v3, mobilenet_v2; keras:NAME), TF-Hub handles, "
+                  "SavedModel dirs, .keras/.h5 or .tflite files.")
+flags.DEFINE_float("center_crop", 1.0, "Central fraction of each image the classifiers "
+                   "see (ImageNet models were evaluated with 0.875 on full-size images).")
+flags.DEFINE_string("sub_model", "", "Sub generator: .keras file or training model_dir.")
+flags.DEFINE_string("super_model", "", "Super generator: .keras file or training model_dir.")
+flags.DEFINE_string("purifier", "", "An exported purifier SavedModel (instead of the two "
+                    "generators).")
+flags.DEFINE_integer("image_size", None, "Purifier working size (default: as trained).")
+flags.DEFINE_list("defenses", None, "Defenses to compare: cdgan, sub_only, super_only, "
+                  "resize, jpeg<q>, bits<k>, median<k>, identity. Default: cdgan when a "
+                  "purifier is given, else none.")
+flags.DEFINE_list("attack", ["transfer"], "Attacks: transfer (the given adversarial images),"
+                  " pgd_classifier, pgd_defended, bpda.")
+flags.DEFINE_string("eps", "8/255", "L-inf budget of the gradient attacks (e.g. 8/255).")
+flags.DEFINE_integer("steps", 10, "PGD steps.", lower_bound=1)
+flags.DEFINE_string("step_size", "", "PGD step size (default 2.5 * eps / steps).")
+flags.DEFINE_integer("batch_size", 32, "Images per batch.", lower_bound=1)
+flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).",
+                     lower_bound=0)
+flags.DEFINE_integer("num_samples", 4, "Images in the sample grid.", lower_bound=0)
+flags.DEFINE_integer("seed", 0, "Seed of the attacks' random starts.")
+flags.DEFINE_string("output_dir", "results", "Where the reports are written.")
+flags.DEFINE_string("export_dir", "", "Also export the defended SavedModel of each TF "
+                    "classifier (<export_dir>/<name>) and the purifier (<export_dir>/purifier).")
+flags.DEFINE_bool("overwrite", False, "Replace existing exports.")
+flags.register_validator("center_crop", lambda v: 0.0 < v <= 1.0,
+                         "--center_crop must be in (0, 1]")
+flags.register_multi_flags_validator(
+    ["clean_dir", "records"], lambda d: bool(d["clean_dir"]) != bool(d["records"]),
+    "give exactly one of --clean_dir (folders) or --records")
+FLAGS = flags.FLAGS
+
+
+def _stream():
+  size = (FLAGS.image_size,) * 2 if FLAGS.image_size and not FLAGS.sub_model else None
+  if FLAGS.records:
+    return eval_inputs.RecordStream(FLAGS.records, FLAGS.batch_size, FLAGS.max_images)
+  return eval_inputs.FolderStream(
+      FLAGS.clean_dir, FLAGS.adversarial_dir or None, FLAGS.labels or None, FLAGS.crop,
+      FLAGS.batch_size, FLAGS.max_images, size)
+
+
+def _attack_specs():
+  eps = attacks.parse_eps(FLAGS.eps)
+  step_size = attacks.parse_eps(FLAGS.step_size) if FLAGS.step_size else None
+  return [evaluator_lib.AttackSpec(name, eps=eps, steps=FLAGS.steps, step_size=step_size)
+          for name in FLAGS.attack]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  if not FLAGS.classifiers:
+    raise app.UsageError("--classifiers is required (names, handles or model files)")
+  has_purifier = bool(FLAGS.sub_model or FLAGS.super_model or FLAGS.purifier)
+  defense_names = FLAGS.defenses if FLAGS.defenses is not None else (
+      ["cdgan"] if has_purifier else [])
+  stream = _stream()
+  logging.info("Evaluating %s", stream.source.description)
+  classifiers = [classifiers_lib.load_classifier(spec, crop_fraction=FLAGS.center_crop)
+                 for spec in FLAGS.classifiers]
+  defenses = evaluator_lib.build_defenses(defense_names, FLAGS.sub_model, FLAGS.super_model,
+                                          FLAGS.purifier, FLAGS.image_size)
+  runner = evaluator_lib.Evaluator(classifiers, defenses, _attack_specs(), seed=FLAGS.seed)
+
+  batches = iter(stream)
+  first = next(batches, None)
+  results = runner.run(itertools.chain([first], batches) if first is not None else [])
+  results["settings"] = {
+      "inputs": stream.source.description, "images": runner.images_seen,
+      "skipped": len(stream.source.skipped),
+      "skipped_examples": [f"{s.path}: {s.reason}" for s in stream.source.skipped[:20]],
+      "resized_to_common_size": stream.source.resized if hasattr(stream.source, "resized")
+      else 0,
+      "crop": FLAGS.crop, "center_crop": FLAGS.center_crop,
+      "classifiers": {c.name: repr(c) for c in classifiers},
+      "defenses": list(defenses), "attacks": FLAGS.attack,
+      "eps": FLAGS.eps, "steps": FLAGS.steps}
+  paths = evaluation.write_reports(results, FLAGS.output_dir)
+  if first is not None and FLAGS.num_samples:
+    columns, titles, captions = evaluator_lib.sample_columns(
+        first, defenses.get("cdgan"), classifiers[0], FLAGS.num_samples)
+    evaluation.sample_grid(columns, titles, captions,
+                           os.path.join(FLAGS.output_dir, "samples.png"))
+  print(evaluation.markdown_table(results))
+  print(f"Wrote {', '.join(paths.values())}")
+  if FLAGS.export_dir:
+    _export(classifiers, defenses.get("cdgan"))
+
+
+def _export(classifiers, purifier):
+  if purifier is not None and hasattr(purifier, "stages"):
+    path = export.export_purifier(purifier, os.path.join(FLAGS.export_dir, "purifier"),
+                                  FLAGS.overwrite)
+    print(f"Exported the purifier to {path}")
+  for c in classifiers:
+    if getattr(c, "trackable", None) is None:
+      logging.warning("not exporting %s: TFLite models cannot go into a SavedModel", c.name)
+      continue
+    path = export.export_defended(c, purifier, os.path.join(FLAGS.export_dir, c.name),
+                                  FLAGS.overwrite)
+    print(f"Exported the defended {c.name} to {path}")
+
+
+if __name__ == "__main__":
+  app.run(main)
