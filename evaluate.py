@@ -18,7 +18,8 @@ Examples:
   # White-box and adaptive attacks at eps 8/255.
   python evaluate.py ... --attack=pgd_classifier,pgd_defended,bpda --eps=8/255 --steps=10
 
-Writes results.json, results.md, accuracy.png and samples.png into --output_dir; with
+Writes results.json, results.md, accuracy.png, samples.png and predictions.csv (one
+row per image, classifier and condition) into --output_dir; with
 --export_dir also the defended SavedModel(s) and the purifier alone.
 """
 
@@ -109,11 +110,15 @@ def main(argv):
                  for spec in FLAGS.classifiers]
   defenses = evaluator_lib.build_defenses(defense_names, FLAGS.sub_model, FLAGS.super_model,
                                           FLAGS.purifier, FLAGS.image_size)
-  runner = evaluator_lib.Evaluator(classifiers, defenses, _attack_specs(), seed=FLAGS.seed)
-
-  batches = iter(stream)
-  first = next(batches, None)
-  results = runner.run(itertools.chain([first], batches) if first is not None else [])
+  os.makedirs(FLAGS.output_dir, exist_ok=True)
+  predictions_path = os.path.join(FLAGS.output_dir, "predictions.csv")
+  with open(predictions_path + ".tmp", "w", newline="") as predictions:
+    runner = evaluator_lib.Evaluator(classifiers, defenses, _attack_specs(), seed=FLAGS.seed,
+                                     prediction_file=predictions)
+    batches = iter(stream)
+    first = next(batches, None)
+    results = runner.run(itertools.chain([first], batches) if first is not None else [])
+  os.replace(predictions_path + ".tmp", predictions_path)
   results["settings"] = {
       "inputs": stream.source.description, "images": runner.images_seen,
       "skipped": len(stream.source.skipped),

@@ -17,6 +17,7 @@ Purified images are computed once per batch and defense and shared by all classi
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
@@ -90,10 +91,13 @@ class Evaluator:
     attack_specs: Which attacks to run; include AttackSpec("transfer") to score the
       batches' own adversarial images.
     seed: Seed of the attacks' random starts.
+    prediction_file: Optional open text file; one CSV row per image and condition
+      (key, label, classifier, attack, defense, condition, prediction) is streamed to it.
   """
 
   def __init__(self, classifiers, defenses: Dict[str, Callable],
-               attack_specs: Sequence[AttackSpec] = (AttackSpec(TRANSFER),), seed: int = 0):
+               attack_specs: Sequence[AttackSpec] = (AttackSpec(TRANSFER),), seed: int = 0,
+               prediction_file=None):
     self.classifiers = list(classifiers)
     self.defenses = dict(defenses)
     self.attack_specs = list(attack_specs)
@@ -116,21 +120,37 @@ class Evaluator:
                   for c in self.classifiers for d in self.defenses}
     self.images_seen = 0
     self.notes: List[str] = []
+    self._keys: Sequence[str] = ()
+    self._writer = None
+    if prediction_file is not None:
+      self._writer = csv.writer(prediction_file)
+      self._writer.writerow(["key", "label", "classifier", "attack", "defense", "condition",
+                             "prediction"])
+
+  def _add(self, classifier, condition, images, labels, defense=None, attack=None):
+    """Classifies `images` and counts the batch (and streams the predictions)."""
+    predictions = _predict(classifier, images)
+    self.table.add(classifier.name, condition, predictions, labels, defense=defense,
+                   attack=attack)
+    if self._writer is not None:
+      for key, label, prediction in zip(self._keys, labels, predictions):
+        self._writer.writerow([key, int(label), classifier.name, attack or "",
+                               defense or "", condition, int(prediction)])
 
   def _score_defenses(self, images, labels, condition: str, attack=None) -> None:
     for name, purify in self._purify.items():
       purified = purify(images)
       for c in self.classifiers:
-        self.table.add(c.name, condition, _predict(c, purified), labels, defense=name,
-                       attack=attack)
+        self._add(c, condition, purified, labels, defense=name, attack=attack)
 
   def add_batch(self, batch: Batch) -> None:
     """Scores one batch under every configured condition."""
     labels = np.asarray(batch.labels)
+    self._keys = list(batch.keys)
     if batch.clean is not None:
       clean = tf.convert_to_tensor(batch.clean, tf.float32)
       for c in self.classifiers:
-        self.table.add(c.name, "normal", _predict(c, clean), labels)
+        self._add(c, "normal", clean, labels)
       self._score_defenses(clean, labels, "defense_clean")
     for spec in self.attack_specs:
       if spec.name == TRANSFER:
@@ -138,7 +158,7 @@ class Evaluator:
           continue
         adversarial = tf.convert_to_tensor(batch.adversarial, tf.float32)
         for c in self.classifiers:
-          self.table.add(c.name, "attack", _predict(c, adversarial), labels, attack=TRANSFER)
+          self._add(c, "attack", adversarial, labels, attack=TRANSFER)
         self._score_defenses(adversarial, labels, "defense", attack=TRANSFER)
       elif batch.clean is not None:
         self._gradient_attack(spec, tf.convert_to_tensor(batch.clean, tf.float32), labels)
@@ -158,10 +178,10 @@ class Evaluator:
     for c in self.classifiers:
       if spec.name == "pgd_classifier":
         adversarial = self._pgd(c, clean, labels, spec)
-        self.table.add(c.name, "attack", _predict(c, adversarial), labels, attack=spec.name)
+        self._add(c, "attack", adversarial, labels, attack=spec.name)
         for name, purify in self._purify.items():
-          self.table.add(c.name, "defense", _predict(c, purify(adversarial)), labels,
-                         defense=name, attack=spec.name)
+          self._add(c, "defense", purify(adversarial), labels, defense=name,
+                    attack=spec.name)
         continue
       for name, defense in self.defenses.items():
         if spec.name == "pgd_defended":
@@ -175,8 +195,8 @@ class Evaluator:
         else:
           target = self._bpda[(c.name, name)]
         adversarial = self._pgd(target, clean, labels, spec)
-        self.table.add(c.name, "defense", _predict(c, self._purify[name](adversarial)),
-                       labels, defense=name, attack=spec.name)
+        self._add(c, "defense", self._purify[name](adversarial), labels, defense=name,
+                  attack=spec.name)
 
   def run(self, batches: Iterable[Batch], log_every: int = 10) -> dict:
     """Consumes the stream; returns the results dict (see evaluation.AccuracyTable)."""

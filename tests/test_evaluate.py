@@ -1,5 +1,6 @@
 """evaluate.py main() on tiny generated folders with a classifier whose answers are known."""
 
+import csv
 import json
 import os
 
@@ -82,6 +83,12 @@ def test_table_with_known_answers(data, tmp_path):
   assert results["settings"]["images"] == 12
   markdown = (tmp_path / "results.md").read_text()
   assert "| colour | 12 | 100.00 | 50.00 |" in markdown
+  with open(tmp_path / "predictions.csv") as f:
+    rows = list(csv.DictReader(f))
+  normal = [r for r in rows if r["condition"] == "normal"]
+  assert len(normal) == 12 and all(r["prediction"] == r["label"] for r in normal)
+  attacked = [r for r in rows if r["condition"] == "attack"]
+  assert sum(r["prediction"] == r["label"] for r in attacked) == 6
   for name in ("accuracy.png", "samples.png"):
     with Image.open(tmp_path / name) as image:
       assert image.size[0] > 100 and image.size[1] > 100
