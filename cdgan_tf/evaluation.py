@@ -61,20 +61,11 @@ class AccuracyTable:
       defense: Defense name for "defense"/"defense_clean" (default: cdgan).
       attack: Attack name for "attack"/"defense" (default: the primary attack).
     """
-    if condition not in CONDITIONS:
-      raise ValueError(f"unknown condition {condition!r}")
-    if condition in ("normal", "attack"):
-      defense = None
-    else:
-      defense = defense or PRIMARY_DEFENSE
-    if condition in ("normal", "defense_clean"):
-      attack = None
-    else:
-      attack = attack or self.primary_attack
+    key = self._key(classifier, condition, defense, attack)
+    attack, _, defense, _ = key
     predictions = np.asarray(predictions).reshape(-1)
     labels = np.asarray(labels).reshape(-1)
     known = labels >= 0
-    key = (attack, classifier, defense, condition)
     self._correct[key] += int(np.sum(predictions[known] == labels[known]))
     self._total[key] += int(np.sum(known))
     for items, value in ((self._classifiers, classifier), (self._defenses, defense),
@@ -82,16 +73,18 @@ class AccuracyTable:
       if value is not None and value not in items:
         items.append(value)
 
+  def _key(self, classifier, condition, defense=None, attack=None) -> tuple:
+    """(attack, classifier, defense, condition) with the fields the condition has."""
+    if condition not in CONDITIONS:
+      raise ValueError(f"unknown condition {condition!r}")
+    defense = None if condition in ("normal", "attack") else defense or PRIMARY_DEFENSE
+    attack = None if condition in ("normal", "defense_clean") else (
+        attack or self.primary_attack)
+    return (attack, classifier, defense, condition)
+
   def accuracy(self, classifier, condition, defense=None, attack=None) -> Optional[float]:
-    if condition in ("normal", "attack"):
-      defense = None
-    else:
-      defense = defense or PRIMARY_DEFENSE
-    if condition in ("normal", "defense_clean"):
-      attack = None
-    else:
-      attack = attack or self.primary_attack
-    key = (attack, classifier, defense, condition)
+    """Fraction correct so far, or None when nothing was counted."""
+    key = self._key(classifier, condition, defense, attack)
     total = self._total.get(key, 0)
     return self._correct[key] / total if total else None
 
@@ -238,15 +231,20 @@ def sample_grid(columns: Sequence[np.ndarray], column_titles: Sequence[str],
   plt.close(fig)
 
 
+def _write_text(path: str, text: str) -> None:
+  with open(path, "w") as f:
+    f.write(text)
+
+
 def write_reports(results: dict, output_dir: str) -> Dict[str, str]:
   """Writes results.json, results.md and accuracy.png atomically into output_dir."""
   os.makedirs(output_dir, exist_ok=True)
   paths = {"json": os.path.join(output_dir, "results.json"),
            "markdown": os.path.join(output_dir, "results.md"),
            "chart": os.path.join(output_dir, "accuracy.png")}
-  for key, writer in (("markdown", lambda p: open(p, "w").write(markdown_table(results))),
+  for key, writer in (("markdown", lambda p: _write_text(p, markdown_table(results))),
                       ("chart", lambda p: bar_chart(results, p)),
-                      ("json", lambda p: open(p, "w").write(json.dumps(results, indent=2)))):
+                      ("json", lambda p: _write_text(p, json.dumps(results, indent=2)))):
     tmp = paths[key] + ".tmp" + os.path.splitext(paths[key])[1]
     writer(tmp)
     os.replace(tmp, paths[key])
