@@ -1,4 +1,5 @@
-"""Trains the CD-GAN sub-resolution GAN: large adversarial image -> small clean image (paper: 256x256 -> 64x64, 20 epochs).
+"""Trains the CD-GAN sub-resolution GAN: large adversarial image -> small clean image
+(paper: 256x256 -> 64x64, 20 epochs).
 
 Example:
   python train_sub.py --train_records='records/train-*' --val_records='records/val-*' \
@@ -10,20 +11,14 @@ finished run says so and exits 0. The trained generator is written to
 """
 
 from absl import app
-from absl import flags
 
 from cdgan_tf import flags as cdgan_flags
-from cdgan_tf.training import trainer
 
 cdgan_flags.define_training_flags()
-FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  experiment = cdgan_flags.experiment_from_flags("sub")
-  trainer.run(experiment, feature_extractor_path=FLAGS.feature_extractor)
+  cdgan_flags.train_from_flags("sub", argv)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ imported into one process (as the tests do).
 
 from __future__ import annotations
 
+from absl import app
 from absl import flags
 
 from cdgan_tf import config as config_lib
@@ -129,3 +130,12 @@ def experiment_from_flags(role: str, flag_values=flags.FLAGS) -> config_lib.Expe
           steps_per_loop=f.steps_per_loop, checkpoint_every=f.checkpoint_every,
           summary_every=f.summary_every, eval_every=f.eval_every, eval_steps=f.eval_steps,
           strategy=f.strategy, tpu=f.tpu, mixed_precision=f.mixed_precision, seed=f.seed))
+
+
+def train_from_flags(role: str, argv, flag_values=flags.FLAGS) -> dict:
+  """The main() of train_sub.py / train_super.py: parsed flags -> a finished run."""
+  from cdgan_tf.training import trainer  # pylint: disable=import-outside-toplevel
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  experiment = experiment_from_flags(role, flag_values)
+  return trainer.run(experiment, feature_extractor_path=flag_values.feature_extractor)
