@@ -8,6 +8,11 @@ import tensorflow as tf
 from cdgan_tf.models import generators
 
 
+def _layer(model, base_name):
+  return model.get_layer(generators.layer_prefix(model.name) + base_name)
+
+
+
 def _images(shape, seed=0):
   return np.random.default_rng(seed).random(shape).astype("float32")
 
@@ -46,8 +51,8 @@ def test_numpy_int_scale_is_accepted():
 def test_outputs_stay_in_unit_range_for_extreme_inputs():
   model = generators.build_super_generator(scale=2, num_res_blocks=1, filters=8)
   # Large weights push tanh into saturation; the output must still be in [0, 1].
-  model.get_layer("tail_conv").kernel.assign(
-      100.0 * model.get_layer("tail_conv").kernel)
+  _layer(model, "tail_conv").kernel.assign(
+      100.0 * _layer(model, "tail_conv").kernel)
   out = model(np.stack([np.zeros((8, 8, 3)), np.ones((8, 8, 3))]).astype("float32"))
   assert float(tf.reduce_min(out)) >= 0.0 and float(tf.reduce_max(out)) <= 1.0
   assert float(tf.reduce_max(out)) > 0.99 or float(tf.reduce_min(out)) < 0.01
@@ -55,11 +60,11 @@ def test_outputs_stay_in_unit_range_for_extreme_inputs():
 
 def test_range_conversion_happens_at_input_and_output():
   model = generators.build_sub_generator(scale=2, num_res_blocks=1, filters=8)
-  to_range = keras.Model(model.input, model.get_layer("to_generator_range").output)
+  to_range = keras.Model(model.input, _layer(model, "to_generator_range").output)
   np.testing.assert_allclose(to_range(np.array([[[[0.0, 0.5, 1.0]]]], "float32")),
                              [[[[-1.0, 0.0, 1.0]]]])
   # A zero tail conv gives tanh(0) = 0, i.e. mid-grey 0.5 in [0, 1].
-  tail = model.get_layer("tail_conv")
+  tail = _layer(model, "tail_conv")
   tail.kernel.assign(tf.zeros_like(tail.kernel))
   tail.bias.assign(tf.zeros_like(tail.bias))
   np.testing.assert_allclose(model(_images((1, 8, 8, 3))), 0.5)
@@ -68,14 +73,15 @@ def test_range_conversion_happens_at_input_and_output():
 def test_architecture_counts():
   model = generators.build_super_generator(scale=4, num_res_blocks=3, filters=8)
   names = [layer.name for layer in model.layers]
-  assert sum(n.endswith("_add") and n.startswith("res") for n in names) == 3
+  prefix = generators.layer_prefix(model.name)
+  assert sum(n.endswith("_add") and n.startswith(prefix + "res") for n in names) == 3
   shuffles = [l for l in model.layers if isinstance(l, generators.PixelShuffle)]
   assert len(shuffles) == 2
   prelus = [l for l in model.layers if isinstance(l, keras.layers.PReLU)]
   assert prelus and all(p.shared_axes == [1, 2] for p in prelus)
   assert all(tuple(p.alpha.shape) == (1, 1, 8) for p in prelus)
-  assert model.get_layer("head_conv").kernel.shape == (9, 9, 3, 8)
-  assert model.get_layer("tail_conv").kernel.shape == (9, 9, 8, 3)
+  assert _layer(model, "head_conv").kernel.shape == (9, 9, 3, 8)
+  assert _layer(model, "tail_conv").kernel.shape == (9, 9, 8, 3)
 
   sub = generators.build_sub_generator(scale=8, num_res_blocks=2, filters=8)
   strided = [l for l in sub.layers
@@ -123,7 +129,7 @@ def test_mixed_precision_output_is_float32():
   try:
     for model in (generators.build_sub_generator(2, num_res_blocks=1, filters=8),
                   generators.build_super_generator(2, num_res_blocks=1, filters=8)):
-      assert model.get_layer("head_conv").compute_dtype == "float16"
+      assert _layer(model, "head_conv").compute_dtype == "float16"
       out = model(_images((1, 8, 8, 3)))
       assert out.dtype == tf.float32
       assert float(tf.reduce_min(out)) >= 0.0 and float(tf.reduce_max(out)) <= 1.0
@@ -166,3 +172,10 @@ def test_image_skip_starts_as_plain_resizing_and_round_trips(tmp_path, build, sc
   model.save(tmp_path / "g.keras")
   loaded = keras.models.load_model(tmp_path / "g.keras")
   np.testing.assert_allclose(loaded(images), model(images), atol=1e-6)
+
+
+def test_two_generators_have_distinct_variable_names():
+  sub = generators.build_sub_generator(scale=2, num_res_blocks=1, filters=8)
+  sup = generators.build_super_generator(scale=2, num_res_blocks=1, filters=8)
+  sub_paths = {v.path for v in sub.weights}
+  assert sub_paths and not sub_paths & {v.path for v in sup.weights}

@@ -142,28 +142,28 @@ def _conv(x, filters, kernel_size, name, strides=1):
                              name=name)(x)
 
 
-def _head(x, filters):
-  x = _conv(x, filters, 9, "head_conv")
-  return _prelu(x, "head_prelu")
+def _head(x, filters, p):
+  x = _conv(x, filters, 9, f"{p}head_conv")
+  return _prelu(x, f"{p}head_prelu")
 
 
-def _trunk(x, num_res_blocks, filters):
+def _trunk(x, num_res_blocks, filters, p):
   """Residual blocks, then conv3x3-BN and the long skip from the trunk's input."""
   skip = x
   for i in range(num_res_blocks):
-    prefix = f"res{i}"
+    prefix = f"{p}res{i}"
     y = _conv(x, filters, 3, f"{prefix}_conv1")
     y = keras.layers.BatchNormalization(name=f"{prefix}_bn1")(y)
     y = _prelu(y, f"{prefix}_prelu")
     y = _conv(y, filters, 3, f"{prefix}_conv2")
     y = keras.layers.BatchNormalization(name=f"{prefix}_bn2")(y)
     x = keras.layers.Add(name=f"{prefix}_add")([x, y])
-  x = _conv(x, filters, 3, "trunk_conv")
-  x = keras.layers.BatchNormalization(name="trunk_bn")(x)
-  return keras.layers.Add(name="long_skip")([skip, x])
+  x = _conv(x, filters, 3, f"{p}trunk_conv")
+  x = keras.layers.BatchNormalization(name=f"{p}trunk_bn")(x)
+  return keras.layers.Add(name=f"{p}long_skip")([skip, x])
 
 
-def _tail(x, skip_image=None):
+def _tail(x, p, skip_image=None):
   """9x9 conv to RGB, tanh, back to [0, 1]; the last layers are float32.
 
   With `skip_image` (the input resized to the output size, in [-1, 1]) the tanh output
@@ -171,20 +171,30 @@ def _tail(x, skip_image=None):
   zero, so an untrained generator outputs exactly the resized input.
   """
   if skip_image is None:
-    x = _conv(x, 3, 9, "tail_conv")
-    x = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
+    x = _conv(x, 3, 9, f"{p}tail_conv")
+    x = keras.layers.Activation("tanh", dtype="float32", name=f"{p}tanh")(x)
   else:
     x = keras.layers.Conv2D(3, 9, padding="same", kernel_initializer="zeros",
-                            name="tail_conv")(x)
-    x = keras.layers.Activation("tanh", dtype="float32", name="tanh")(x)
-    x = keras.layers.Add(dtype="float32", name="image_skip")([skip_image, x])
+                            name=f"{p}tail_conv")(x)
+    x = keras.layers.Activation("tanh", dtype="float32", name=f"{p}tanh")(x)
+    x = keras.layers.Add(dtype="float32", name=f"{p}image_skip")([skip_image, x])
   # FromGeneratorRange clips, so the skip + residual sum ends in [0, 1] too.
-  return FromGeneratorRange(dtype="float32", name="to_unit_range")(x)
+  return FromGeneratorRange(dtype="float32", name=f"{p}to_unit_range")(x)
 
 
-def _input():
+def _input(p):
   images = keras.Input(shape=(None, None, 3), dtype="float32", name="images")
-  return images, ToGeneratorRange(name="to_generator_range")(images)
+  return images, ToGeneratorRange(name=f"{p}to_generator_range")(images)
+
+
+def layer_prefix(model_name: str) -> str:
+  """Prefix of every layer name of a generator called `model_name`.
+
+  Layer (and so variable) names differ between the two generators, which a SavedModel
+  holding both needs: TF1-style loaders such as `saved_model_cli run` key variables
+  by name.
+  """
+  return f"{model_name}_"
 
 
 def build_sub_generator(scale: int = 4, num_res_blocks: int = 16, filters: int = 64,
@@ -209,14 +219,16 @@ def build_sub_generator(scale: int = 4, num_res_blocks: int = 16, filters: int =
   """
   steps = _num_steps(scale)
   _check_sizes(num_res_blocks, filters)
-  images, x = _input()
-  skip = ResizeByFactor(1.0 / scale, name="image_skip_resize")(x) if image_skip else None
-  x = _head(x, filters)
+  p = layer_prefix(name)
+  images, x = _input(p)
+  skip = (ResizeByFactor(1.0 / scale, name=f"{p}image_skip_resize")(x) if image_skip
+          else None)
+  x = _head(x, filters, p)
   for i in range(steps):
-    x = _conv(x, filters, 3, f"down{i}_conv", strides=2)
-    x = _prelu(x, f"down{i}_prelu")
-  x = _trunk(x, num_res_blocks, filters)
-  return keras.Model(images, _tail(x, skip), name=name)
+    x = _conv(x, filters, 3, f"{p}down{i}_conv", strides=2)
+    x = _prelu(x, f"{p}down{i}_prelu")
+  x = _trunk(x, num_res_blocks, filters, p)
+  return keras.Model(images, _tail(x, p, skip), name=name)
 
 
 def build_super_generator(scale: int = 4, num_res_blocks: int = 16, filters: int = 64,
@@ -241,12 +253,14 @@ def build_super_generator(scale: int = 4, num_res_blocks: int = 16, filters: int
   """
   steps = _num_steps(scale)
   _check_sizes(num_res_blocks, filters)
-  images, x = _input()
-  skip = ResizeByFactor(float(scale), name="image_skip_resize")(x) if image_skip else None
-  x = _head(x, filters)
-  x = _trunk(x, num_res_blocks, filters)
+  p = layer_prefix(name)
+  images, x = _input(p)
+  skip = (ResizeByFactor(float(scale), name=f"{p}image_skip_resize")(x) if image_skip
+          else None)
+  x = _head(x, filters, p)
+  x = _trunk(x, num_res_blocks, filters, p)
   for i in range(steps):
-    x = _conv(x, 4 * filters, 3, f"up{i}_conv")
-    x = PixelShuffle(2, name=f"up{i}_shuffle")(x)
-    x = _prelu(x, f"up{i}_prelu")
-  return keras.Model(images, _tail(x, skip), name=name)
+    x = _conv(x, 4 * filters, 3, f"{p}up{i}_conv")
+    x = PixelShuffle(2, name=f"{p}up{i}_shuffle")(x)
+    x = _prelu(x, f"{p}up{i}_prelu")
+  return keras.Model(images, _tail(x, p, skip), name=name)
