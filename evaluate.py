@@ -35,6 +35,7 @@ from cdgan_tf import classifiers as classifiers_lib
 from cdgan_tf import evaluation
 from cdgan_tf import evaluator as evaluator_lib
 from cdgan_tf import export
+from cdgan_tf import flags as cdgan_flags
 from cdgan_tf.data import eval_inputs
 from cdgan_tf.data import folders
 
@@ -54,7 +55,7 @@ flags.DEFINE_string("sub_model", "", "Sub generator: .keras file or training mod
 flags.DEFINE_string("super_model", "", "Super generator: .keras file or training model_dir.")
 flags.DEFINE_string("purifier", "", "An exported purifier SavedModel (instead of the two "
                     "generators).")
-flags.DEFINE_integer("image_size", None, "Purifier working size (default: as trained).")
+flags.DEFINE_integer("purifier_size", None, "Purifier working size (default: as trained).")
 flags.DEFINE_list("defenses", None, "Defenses to compare: cdgan, sub_only, super_only, "
                   "resize, jpeg<q>, bits<k>, median<k>, identity. Default: cdgan when a "
                   "purifier is given, else none.")
@@ -63,11 +64,15 @@ flags.DEFINE_list("attack", ["transfer"], "Attacks: transfer (the given adversar
 flags.DEFINE_string("eps", "8/255", "L-inf budget of the gradient attacks (e.g. 8/255).")
 flags.DEFINE_integer("steps", 10, "PGD steps.", lower_bound=1)
 flags.DEFINE_string("step_size", "", "PGD step size (default 2.5 * eps / steps).")
-flags.DEFINE_integer("batch_size", 32, "Images per batch.", lower_bound=1)
+# batch_size and seed mean the same as in the training scripts: defined once per process.
+cdgan_flags.define_once(flags.DEFINE_integer, "batch_size", 32, "Images per batch.",
+                        lower_bound=1)
 flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).",
                      lower_bound=0)
 flags.DEFINE_integer("num_samples", 4, "Images in the sample grid.", lower_bound=0)
-flags.DEFINE_integer("seed", 0, "Seed of the attacks' random starts.")
+cdgan_flags.define_once(flags.DEFINE_integer, "seed", 0, "Seed of the attacks' random "
+                        "starts.")
+flags.adopt_module_key_flags(cdgan_flags)  # --help lists them
 flags.DEFINE_string("output_dir", "results", "Where the reports are written.")
 flags.DEFINE_string("export_dir", "", "Also export the defended SavedModel of each TF "
                     "classifier (<export_dir>/<name>) and the purifier (<export_dir>/purifier).")
@@ -81,12 +86,11 @@ FLAGS = flags.FLAGS
 
 
 def _stream():
-  size = (FLAGS.image_size,) * 2 if FLAGS.image_size and not FLAGS.sub_model else None
   if FLAGS.records:
     return eval_inputs.RecordStream(FLAGS.records, FLAGS.batch_size, FLAGS.max_images)
   return eval_inputs.FolderStream(
       FLAGS.clean_dir, FLAGS.adversarial_dir or None, FLAGS.labels or None, FLAGS.crop,
-      FLAGS.batch_size, FLAGS.max_images, size)
+      FLAGS.batch_size, FLAGS.max_images)
 
 
 def _attack_specs():
@@ -109,7 +113,7 @@ def main(argv):
   classifiers = [classifiers_lib.load_classifier(spec, crop_fraction=FLAGS.center_crop)
                  for spec in FLAGS.classifiers]
   defenses = evaluator_lib.build_defenses(defense_names, FLAGS.sub_model, FLAGS.super_model,
-                                          FLAGS.purifier, FLAGS.image_size)
+                                          FLAGS.purifier, FLAGS.purifier_size)
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   predictions_path = os.path.join(FLAGS.output_dir, "predictions.csv")
   with open(predictions_path + ".tmp", "w", newline="") as predictions:

@@ -11,10 +11,12 @@ finished run says so and exits 0. The trained generator is written to
 """
 
 from absl import app
+from absl import flags
 
 from cdgan_tf import flags as cdgan_flags
 
 cdgan_flags.define_training_flags()
+flags.adopt_module_key_flags(cdgan_flags)  # --help lists them
 
 
 def main(argv):

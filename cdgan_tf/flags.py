@@ -15,83 +15,89 @@ from cdgan_tf import config as config_lib
 _DEFAULTS = config_lib.ExperimentConfig()
 
 
-def _defined(name: str, flag_values) -> bool:
-  return name in flag_values
+def define_once(define, name: str, *args, flag_values=flags.FLAGS, **kwargs) -> None:
+  """Calls an absl `define(name, ...)` unless a flag of that name exists already.
+
+  The entry scripts share some flag names with the same meaning (batch_size, seed);
+  each runs alone on the command line, but the tests import them into one process.
+  """
+  if name not in flag_values:
+    define(name, *args, flag_values=flag_values, **kwargs)
 
 
 def define_training_flags(flag_values=flags.FLAGS) -> None:
   """Defines the flags of train_sub.py and train_super.py (once per process)."""
-  if _defined("train_records", flag_values):
+  if "train_records" in flag_values:
     return
   data, model, loss, train = _DEFAULTS.data, _DEFAULTS.model, _DEFAULTS.loss, _DEFAULTS.train
   f = flag_values
-  flags.DEFINE_string("train_records", None, "Glob of training TFRecord shards, e.g. "
+  define_once(flags.DEFINE_string, "train_records", None, "Glob of training TFRecord shards, e.g. "
                       "'records/train-*' (written by python -m tfrecords_builder).", flag_values=f)
-  flags.DEFINE_string("val_records", "", "Glob of validation shards ('' for none).",
+  define_once(flags.DEFINE_string, "val_records", "", "Glob of validation shards ('' for none).",
                       flag_values=f)
-  flags.DEFINE_string("model_dir", None, "Checkpoints, TensorBoard logs and the exported "
+  define_once(flags.DEFINE_string, "model_dir", None, "Checkpoints, TensorBoard logs and the exported "
                       "generator. Rerunning with the same model_dir resumes.", flag_values=f)
-  flags.DEFINE_integer("image_size", data.image_size, "Side of the large image (paper: 256).",
+  define_once(flags.DEFINE_integer, "image_size", data.image_size, "Side of the large image (paper: 256).",
                        lower_bound=1, flag_values=f)
-  flags.DEFINE_integer("scale", data.scale, "Large/small resolution ratio, a power of 2 "
+  define_once(flags.DEFINE_integer, "scale", data.scale, "Large/small resolution ratio, a power of 2 "
                        "(paper: 4).", lower_bound=1, flag_values=f)
-  flags.DEFINE_integer("batch_size", data.batch_size, "Global batch size (split across "
+  define_once(flags.DEFINE_integer, "batch_size", data.batch_size, "Global batch size (split across "
                        "replicas).", lower_bound=1, flag_values=f)
-  flags.DEFINE_integer("epochs", None, "Epochs over the training split (default: the "
+  define_once(flags.DEFINE_integer, "epochs", None, "Epochs over the training split (default: the "
                        "paper's, 20 for the sub GAN and 250 for the super GAN).",
                        lower_bound=1, flag_values=f)
-  flags.DEFINE_integer("train_steps", None, "Total optimizer steps; overrides --epochs.",
+  define_once(flags.DEFINE_integer, "train_steps", None, "Total optimizer steps; overrides --epochs.",
                        lower_bound=0, flag_values=f)
-  flags.DEFINE_integer("num_res_blocks", model.num_res_blocks, "Generator residual blocks.",
+  define_once(flags.DEFINE_integer, "num_res_blocks", model.num_res_blocks, "Generator residual blocks.",
                        lower_bound=0, flag_values=f)
-  flags.DEFINE_integer("filters", model.filters, "Generator feature maps.", lower_bound=1,
+  define_once(flags.DEFINE_integer, "filters", model.filters, "Generator feature maps.", lower_bound=1,
                        flag_values=f)
-  flags.DEFINE_integer("discriminator_filters", model.discriminator_filters,
+  define_once(flags.DEFINE_integer, "discriminator_filters", model.discriminator_filters,
                        "Discriminator feature maps of the first conv.", lower_bound=1,
                        flag_values=f)
-  flags.DEFINE_bool("image_skip", model.image_skip, "Generators output a residual over "
+  define_once(flags.DEFINE_bool, "image_skip", model.image_skip, "Generators output a residual over "
                     "the bicubic-resized input, so they start as plain resizing.",
                     flag_values=f)
-  flags.DEFINE_float("learning_rate", train.learning_rate, "Adam learning rate of both "
+  define_once(flags.DEFINE_float, "learning_rate", train.learning_rate, "Adam learning rate of both "
                      "networks.", lower_bound=0.0, flag_values=f)
-  flags.DEFINE_float("beta_1", train.beta_1, "Adam beta1 of both networks.", flag_values=f)
-  flags.DEFINE_enum("content_loss", loss.content_loss, config_lib.CONTENT_LOSSES,
+  define_once(flags.DEFINE_float, "beta_1", train.beta_1, "Adam beta1 of both networks.", flag_values=f)
+  define_once(flags.DEFINE_enum, "content_loss", loss.content_loss, config_lib.CONTENT_LOSSES,
                     "Pixel content loss.", flag_values=f)
-  flags.DEFINE_enum("adversarial_loss", loss.adversarial_loss, config_lib.ADVERSARIAL_LOSSES,
+  define_once(flags.DEFINE_enum, "adversarial_loss", loss.adversarial_loss, config_lib.ADVERSARIAL_LOSSES,
                     "GAN loss.", flag_values=f)
-  flags.DEFINE_float("content_weight", loss.content_weight, "Weight of the content loss.",
+  define_once(flags.DEFINE_float, "content_weight", loss.content_weight, "Weight of the content loss.",
                      lower_bound=0.0, flag_values=f)
-  flags.DEFINE_float("adversarial_weight", loss.adversarial_weight, "Weight of the "
+  define_once(flags.DEFINE_float, "adversarial_weight", loss.adversarial_weight, "Weight of the "
                      "generator's adversarial loss.", lower_bound=0.0, flag_values=f)
-  flags.DEFINE_float("feature_weight", loss.feature_weight, "Weight of the feature loss "
+  define_once(flags.DEFINE_float, "feature_weight", loss.feature_weight, "Weight of the feature loss "
                      "(needs --feature_extractor).", lower_bound=0.0, flag_values=f)
-  flags.DEFINE_string("feature_extractor", "", "Keras model file (.keras/.h5) whose outputs "
+  define_once(flags.DEFINE_string, "feature_extractor", "", "Keras model file (.keras/.h5) whose outputs "
                       "the feature loss compares; images enter it in [0, 1].", flag_values=f)
-  flags.DEFINE_integer("warmup_steps", train.warmup_steps, "Initial content-only steps "
+  define_once(flags.DEFINE_integer, "warmup_steps", train.warmup_steps, "Initial content-only steps "
                        "(discriminator frozen).", lower_bound=0, flag_values=f)
-  flags.DEFINE_integer("steps_per_loop", train.steps_per_loop, "Steps per tf.function call.",
+  define_once(flags.DEFINE_integer, "steps_per_loop", train.steps_per_loop, "Steps per tf.function call.",
                        lower_bound=1, flag_values=f)
-  flags.DEFINE_integer("checkpoint_every", train.checkpoint_every, "Steps between "
+  define_once(flags.DEFINE_integer, "checkpoint_every", train.checkpoint_every, "Steps between "
                        "checkpoints.", lower_bound=1, flag_values=f)
-  flags.DEFINE_integer("summary_every", train.summary_every, "Steps between TensorBoard "
+  define_once(flags.DEFINE_integer, "summary_every", train.summary_every, "Steps between TensorBoard "
                        "summaries and console progress lines.", lower_bound=1, flag_values=f)
-  flags.DEFINE_integer("eval_every", train.eval_every, "Steps between validation passes "
+  define_once(flags.DEFINE_integer, "eval_every", train.eval_every, "Steps between validation passes "
                        "(0: only at the end).", lower_bound=0, flag_values=f)
-  flags.DEFINE_integer("eval_steps", train.eval_steps, "Validation batches per pass "
+  define_once(flags.DEFINE_integer, "eval_steps", train.eval_steps, "Validation batches per pass "
                        "(0: all).", lower_bound=0, flag_values=f)
-  flags.DEFINE_enum("strategy", train.strategy, config_lib.STRATEGIES,
+  define_once(flags.DEFINE_enum, "strategy", train.strategy, config_lib.STRATEGIES,
                     "Distribution: default, mirrored (local devices), multi_worker "
                     "(TF_CONFIG) or tpu.", flag_values=f)
-  flags.DEFINE_string("tpu", "", "TPU name or address for --strategy=tpu.", flag_values=f)
-  flags.DEFINE_enum("mixed_precision", train.mixed_precision,
+  define_once(flags.DEFINE_string, "tpu", "", "TPU name or address for --strategy=tpu.", flag_values=f)
+  define_once(flags.DEFINE_enum, "mixed_precision", train.mixed_precision,
                     config_lib.MIXED_PRECISION_POLICIES, "Mixed precision policy.",
                     flag_values=f)
-  flags.DEFINE_bool("augment", data.augment, "Paired random crop and flip.", flag_values=f)
-  flags.DEFINE_bool("deterministic", data.deterministic, "Reproducible input order and "
+  define_once(flags.DEFINE_bool, "augment", data.augment, "Paired random crop and flip.", flag_values=f)
+  define_once(flags.DEFINE_bool, "deterministic", data.deterministic, "Reproducible input order and "
                     "augmentation (slower input pipeline).", flag_values=f)
-  flags.DEFINE_integer("shuffle_buffer", data.shuffle_buffer, "Shuffle buffer (examples).",
+  define_once(flags.DEFINE_integer, "shuffle_buffer", data.shuffle_buffer, "Shuffle buffer (examples).",
                        lower_bound=1, flag_values=f)
-  flags.DEFINE_integer("seed", train.seed, "Seed of weights, data order and augmentation.",
+  define_once(flags.DEFINE_integer, "seed", train.seed, "Seed of weights, data order and augmentation.",
                        flag_values=f)
   flags.mark_flags_as_required(["train_records", "model_dir"], flag_values=f)
   flags.register_validator(

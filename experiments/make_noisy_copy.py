@@ -5,10 +5,11 @@ same image plus Gaussian noise): a generator that learns anything must beat plai
 bicubic resizing of the noisy input at restoring the clean image.
 
   python experiments/make_noisy_copy.py --src=../shared/datasets/cifar10/train \
-      --dst=/tmp/noisy/train --sigma=8 --per_class=500
+      --dst=/tmp/noisy/train --clean_dst=/tmp/noisy/clean --sigma=8 --per_class=500
 
 The copy keeps the class-folder layout and file stems and is written as PNG
-(lossless), so `python -m tfrecords_builder` pairs it with --clean_dir=--src.
+(lossless), so `python -m tfrecords_builder` pairs it with the clean images;
+--clean_dst links the same subset of clean originals into a folder of their own.
 """
 
 import os
@@ -24,6 +25,8 @@ flags.DEFINE_string("dst", None, "Output root; same layout, PNG files.")
 flags.DEFINE_float("sigma", 8.0, "Noise standard deviation on the 0-255 scale.")
 flags.DEFINE_integer("per_class", 0, "Images per class, first in sorted order (0: all).")
 flags.DEFINE_integer("seed", 0, "Noise seed.")
+flags.DEFINE_string("clean_dst", "", "Optional folder that gets symbolic links to the same "
+                    "subset of clean originals (so the builder sees exactly the pairs).")
 flags.mark_flags_as_required(["src", "dst"])
 FLAGS = flags.FLAGS
 
@@ -46,6 +49,11 @@ def main(argv):
       noisy = np.clip(np.round(pixels + rng.normal(0.0, FLAGS.sigma, pixels.shape)), 0, 255)
       stem = os.path.splitext(file_name)[0]
       Image.fromarray(noisy.astype(np.uint8)).save(os.path.join(FLAGS.dst, name, stem + ".png"))
+      if FLAGS.clean_dst:
+        link = os.path.join(FLAGS.clean_dst, name, file_name)
+        os.makedirs(os.path.dirname(link), exist_ok=True)
+        if not os.path.lexists(link):
+          os.symlink(os.path.abspath(os.path.join(FLAGS.src, name, file_name)), link)
       written += 1
   logging.info("wrote %d noisy images (sigma %.1f/255) under %s", written, FLAGS.sigma,
                FLAGS.dst)

@@ -66,7 +66,7 @@ def test_table_with_known_answers(data, tmp_path):
   root = data["root"]
   _main(clean_dir=str(root / "clean"), adversarial_dir=str(root / "adversarial"),
         classifiers=[data["classifier"]], sub_model=str(root / "sub.keras"),
-        super_model=str(root / "super.keras"), image_size=SIZE,
+        super_model=str(root / "super.keras"), purifier_size=SIZE,
         defenses=["cdgan", "identity", "bits4"], batch_size=5, output_dir=str(tmp_path))
   results = json.loads((tmp_path / "results.json").read_text())
   entry = results["classifiers"]["colour"]

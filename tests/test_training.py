@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import sys
+from unittest import mock
 
 from absl import flags
 from absl.testing import flagsaver
@@ -152,14 +153,16 @@ def test_resume_restores_step_weights_and_optimizer(records, tmp_path):
   assert steps == [3, 6]  # The second run continued at 3; it did not start over.
 
 
-def test_finished_run_says_so_and_returns(records, tmp_path, caplog):
+def test_finished_run_says_so_and_returns(records, tmp_path):
   strategy = tf.distribute.get_strategy()
   trainer_lib.GanTrainer(_experiment(records, tmp_path, 2), strategy).train()
+  checkpoints = sorted(os.listdir(tmp_path / "checkpoints"))
   again = trainer_lib.GanTrainer(_experiment(records, tmp_path, 2), strategy)
-  with caplog.at_level("INFO"):
+  with mock.patch.object(trainer_lib.logging, "info") as info:
     assert again.train() == {}
-  assert "already finished" in caplog.text
+  assert any("already finished" in call.args[0] for call in info.call_args_list)
   assert int(again.step.numpy()) == 2
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == checkpoints  # Nothing new.
 
 
 def _free_port():
