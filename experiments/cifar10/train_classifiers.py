@@ -19,7 +19,7 @@ BackupAndRestore); a rerun continues where a session stopped, and models whose
 Output: <output_dir>/<name>.keras (float32, built-in Keras layers only, input float32
 [N, 32, 32, 3] in [0, 1], output logits [N, 10]) and <output_dir>/classifiers.json.
 
-Usage (from the repo root; about 50 minutes for all four on one core):
+Usage (from the repo root; about an hour for all four on one core):
   nohup .venv/bin/python experiments/cifar10/train_classifiers.py \
       > /tmp/cdgan_cifar_work/train.log 2>&1 &
   .venv/bin/python experiments/cifar10/train_classifiers.py --models=resnet_v2 --epochs=1 \
@@ -49,7 +49,8 @@ import models  # pylint: disable=g-import-not-at-top,wrong-import-position
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # Per-model defaults chosen from measured step times on one core (see README.md):
-# epochs so each training takes about 12-13 minutes, and the faster precision.
+# epochs so each training takes about 12-17 minutes (all four about an hour), and the
+# faster precision.
 TRAINING_DEFAULTS = {
     "resnet_v2": {"epochs": 8, "mixed_bfloat16": True},
     "mobilenet_v2": {"epochs": 6, "mixed_bfloat16": False},
@@ -95,8 +96,8 @@ flags.DEFINE_enum("precision", "auto", ["auto", "float32", "mixed_bfloat16"],
 flags.DEFINE_integer("monitor_images", 2000, "N test images (every k-th, all classes) "
                      "scored after every epoch for progress output (0: none).")
 flags.DEFINE_integer("threads", 1, "TensorFlow intra- and inter-op threads.")
-flags.DEFINE_integer("train_limit", 0, "Use only the first N training images (0: all; "
-                     "for smoke tests, never for the committed weights).")
+flags.DEFINE_integer("train_limit", 0, "Train on a seeded random subset of N images "
+                     "(0: all; for smoke tests, never for the committed weights).")
 flags.DEFINE_integer("seed", 0, "Random seed (weights, shuffling, augmentation).")
 flags.DEFINE_bool("overwrite", False, "Retrain models whose .keras file already exists.")
 
@@ -371,7 +372,7 @@ def main(argv):
     start = time.time()
     accuracy = top1(model, data["x_test"], data["y_test"])
     log(f"{name}: test top-1 {accuracy:.4f} on {len(data['y_test'])} images "
-        f"({time.time() - start:.0f} s); saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
+        f"({time.time() - start:.0f} s); {path} ({path.stat().st_size / 1e6:.2f} MB)")
     metrics[name] = {
         "role": models.ARCHITECTURES[name][1],
         "architecture": ARCHITECTURE_NOTES[name],
