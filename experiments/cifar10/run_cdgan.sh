@@ -11,7 +11,7 @@
 #   bash experiments/cifar10/run_cdgan.sh [STEP...]     # default: all steps
 # Environment: CDGAN_DATA_DIR (CIFAR-10 class folders; default ../shared/datasets/cifar10),
 # WORK (scratch; default /tmp/cdgan_cifar), TRAIN_IMAGES (attacked training images,
-# default 10000), GAN_STEPS (default 3000), PY (python; default .venv/bin/python).
+# default 10000), GAN_STEPS (default 2000), PY (python; default .venv/bin/python).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PY:-.venv/bin/python}
@@ -19,13 +19,14 @@ DATA=${CDGAN_DATA_DIR:-../shared/datasets/cifar10}
 WORK=${WORK:-/tmp/cdgan_cifar}
 WEIGHTS=weights/cifar10
 TRAIN_IMAGES=${TRAIN_IMAGES:-10000}
-GAN_STEPS=${GAN_STEPS:-3000}
+GAN_STEPS=${GAN_STEPS:-2000}
 ATTACK_FLAGS=(--attack=mifgsm --eps=16/255 --steps=10 --diversity_prob=0.5 --seed=0
               --batch_size=100 --log_every=1000)
 TARGETS="$WEIGHTS/resnet_v2.keras,$WEIGHTS/mobilenet_v2.keras,$WEIGHTS/inception.keras"
-GAN_FLAGS=(--image_size=32 --scale=2 --batch_size=16 --image_skip --content_loss=l1
+GAN_FLAGS=(--image_size=32 --scale=2 --batch_size=16 --num_res_blocks=8 --filters=64
+           --image_skip --content_loss=l1
            --adversarial_weight=1e-4 --summary_every=100 --checkpoint_every=500
-           --eval_every=1000 --seed=0)
+           --eval_every=500 --eval_steps=20 --seed=0)
 STEPS=${*:-classifiers attack records gans evaluate adaptive}
 mkdir -p "$WORK"
 
