@@ -306,7 +306,8 @@ def _attack_batch(batch, done, members, attack: str, params: dict, crop: str,
   for i, (item, is_done) in enumerate(kept):
     if not is_done:
       _write_png(output_path(output_dir, item[0]), adv_u8[i])
-      stats = attacks.perturbation_stats(pixels[i] / 255.0, adv_u8[i] / 255.0)
+      stats = {k: round(v, 6) for k, v in  # Drops float noise: L-inf 16.000000000000014.
+               attacks.perturbation_stats(pixels[i] / 255.0, adv_u8[i] / 255.0).items()}
       records.append({"key": item[0], "label": int(item[2]), "size": list(item[3]),
                       "before": before[:, i].tolist(), "after": after[:, i].tolist(),
                       **stats})
