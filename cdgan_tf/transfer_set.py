@@ -61,18 +61,6 @@ def output_path(output_dir, key: str) -> pathlib.Path:
   return pathlib.Path(output_dir, *key.split("/")).with_name(key.split("/")[-1] + ".png")
 
 
-def select_subset(keys: Sequence[str], max_images: int) -> List[str]:
-  """The `max_images` keys with the smallest sha256 (all when 0), in sorted order.
-
-  A fixed pseudo-random subset, the same for every seed and run, so a class-folder set
-  is sampled across its classes rather than taking the first classes only.
-  """
-  if max_images <= 0 or max_images >= len(keys):
-    return sorted(keys)
-  ranked = sorted(keys, key=lambda k: hashlib.sha256(k.encode("utf-8")).digest())
-  return sorted(ranked[:max_images])
-
-
 def batch_seed(seed: int, first_key: str) -> int:
   """The attack seed of the batch starting at `first_key` (a non-negative int63)."""
   digest = hashlib.sha256(f"{seed}/{first_key}".encode("utf-8")).digest()
@@ -267,7 +255,7 @@ def _list_items(clean_dir, labels_path, max_images: int, crop: str, surrogate):
   listed, inputs_skipped = folders.list_labelled_images(clean_dir, labels_path)
   by_key = {key: (path, label) for key, path, label in listed}
   items, failed = [], []
-  for key in select_subset(list(by_key), max_images):
+  for key in folders.select_subset(list(by_key), max_images):
     path, label = by_key[key]
     if label >= surrogate.num_classes:
       raise ValueError(f"{path}: label {label} is out of range for the surrogate "
@@ -352,7 +340,8 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
     decay, diversity_prob: MI-FGSM momentum and input-diversity probability.
     crop: "none" or "damagenet" (clean images prepared before the attack).
     batch_size: Images per attack batch (part of the deterministic plan).
-    max_images: Attack only a fixed subset of this many images (`select_subset`); 0: all.
+    max_images: Attack only a fixed subset of this many images
+      (`folders.select_subset`); 0: all.
     seed: Seed of the attacks' randomness (PGD start, input diversity).
     log_every: Log progress every this many images.
     command: Command-line arguments to record in the manifest.

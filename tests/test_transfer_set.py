@@ -103,10 +103,10 @@ def test_plan_subset_and_seeds():
   plan = transfer_set.plan_batches(items, 2)
   assert [[i[0] for i in batch] for batch in plan] == [["c"], ["a", "b"], ["d"]]
   keys = [f"cls{i % 3}/{i:04d}" for i in range(30)]
-  subset = transfer_set.select_subset(keys, 9)
+  subset = folders.select_subset(keys, 9)
   assert subset == sorted(subset) and len(set(subset)) == 9
   assert len({k.split("/")[0] for k in subset}) > 1  # Not just the first class.
-  assert transfer_set.select_subset(keys, 0) == sorted(keys)
+  assert folders.select_subset(keys, 0) == sorted(keys)
   assert transfer_set.batch_seed(0, "a") == transfer_set.batch_seed(0, "a")
   assert transfer_set.batch_seed(0, "a") != transfer_set.batch_seed(1, "a")
   assert transfer_set.output_path("out", "cat/0001").as_posix() == "out/cat/0001.png"

@@ -59,7 +59,8 @@ class FolderStream:
     labels_path: Label file (`<file> <label>` lines), or None for class folders.
     crop: "none" or "damagenet" (clean side prepared as DAmageNet did).
     batch_size: Images per batch.
-    max_images: Evaluate only the first N (sorted by key); 0 for all.
+    max_images: Evaluate only a fixed pseudo-random subset of N (`folders.
+      select_subset`, spread over the classes); 0 for all.
     image_size: Common (height, width), or None (see the module docstring).
   """
 
@@ -79,9 +80,10 @@ class FolderStream:
       images, skipped = folders.list_labelled_images(clean_dir, labels_path)
       self.items = [(key, path, None, label) for key, path, label in images]
       what = f"{len(images)} images of {clean_dir}"
+    if max_images:  # The same pseudo-random subset as the transfer-set generator's.
+      keep = set(folders.select_subset([item[0] for item in self.items], max_images))
+      self.items = [item for item in self.items if item[0] in keep]
     self.items.sort(key=lambda item: item[0])
-    if max_images:
-      self.items = self.items[:max_images]
     if not self.items:
       raise ValueError(f"no images to evaluate: {what} ({len(skipped)} inputs skipped"
                        + (f", first: {skipped[0].path}: {skipped[0].reason}" if skipped

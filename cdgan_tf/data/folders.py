@@ -22,10 +22,11 @@ TensorFlow, so process pools can import it cheaply.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import io
 import os
 import pathlib
-from typing import Dict, List, Optional, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 from PIL import Image
@@ -80,6 +81,19 @@ class LoadedImage:
   format: str
   mode: str
   conversion: Optional[str]
+
+
+def select_subset(keys: Sequence[str], max_images: int) -> List[str]:
+  """The `max_images` keys with the smallest sha256 (all when 0), in sorted order.
+
+  A fixed pseudo-random subset, the same for every run, so a class-folder set is sampled
+  across its classes rather than taking the first classes only. The transfer-set
+  generator and evaluate.py both use it, so `--max_images=N` picks the same images.
+  """
+  if max_images <= 0 or max_images >= len(keys):
+    return sorted(keys)
+  ranked = sorted(keys, key=lambda k: hashlib.sha256(k.encode("utf-8")).digest())
+  return sorted(ranked[:max_images])
 
 
 def read_label_file(path: PathLike) -> Dict[str, int]:

@@ -56,12 +56,12 @@ for step in $STEPS; do
       $PY evaluate.py --clean_dir="$DATA/test" --adversarial_dir="$WORK/adv_test" \
           --classifiers="$TARGETS" --sub_model="$WORK/runs/sub" --super_model="$WORK/runs/super" \
           --defenses=cdgan,resize,jpeg75,bits4,median3,sub_only,super_only \
-          --batch_size=100 --output_dir="$WORK/results/transfer" ;;
+          --batch_size=100 --max_images="${EVAL_IMAGES:-2000}" --output_dir="$WORK/results/transfer" ;;
     adaptive)
       $PY evaluate.py --clean_dir="$DATA/test" --classifiers="$TARGETS" \
           --sub_model="$WORK/runs/sub" --super_model="$WORK/runs/super" \
           --defenses=cdgan,resize,jpeg75 --attack=pgd_classifier,pgd_defended,bpda \
-          --eps=8/255 --steps=10 --max_images="${ADAPTIVE_IMAGES:-500}" --batch_size=100 \
+          --eps=8/255 --steps=10 --max_images="${ADAPTIVE_IMAGES:-300}" --batch_size=100 \
           --output_dir="$WORK/results/adaptive" ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
