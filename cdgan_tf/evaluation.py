@@ -183,17 +183,19 @@ def bar_chart(results: dict, path: str) -> None:
   series = [(label, fn) for label, fn in series
             if any(fn(results["classifiers"][c]) is not None for c in classifiers)]
   width = 0.8 / max(len(series), 1)
-  fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(classifiers) * max(len(series), 1) * 0.5),
+  fig, ax = plt.subplots(figsize=(min(16, max(6, 0.18 * len(classifiers) * len(series) + 3)),
                                   4.5))
   x = np.arange(len(classifiers))
+  colours = plt.get_cmap("tab20").colors
   for i, (label, fn) in enumerate(series):
     values = [100.0 * (fn(results["classifiers"][c]) or 0.0) for c in classifiers]
-    ax.bar(x + i * width - 0.4 + width / 2, values, width, label=label)
+    ax.bar(x + i * width - 0.4 + width / 2, values, width, label=label,
+           color=colours[i % len(colours)])
   ax.set_xticks(x)
   ax.set_xticklabels(classifiers, rotation=15)
   ax.set_ylabel("top-1 accuracy (%)")
   ax.set_ylim(0, 100)
-  ax.legend(fontsize=7, ncol=2)
+  ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
   ax.set_title("Accuracy per classifier: no defense vs defenses")
   fig.tight_layout()
   fig.savefig(path, dpi=100)
