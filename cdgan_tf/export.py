@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from typing import Optional
-
 import tensorflow as tf
 
 from cdgan_tf import image_ops
@@ -211,8 +209,3 @@ class LoadedPurifier:
 
   def __call__(self, images: tf.Tensor) -> tf.Tensor:
     return self._loaded.serve_images(tf.convert_to_tensor(images, tf.float32))["purified"]
-
-
-def optional_purifier(export_dir: Optional[str]):
-  """LoadedPurifier(export_dir) or None for ''."""
-  return LoadedPurifier(export_dir) if export_dir else None

@@ -127,3 +127,19 @@ def test_bad_inputs_are_clear_errors(data, tmp_path):
     _main(clean_dir=str(data["root"] / "clean"), classifiers=[data["classifier"]],
           defenses=["cdgan"], output_dir=str(tmp_path / "out"))
   assert not os.path.exists(tmp_path / "out" / "results.json")
+
+
+def test_exported_purifier_matches_the_generators(data, tmp_path):
+  from cdgan_tf import defense, export  # pylint: disable=import-outside-toplevel
+  root = data["root"]
+  purifier = defense.Purifier.from_files(str(root / "sub.keras"), str(root / "super.keras"),
+                                         image_size=SIZE)
+  export.export_purifier(purifier, str(tmp_path / "purifier"))
+  common = dict(clean_dir=str(root / "clean"), adversarial_dir=str(root / "adversarial"),
+                classifiers=[data["classifier"]], num_samples=0)
+  _main(purifier=str(tmp_path / "purifier"), output_dir=str(tmp_path / "a"), **common)
+  _main(sub_model=str(root / "sub.keras"), super_model=str(root / "super.keras"),
+        purifier_size=SIZE, output_dir=str(tmp_path / "b"), **common)
+  exported = json.loads((tmp_path / "a" / "results.json").read_text())["classifiers"]
+  direct = json.loads((tmp_path / "b" / "results.json").read_text())["classifiers"]
+  assert exported == direct
