@@ -30,20 +30,22 @@ from absl import app
 from absl import flags
 from absl import logging
 
-from cdgan_tf import attacks
 from cdgan_tf import classifiers as classifiers_lib
-from cdgan_tf import evaluation
-from cdgan_tf import evaluator as evaluator_lib
-from cdgan_tf import export
 from cdgan_tf import flags as cdgan_flags
-from cdgan_tf.data import eval_inputs
-from cdgan_tf.data import folders
+from cdgan_tf.data import image_files
+from cdgan_tf.data import streams
+from cdgan_tf.defenses import cdgan as cdgan_lib
+from cdgan_tf.defenses import registry
+from cdgan_tf.evaluation import evaluator as evaluator_lib
+from cdgan_tf.evaluation import reports
+from cdgan_tf.evaluation import samples
+from cdgan_tf.serving import saving
 
 flags.DEFINE_string("clean_dir", "", "Clean images: flat with --labels, else class folders.")
 flags.DEFINE_string("adversarial_dir", "", "Adversarial images paired with --clean_dir by "
                     "file stem (with --labels) or relative path (class folders).")
 flags.DEFINE_string("labels", "", "Label file: lines '<file name> <label>' (ImageNet val.txt).")
-flags.DEFINE_enum("crop", "none", folders.CROPS, "Preparation of the clean side: "
+flags.DEFINE_enum("crop", "none", image_files.CROPS, "Preparation of the clean side: "
                   "'damagenet' = short side 224 + centre crop, as DAmageNet prepared it.")
 flags.DEFINE_string("records", "", "TFRecords from tfrecords_builder instead of folders.")
 flags.DEFINE_list("classifiers", [], "Classifiers: registry names (resnet50_v2, "
@@ -55,7 +57,11 @@ flags.DEFINE_string("sub_model", "", "Sub generator: .keras file or training mod
 flags.DEFINE_string("super_model", "", "Super generator: .keras file or training model_dir.")
 flags.DEFINE_string("purifier", "", "An exported purifier SavedModel (instead of the two "
                     "generators).")
-flags.DEFINE_integer("purifier_size", None, "Purifier working size (default: as trained).")
+flags.DEFINE_integer("purifier_size", None, "Purifier working size (default: as trained; "
+                     "without a CD-GAN, the resize baseline's size, default 256).",
+                     lower_bound=1)
+flags.DEFINE_integer("purifier_scale", None, "The resize baseline's scale when no CD-GAN "
+                     "gives it (default 4).", lower_bound=1)
 flags.DEFINE_list("defenses", None, "Defenses to compare: cdgan, sub_only, super_only, "
                   "resize, jpeg<q>, bits<k>, median<k>, identity. Default: cdgan when a "
                   "purifier is given, else none.")
@@ -67,8 +73,9 @@ flags.DEFINE_string("step_size", "", "PGD step size (default 2.5 * eps / steps).
 # batch_size and seed mean the same as in the training scripts: defined once per process.
 cdgan_flags.define_once(flags.DEFINE_integer, "batch_size", 32, "Images per batch.",
                         lower_bound=1)
-flags.DEFINE_integer("max_images", 0, "Evaluate only the first N images (0: all).",
-                     lower_bound=0)
+flags.DEFINE_integer("max_images", 0, "Evaluate a fixed pseudo-random, class-spread subset "
+                     "of N images (the same N images as the transfer-set generator's "
+                     "--max_images; records: the first N); 0: all.", lower_bound=0)
 flags.DEFINE_integer("num_samples", 4, "Images in the sample grid.", lower_bound=0)
 cdgan_flags.define_once(flags.DEFINE_integer, "seed", 0, "Seed of the attacks' random "
                         "starts.")
@@ -87,16 +94,15 @@ FLAGS = flags.FLAGS
 
 def _stream():
   if FLAGS.records:
-    return eval_inputs.RecordStream(FLAGS.records, FLAGS.batch_size, FLAGS.max_images)
-  return eval_inputs.FolderStream(
+    return streams.RecordStream(FLAGS.records, FLAGS.batch_size, FLAGS.max_images)
+  return streams.FolderStream(
       FLAGS.clean_dir, FLAGS.adversarial_dir or None, FLAGS.labels or None, FLAGS.crop,
       FLAGS.batch_size, FLAGS.max_images)
 
 
-def _attack_specs():
-  eps = attacks.parse_eps(FLAGS.eps)
-  step_size = attacks.parse_eps(FLAGS.step_size) if FLAGS.step_size else None
-  return [evaluator_lib.AttackSpec(name, eps=eps, steps=FLAGS.steps, step_size=step_size)
+def _threats():
+  return [evaluator_lib.ThreatModel.parse(name, FLAGS.eps, FLAGS.steps,
+                                          FLAGS.step_size or None)
           for name in FLAGS.attack]
 
 
@@ -112,12 +118,12 @@ def main(argv):
   logging.info("Evaluating %s", stream.source.description)
   classifiers = [classifiers_lib.load_classifier(spec, crop_fraction=FLAGS.center_crop)
                  for spec in FLAGS.classifiers]
-  defenses = evaluator_lib.build_defenses(defense_names, FLAGS.sub_model, FLAGS.super_model,
-                                          FLAGS.purifier, FLAGS.purifier_size)
+  defenses = registry.build_defenses(defense_names, FLAGS.sub_model, FLAGS.super_model,
+                                     FLAGS.purifier, FLAGS.purifier_size, FLAGS.purifier_scale)
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   predictions_path = os.path.join(FLAGS.output_dir, "predictions.csv")
   with open(predictions_path + ".tmp", "w", newline="") as predictions:
-    runner = evaluator_lib.Evaluator(classifiers, defenses, _attack_specs(), seed=FLAGS.seed,
+    runner = evaluator_lib.Evaluator(classifiers, defenses, _threats(), seed=FLAGS.seed,
                                      prediction_file=predictions)
     batches = iter(stream)
     first = next(batches, None)
@@ -127,34 +133,35 @@ def main(argv):
       "inputs": stream.source.description, "images": runner.images_seen,
       "skipped": len(stream.source.skipped),
       "skipped_examples": [f"{s.path}: {s.reason}" for s in stream.source.skipped[:20]],
-      "resized_to_common_size": stream.source.resized if hasattr(stream.source, "resized")
-      else 0,
+      "resized_to_common_size": stream.source.resized,
       "crop": FLAGS.crop, "center_crop": FLAGS.center_crop,
       "classifiers": {c.name: repr(c) for c in classifiers},
       "defenses": list(defenses), "attacks": FLAGS.attack,
       "eps": FLAGS.eps, "steps": FLAGS.steps}
-  paths = evaluation.write_reports(results, FLAGS.output_dir)
+  paths = reports.write_reports(results, FLAGS.output_dir)
   if first is not None and FLAGS.num_samples:
-    columns, titles, captions = evaluator_lib.sample_columns(
+    columns, titles, captions = samples.sample_columns(
         first, defenses.get("cdgan"), classifiers[0], FLAGS.num_samples)
-    evaluation.sample_grid(columns, titles, captions,
-                           os.path.join(FLAGS.output_dir, "samples.png"))
-  print(evaluation.markdown_table(results))
+    reports.sample_grid(columns, titles, captions,
+                        os.path.join(FLAGS.output_dir, "samples.png"))
+  print(reports.markdown_table(results))
   print(f"Wrote {', '.join(paths.values())}")
   if FLAGS.export_dir:
     _export(classifiers, defenses.get("cdgan"))
 
 
 def _export(classifiers, purifier):
-  if purifier is not None and hasattr(purifier, "stages"):
-    path = export.export_purifier(purifier, os.path.join(FLAGS.export_dir, "purifier"),
+  if not isinstance(purifier, cdgan_lib.CdganPurifier):
+    purifier = None  # An exported purifier SavedModel is already exported.
+  if purifier is not None:
+    path = saving.export_purifier(purifier, os.path.join(FLAGS.export_dir, "purifier"),
                                   FLAGS.overwrite)
     print(f"Exported the purifier to {path}")
   for c in classifiers:
-    if getattr(c, "trackable", None) is None:
+    if c.trackable is None:
       logging.warning("not exporting %s: TFLite models cannot go into a SavedModel", c.name)
       continue
-    path = export.export_defended(c, purifier, os.path.join(FLAGS.export_dir, c.name),
+    path = saving.export_defended(c, purifier, os.path.join(FLAGS.export_dir, c.name),
                                   FLAGS.overwrite)
     print(f"Exported the defended {c.name} to {path}")
 

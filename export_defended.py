@@ -17,8 +17,8 @@ from absl import app
 from absl import flags
 
 from cdgan_tf import classifiers
-from cdgan_tf import defense
-from cdgan_tf import export
+from cdgan_tf.defenses import cdgan as cdgan_lib
+from cdgan_tf.serving import saving
 
 flags.DEFINE_string("sub_model", None, "Sub generator: .keras file or training model_dir.")
 flags.DEFINE_string("super_model", None, "Super generator: .keras file or model_dir.")
@@ -36,15 +36,15 @@ FLAGS = flags.FLAGS
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  purifier = defense.Purifier.from_files(FLAGS.sub_model, FLAGS.super_model,
-                                         image_size=FLAGS.image_size)
+  purifier = cdgan_lib.CdganPurifier.from_files(FLAGS.sub_model, FLAGS.super_model,
+                                                image_size=FLAGS.image_size)
   if FLAGS.classifier:
     classifier = classifiers.load_classifier(FLAGS.classifier,
                                              crop_fraction=FLAGS.center_crop)
-    path = export.export_defended(classifier, purifier, FLAGS.export_dir, FLAGS.overwrite)
+    path = saving.export_defended(classifier, purifier, FLAGS.export_dir, FLAGS.overwrite)
     print(f"Exported CD-GAN + {classifier.name} to {path}")
   else:
-    path = export.export_purifier(purifier, FLAGS.export_dir, FLAGS.overwrite)
+    path = saving.export_purifier(purifier, FLAGS.export_dir, FLAGS.overwrite)
     print(f"Exported the CD-GAN purifier to {path}")
   print(f"Inspect it with: saved_model_cli show --dir {path} --all")
 

@@ -27,8 +27,9 @@ import keras
 import tensorflow as tf
 
 from cdgan_tf import classifiers
-from cdgan_tf import defense
-from cdgan_tf import export
+from cdgan_tf.defenses import cdgan
+from cdgan_tf.serving import modules
+from cdgan_tf.serving import saving
 from cdgan_tf.models import generators
 
 flags.DEFINE_integer("image_size", 64, "Purifier working size (paper: 256).")
@@ -64,12 +65,12 @@ def main(argv):
   with tempfile.TemporaryDirectory() as tmp:
     spec = FLAGS.classifier or _default_classifier(os.path.join(tmp, "cnn.keras"))
     classifier = classifiers.load_classifier(spec)
-    purifier = defense.Purifier(
+    purifier = cdgan.CdganPurifier(
         generators.build_sub_generator(FLAGS.scale, FLAGS.num_res_blocks, FLAGS.filters),
         generators.build_super_generator(FLAGS.scale, FLAGS.num_res_blocks, FLAGS.filters),
         image_size=FLAGS.image_size, scale=FLAGS.scale)
-    module = export.DefendedModule(classifier, purifier)
-    export_dir = export.save(module, os.path.join(tmp, "defended"))
+    module = modules.DefendedModule(classifier, purifier)
+    export_dir = saving.save_module(module, os.path.join(tmp, "defended"))
     serving = tf.saved_model.load(export_dir).signatures["serving_default"]
     images = tf.random.uniform((FLAGS.batch_size, FLAGS.image_size, FLAGS.image_size, 3),
                                seed=0)

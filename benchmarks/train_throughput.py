@@ -28,7 +28,8 @@ import tensorflow as tf
 from cdgan_tf import config as config_lib
 from cdgan_tf.data import features
 from cdgan_tf.data import pipeline
-from cdgan_tf.training import trainer as trainer_lib
+from cdgan_tf.training import controller as controller_lib
+from cdgan_tf.training import gan_step as gan_step_lib
 
 flags.DEFINE_integer("image_size", 32, "Large image side.")
 flags.DEFINE_integer("scale", 2, "Scale factor.")
@@ -55,28 +56,29 @@ def _write_records(directory: str, size: int, count: int) -> str:
 
 
 def measure(role: str, records: str, model_dir: str) -> dict:
-  """Images/s of the real loop and of the bare step for one role."""
+  """Images/s of the real loop (controller) and of the bare step for one role."""
   experiment = config_lib.ExperimentConfig(
-      model=config_lib.ModelConfig(scale=FLAGS.scale, num_res_blocks=FLAGS.num_res_blocks,
+      model=config_lib.ModelConfig(num_res_blocks=FLAGS.num_res_blocks,
                                    filters=FLAGS.filters),
       data=config_lib.DataConfig(train_pattern=records, image_size=FLAGS.image_size,
                                  scale=FLAGS.scale, batch_size=FLAGS.batch_size),
       train=config_lib.TrainConfig(role=role, model_dir=model_dir,
                                    train_steps=FLAGS.warmup, steps_per_loop=10,
                                    summary_every=10, checkpoint_every=20))
-  trainer = trainer_lib.GanTrainer(experiment, tf.distribute.get_strategy())
-  trainer.train()  # Warm-up: traces the loop, writes the first files.
-  trainer.total_steps = FLAGS.warmup + FLAGS.steps
+  strategy = tf.distribute.get_strategy()
+  step = gan_step_lib.GanStep(experiment, strategy)
+  controller_lib.Controller(step, FLAGS.warmup).run()  # Traces, writes the first files.
   start = time.perf_counter()
-  trainer.train()
+  controller_lib.Controller(step, FLAGS.warmup + FLAGS.steps).run()
   real = FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)
 
   batch = next(iter(pipeline.build_dataset(experiment.data, role, training=True)))
-  iterator = iter(tf.data.Dataset.from_tensors(batch).repeat())
-  loop = trainer._train_loop(adversarial=True)  # pylint: disable=protected-access
-  loop(iterator, tf.constant(FLAGS.warmup))
+  bare_step = gan_step_lib.GanStep(
+      experiment, strategy,
+      train_dataset_fn=lambda ctx: tf.data.Dataset.from_tensors(batch).repeat())
+  bare_step.train(FLAGS.warmup)
   start = time.perf_counter()
-  loop(iterator, tf.constant(FLAGS.steps))
+  bare_step.train(FLAGS.steps)
   bare = FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)
   return {"role": role, "real": real, "bare": bare, "ratio": real / bare}
 

@@ -8,36 +8,57 @@ The paper (Singh et al., 2023) fixes the resolutions (256x256 adversarial input,
 filters) and the training lengths (sub GAN 20 epochs, super GAN 250 epochs). It does
 not give losses, weights or optimiser settings; the defaults for those follow SRGAN
 (Ledig et al., 2017): MSE content loss, adversarial weight 1e-3, Adam lr 1e-4, beta1 0.9.
+
+The geometry (image_size, scale) lives in `DataConfig` only and the seed in
+`TrainConfig` only; everything that needs them takes them from there.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 from typing import Optional
 
-ROLES = ("sub", "super")
+from cdgan_tf.common import checks
+
+
+class Role(str, enum.Enum):
+  """Which of CD-GAN's two GANs: the sub-resolution or the super-resolution one.
+
+  A `str` enum: `Role("sub") is Role.SUB`, and it serialises to JSON as "sub".
+  """
+  SUB = "sub"
+  SUPER = "super"
+
+  def input_size(self, image_size: int, scale: int) -> int:
+    """Side of the generator's input: the large side for SUB, the small one for SUPER."""
+    return image_size if self is Role.SUB else image_size // scale
+
+  def output_size(self, image_size: int, scale: int) -> int:
+    """Side of the generator's output and of the discriminator's input."""
+    return image_size // scale if self is Role.SUB else image_size
+
+  @property
+  def paper_epochs(self) -> int:
+    """The paper's training length: sub GAN 20 epochs, super GAN 250 epochs."""
+    return 20 if self is Role.SUB else 250
+
+  def __str__(self) -> str:
+    return self.value
+
+
+ROLES = tuple(r.value for r in Role)
 CONTENT_LOSSES = ("mse", "l1")
 ADVERSARIAL_LOSSES = ("non_saturating", "least_squares")
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 MIXED_PRECISION_POLICIES = ("none", "mixed_float16", "mixed_bfloat16")
 
 
-def _check_choice(name: str, value: str, choices) -> None:
-  if value not in choices:
-    raise ValueError(f"{name}={value!r} is not one of {', '.join(choices)}")
-
-
-def _check_scale(scale: int) -> None:
-  if scale < 1 or scale & (scale - 1):
-    raise ValueError(f"scale={scale} must be a power of 2 (1, 2, 4, 8, ...)")
-
-
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
-  """Generator and discriminator sizes.
+  """Generator and discriminator sizes (the scale is `DataConfig.scale`).
 
   Attributes:
-    scale: Resolution ratio between the large and the small image (power of 2).
     num_res_blocks: Residual blocks in each generator (SRGAN: 16).
     filters: Feature maps in the generators' residual trunk (SRGAN: 64).
     discriminator_filters: Feature maps of the discriminator's first conv; doubled at
@@ -46,14 +67,12 @@ class ModelConfig:
       start as plain resizing). Not in the paper, which gives no generator details
       beyond the SRGAN family; off by default (see the README's training notes).
   """
-  scale: int = 4
   num_res_blocks: int = 16
   filters: int = 64
   discriminator_filters: int = 64
   image_skip: bool = False
 
   def __post_init__(self):
-    _check_scale(self.scale)
     if self.num_res_blocks < 0 or self.filters < 1 or self.discriminator_filters < 1:
       raise ValueError(f"invalid model sizes in {self}")
 
@@ -72,25 +91,25 @@ class LossConfig:
   feature_weight: float = 0.0
 
   def __post_init__(self):
-    _check_choice("content_loss", self.content_loss, CONTENT_LOSSES)
-    _check_choice("adversarial_loss", self.adversarial_loss, ADVERSARIAL_LOSSES)
+    checks.check_choice("content_loss", self.content_loss, CONTENT_LOSSES)
+    checks.check_choice("adversarial_loss", self.adversarial_loss, ADVERSARIAL_LOSSES)
 
 
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
-  """Where the paired records are and how they become batches.
+  """Where the paired records are, the geometry, and how they become batches.
 
   Attributes:
     train_pattern: Glob of training TFRecord shards.
     val_pattern: Glob of validation shards ("" for none).
     image_size: Side of the large image (paper: 256); the small one is
       image_size // scale.
-    scale: Resolution ratio (paper: 4).
+    scale: Resolution ratio between the large and the small image (paper: 4; a power
+      of 2).
     batch_size: Global batch size, split across replicas.
     augment: Paired random crop (from 1.125x) and horizontal flip on training data.
     deterministic: Fixed order and augmentation for a given seed (slower input).
     shuffle_buffer: Examples in the shuffle buffer.
-    seed: Seed of file order, shuffling and augmentation.
   """
   train_pattern: str = ""
   val_pattern: str = ""
@@ -100,15 +119,13 @@ class DataConfig:
   augment: bool = True
   deterministic: bool = False
   shuffle_buffer: int = 1024
-  seed: int = 0
 
   def __post_init__(self):
-    _check_scale(self.scale)
+    checks.check_power_of_two("scale", self.scale)
     if self.image_size % self.scale:
       raise ValueError(
           f"image_size={self.image_size} is not divisible by scale={self.scale}")
-    if self.batch_size < 1:
-      raise ValueError(f"batch_size={self.batch_size} must be positive")
+    checks.check_positive("batch_size", self.batch_size)
 
   @property
   def small_size(self) -> int:
@@ -120,7 +137,8 @@ class TrainConfig:
   """How long and how one GAN trains, and where it writes.
 
   Attributes:
-    role: "sub" (large adversarial -> small clean) or "super" (small -> large).
+    role: Role.SUB (large adversarial -> small clean) or Role.SUPER (small -> large);
+      "sub" / "super" are accepted and converted.
     model_dir: Checkpoints, TensorBoard logs (train/, eval/) and the exported
       generator (export/generator.keras).
     epochs: Passes over the training split (paper: sub 20, super 250); used when
@@ -132,15 +150,15 @@ class TrainConfig:
       (the discriminator is not updated).
     steps_per_loop: Steps inside one tf.function call between eager bookkeeping.
     checkpoint_every: Steps between checkpoints (and at the end).
-    summary_every: Steps between TensorBoard summaries and console lines.
+    summary_every: Steps between TensorBoard scalar summaries and console lines.
     eval_every: Steps between validation passes (0: only at the end).
     eval_steps: Validation batches per pass (0: the whole split).
     strategy: default | mirrored | multi_worker | tpu.
     tpu: TPU address for the tpu strategy ("" for the local/auto one).
     mixed_precision: none | mixed_float16 | mixed_bfloat16.
-    seed: Seed of weights initialisation.
+    seed: Seed of the weights' initialisation, the data order and the augmentation.
   """
-  role: str = "sub"
+  role: Role = Role.SUB
   model_dir: str = ""
   epochs: int = 20
   train_steps: Optional[int] = None
@@ -158,12 +176,12 @@ class TrainConfig:
   seed: int = 0
 
   def __post_init__(self):
-    _check_choice("role", self.role, ROLES)
-    _check_choice("strategy", self.strategy, STRATEGIES)
-    _check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION_POLICIES)
+    checks.check_choice("role", str(self.role), ROLES)
+    object.__setattr__(self, "role", Role(self.role))
+    checks.check_choice("strategy", self.strategy, STRATEGIES)
+    checks.check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION_POLICIES)
     for name in ("steps_per_loop", "checkpoint_every", "summary_every"):
-      if getattr(self, name) < 1:
-        raise ValueError(f"{name}={getattr(self, name)} must be positive")
+      checks.check_positive(name, getattr(self, name))
     if self.train_steps is not None and self.train_steps < 0:
       raise ValueError(f"train_steps={self.train_steps} must not be negative")
 
@@ -176,10 +194,39 @@ class ExperimentConfig:
   data: DataConfig = dataclasses.field(default_factory=DataConfig)
   train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
 
-  def __post_init__(self):
-    if self.model.scale != self.data.scale:
-      raise ValueError(
-          f"model scale {self.model.scale} differs from data scale {self.data.scale}")
+  @property
+  def role(self) -> Role:
+    return self.train.role
+
+  @property
+  def input_size(self) -> int:
+    """Side of the generator's input for this run's role."""
+    return self.role.input_size(self.data.image_size, self.data.scale)
+
+  @property
+  def output_size(self) -> int:
+    """Side of the generator's output (and the discriminator's input)."""
+    return self.role.output_size(self.data.image_size, self.data.scale)
+
+  def to_dict(self) -> dict:
+    """A JSON-ready dict (the role as its string value)."""
+    return json_ready(dataclasses.asdict(self))
+
+  @classmethod
+  def from_dict(cls, content: dict) -> "ExperimentConfig":
+    """Inverse of `to_dict`; unknown fields raise TypeError naming them."""
+    return cls(model=ModelConfig(**content.get("model", {})),
+               loss=LossConfig(**content.get("loss", {})),
+               data=DataConfig(**content.get("data", {})),
+               train=TrainConfig(**content.get("train", {})))
 
 
-PAPER_EPOCHS = {"sub": 20, "super": 250}
+def json_ready(value):
+  """Converts enums (and containers of them) to plain JSON values."""
+  if isinstance(value, enum.Enum):
+    return value.value
+  if isinstance(value, dict):
+    return {k: json_ready(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [json_ready(v) for v in value]
+  return value

@@ -25,98 +25,108 @@ def define_once(define, name: str, *args, flag_values=flags.FLAGS, **kwargs) -> 
     define(name, *args, flag_values=flag_values, **kwargs)
 
 
+def _training_flag_table():
+  """(define, name, default, help, extra kwargs) of every training flag."""
+  data, model, loss, train = _DEFAULTS.data, _DEFAULTS.model, _DEFAULTS.loss, _DEFAULTS.train
+  f = flags
+  positive, non_negative = {"lower_bound": 1}, {"lower_bound": 0}
+  return [
+      (f.DEFINE_string, "train_records", None, "Glob of training TFRecord shards, e.g. "
+       "'records/train-*' (written by python -m tfrecords_builder).", {}),
+      (f.DEFINE_string, "val_records", "", "Glob of validation shards ('' for none).", {}),
+      (f.DEFINE_string, "model_dir", None, "Checkpoints, TensorBoard logs and the "
+       "exported generator. Rerunning with the same model_dir resumes.", {}),
+      (f.DEFINE_integer, "image_size", data.image_size, "Side of the large image "
+       "(paper: 256).", positive),
+      (f.DEFINE_integer, "scale", data.scale, "Large/small resolution ratio, a power of 2 "
+       "(paper: 4).", positive),
+      (f.DEFINE_integer, "batch_size", data.batch_size, "Global batch size (split across "
+       "replicas).", positive),
+      (f.DEFINE_integer, "epochs", None, "Epochs over the training split (default: the "
+       "paper's, 20 for the sub GAN and 250 for the super GAN).", positive),
+      (f.DEFINE_integer, "train_steps", None, "Total optimizer steps; overrides --epochs.",
+       non_negative),
+      (f.DEFINE_integer, "num_res_blocks", model.num_res_blocks, "Generator residual "
+       "blocks.", non_negative),
+      (f.DEFINE_integer, "filters", model.filters, "Generator feature maps.", positive),
+      (f.DEFINE_integer, "discriminator_filters", model.discriminator_filters,
+       "Discriminator feature maps of the first conv.", positive),
+      (f.DEFINE_bool, "image_skip", model.image_skip, "Generators output a residual over "
+       "the bicubic-resized input, so they start as plain resizing.", {}),
+      (f.DEFINE_float, "learning_rate", train.learning_rate, "Adam learning rate of both "
+       "networks.", {"lower_bound": 0.0}),
+      (f.DEFINE_float, "beta_1", train.beta_1, "Adam beta1 of both networks.", {}),
+      (f.DEFINE_enum, "content_loss", loss.content_loss, "Pixel content loss.",
+       {"enum_values": config_lib.CONTENT_LOSSES}),
+      (f.DEFINE_enum, "adversarial_loss", loss.adversarial_loss, "GAN loss.",
+       {"enum_values": config_lib.ADVERSARIAL_LOSSES}),
+      (f.DEFINE_float, "content_weight", loss.content_weight, "Weight of the content loss.",
+       {"lower_bound": 0.0}),
+      (f.DEFINE_float, "adversarial_weight", loss.adversarial_weight, "Weight of the "
+       "generator's adversarial loss.", {"lower_bound": 0.0}),
+      (f.DEFINE_float, "feature_weight", loss.feature_weight, "Weight of the feature loss "
+       "(needs --feature_extractor).", {"lower_bound": 0.0}),
+      (f.DEFINE_string, "feature_extractor", "", "Keras model file (.keras/.h5) whose "
+       "outputs the feature loss compares; images enter it in [0, 1].", {}),
+      (f.DEFINE_integer, "warmup_steps", train.warmup_steps, "Initial content-only steps "
+       "(discriminator frozen).", non_negative),
+      (f.DEFINE_integer, "steps_per_loop", train.steps_per_loop, "Steps per tf.function "
+       "call.", positive),
+      (f.DEFINE_integer, "checkpoint_every", train.checkpoint_every, "Steps between "
+       "checkpoints.", positive),
+      (f.DEFINE_integer, "summary_every", train.summary_every, "Steps between TensorBoard "
+       "summaries and console progress lines.", positive),
+      (f.DEFINE_integer, "eval_every", train.eval_every, "Steps between validation passes "
+       "(0: only at the end).", non_negative),
+      (f.DEFINE_integer, "eval_steps", train.eval_steps, "Validation batches per pass "
+       "(0: all).", non_negative),
+      (f.DEFINE_enum, "strategy", train.strategy, "Distribution: default, mirrored (local "
+       "devices), multi_worker (TF_CONFIG) or tpu.",
+       {"enum_values": config_lib.STRATEGIES}),
+      (f.DEFINE_string, "tpu", "", "TPU name or address for --strategy=tpu.", {}),
+      (f.DEFINE_enum, "mixed_precision", train.mixed_precision, "Mixed precision policy.",
+       {"enum_values": config_lib.MIXED_PRECISION_POLICIES}),
+      (f.DEFINE_bool, "augment", data.augment, "Paired random crop and flip.", {}),
+      (f.DEFINE_bool, "deterministic", data.deterministic, "Reproducible input order and "
+       "augmentation (slower input pipeline).", {}),
+      (f.DEFINE_integer, "shuffle_buffer", data.shuffle_buffer, "Shuffle buffer "
+       "(examples).", positive),
+      (f.DEFINE_integer, "seed", train.seed, "Seed of weights, data order and "
+       "augmentation.", {}),
+  ]
+
+
 def define_training_flags(flag_values=flags.FLAGS) -> None:
   """Defines the flags of train_sub.py and train_super.py (once per process)."""
   if "train_records" in flag_values:
     return
-  data, model, loss, train = _DEFAULTS.data, _DEFAULTS.model, _DEFAULTS.loss, _DEFAULTS.train
-  f = flag_values
-  define_once(flags.DEFINE_string, "train_records", None, "Glob of training TFRecord shards, e.g. "
-                      "'records/train-*' (written by python -m tfrecords_builder).", flag_values=f)
-  define_once(flags.DEFINE_string, "val_records", "", "Glob of validation shards ('' for none).",
-                      flag_values=f)
-  define_once(flags.DEFINE_string, "model_dir", None, "Checkpoints, TensorBoard logs and the exported "
-                      "generator. Rerunning with the same model_dir resumes.", flag_values=f)
-  define_once(flags.DEFINE_integer, "image_size", data.image_size, "Side of the large image (paper: 256).",
-                       lower_bound=1, flag_values=f)
-  define_once(flags.DEFINE_integer, "scale", data.scale, "Large/small resolution ratio, a power of 2 "
-                       "(paper: 4).", lower_bound=1, flag_values=f)
-  define_once(flags.DEFINE_integer, "batch_size", data.batch_size, "Global batch size (split across "
-                       "replicas).", lower_bound=1, flag_values=f)
-  define_once(flags.DEFINE_integer, "epochs", None, "Epochs over the training split (default: the "
-                       "paper's, 20 for the sub GAN and 250 for the super GAN).",
-                       lower_bound=1, flag_values=f)
-  define_once(flags.DEFINE_integer, "train_steps", None, "Total optimizer steps; overrides --epochs.",
-                       lower_bound=0, flag_values=f)
-  define_once(flags.DEFINE_integer, "num_res_blocks", model.num_res_blocks, "Generator residual blocks.",
-                       lower_bound=0, flag_values=f)
-  define_once(flags.DEFINE_integer, "filters", model.filters, "Generator feature maps.", lower_bound=1,
-                       flag_values=f)
-  define_once(flags.DEFINE_integer, "discriminator_filters", model.discriminator_filters,
-                       "Discriminator feature maps of the first conv.", lower_bound=1,
-                       flag_values=f)
-  define_once(flags.DEFINE_bool, "image_skip", model.image_skip, "Generators output a residual over "
-                    "the bicubic-resized input, so they start as plain resizing.",
-                    flag_values=f)
-  define_once(flags.DEFINE_float, "learning_rate", train.learning_rate, "Adam learning rate of both "
-                     "networks.", lower_bound=0.0, flag_values=f)
-  define_once(flags.DEFINE_float, "beta_1", train.beta_1, "Adam beta1 of both networks.", flag_values=f)
-  define_once(flags.DEFINE_enum, "content_loss", loss.content_loss, config_lib.CONTENT_LOSSES,
-                    "Pixel content loss.", flag_values=f)
-  define_once(flags.DEFINE_enum, "adversarial_loss", loss.adversarial_loss, config_lib.ADVERSARIAL_LOSSES,
-                    "GAN loss.", flag_values=f)
-  define_once(flags.DEFINE_float, "content_weight", loss.content_weight, "Weight of the content loss.",
-                     lower_bound=0.0, flag_values=f)
-  define_once(flags.DEFINE_float, "adversarial_weight", loss.adversarial_weight, "Weight of the "
-                     "generator's adversarial loss.", lower_bound=0.0, flag_values=f)
-  define_once(flags.DEFINE_float, "feature_weight", loss.feature_weight, "Weight of the feature loss "
-                     "(needs --feature_extractor).", lower_bound=0.0, flag_values=f)
-  define_once(flags.DEFINE_string, "feature_extractor", "", "Keras model file (.keras/.h5) whose outputs "
-                      "the feature loss compares; images enter it in [0, 1].", flag_values=f)
-  define_once(flags.DEFINE_integer, "warmup_steps", train.warmup_steps, "Initial content-only steps "
-                       "(discriminator frozen).", lower_bound=0, flag_values=f)
-  define_once(flags.DEFINE_integer, "steps_per_loop", train.steps_per_loop, "Steps per tf.function call.",
-                       lower_bound=1, flag_values=f)
-  define_once(flags.DEFINE_integer, "checkpoint_every", train.checkpoint_every, "Steps between "
-                       "checkpoints.", lower_bound=1, flag_values=f)
-  define_once(flags.DEFINE_integer, "summary_every", train.summary_every, "Steps between TensorBoard "
-                       "summaries and console progress lines.", lower_bound=1, flag_values=f)
-  define_once(flags.DEFINE_integer, "eval_every", train.eval_every, "Steps between validation passes "
-                       "(0: only at the end).", lower_bound=0, flag_values=f)
-  define_once(flags.DEFINE_integer, "eval_steps", train.eval_steps, "Validation batches per pass "
-                       "(0: all).", lower_bound=0, flag_values=f)
-  define_once(flags.DEFINE_enum, "strategy", train.strategy, config_lib.STRATEGIES,
-                    "Distribution: default, mirrored (local devices), multi_worker "
-                    "(TF_CONFIG) or tpu.", flag_values=f)
-  define_once(flags.DEFINE_string, "tpu", "", "TPU name or address for --strategy=tpu.", flag_values=f)
-  define_once(flags.DEFINE_enum, "mixed_precision", train.mixed_precision,
-                    config_lib.MIXED_PRECISION_POLICIES, "Mixed precision policy.",
-                    flag_values=f)
-  define_once(flags.DEFINE_bool, "augment", data.augment, "Paired random crop and flip.", flag_values=f)
-  define_once(flags.DEFINE_bool, "deterministic", data.deterministic, "Reproducible input order and "
-                    "augmentation (slower input pipeline).", flag_values=f)
-  define_once(flags.DEFINE_integer, "shuffle_buffer", data.shuffle_buffer, "Shuffle buffer (examples).",
-                       lower_bound=1, flag_values=f)
-  define_once(flags.DEFINE_integer, "seed", train.seed, "Seed of weights, data order and augmentation.",
-                       flag_values=f)
-  flags.mark_flags_as_required(["train_records", "model_dir"], flag_values=f)
+  for define, name, default, help_text, extra in _training_flag_table():
+    extra = dict(extra)
+    if define is flags.DEFINE_enum:
+      define_once(define, name, default, extra.pop("enum_values"), help_text,
+                  flag_values=flag_values)
+    else:
+      define_once(define, name, default, help_text, flag_values=flag_values, **extra)
+  flags.mark_flags_as_required(["train_records", "model_dir"], flag_values=flag_values)
   flags.register_validator(
-      "scale", lambda s: s & (s - 1) == 0, "--scale must be a power of 2", flag_values=f)
+      "scale", lambda s: s & (s - 1) == 0, "--scale must be a power of 2",
+      flag_values=flag_values)
   flags.register_multi_flags_validator(
       ["image_size", "scale"], lambda d: d["image_size"] % d["scale"] == 0,
-      "--image_size must be divisible by --scale", flag_values=f)
+      "--image_size must be divisible by --scale", flag_values=flag_values)
   flags.register_multi_flags_validator(
       ["feature_weight", "feature_extractor"],
       lambda d: d["feature_weight"] == 0 or bool(d["feature_extractor"]),
-      "--feature_weight > 0 needs --feature_extractor", flag_values=f)
+      "--feature_weight > 0 needs --feature_extractor", flag_values=flag_values)
 
 
-def experiment_from_flags(role: str, flag_values=flags.FLAGS) -> config_lib.ExperimentConfig:
-  """Builds the ExperimentConfig of `role` ("sub" or "super") from parsed flags."""
+def experiment_from_flags(role: config_lib.Role,
+                          flag_values=flags.FLAGS) -> config_lib.ExperimentConfig:
+  """Builds the ExperimentConfig of `role` from parsed flags."""
   f = flag_values
+  role = config_lib.Role(role)
   return config_lib.ExperimentConfig(
-      model=config_lib.ModelConfig(scale=f.scale, num_res_blocks=f.num_res_blocks,
-                                   filters=f.filters,
+      model=config_lib.ModelConfig(num_res_blocks=f.num_res_blocks, filters=f.filters,
                                    discriminator_filters=f.discriminator_filters,
                                    image_skip=f.image_skip),
       loss=config_lib.LossConfig(content_loss=f.content_loss,
@@ -128,20 +138,24 @@ def experiment_from_flags(role: str, flag_values=flags.FLAGS) -> config_lib.Expe
                                  image_size=f.image_size, scale=f.scale,
                                  batch_size=f.batch_size, augment=f.augment,
                                  deterministic=f.deterministic,
-                                 shuffle_buffer=f.shuffle_buffer, seed=f.seed),
+                                 shuffle_buffer=f.shuffle_buffer),
       train=config_lib.TrainConfig(
-          role=role, model_dir=f.model_dir,
-          epochs=f.epochs or config_lib.PAPER_EPOCHS[role], train_steps=f.train_steps,
-          learning_rate=f.learning_rate, beta_1=f.beta_1, warmup_steps=f.warmup_steps,
-          steps_per_loop=f.steps_per_loop, checkpoint_every=f.checkpoint_every,
-          summary_every=f.summary_every, eval_every=f.eval_every, eval_steps=f.eval_steps,
-          strategy=f.strategy, tpu=f.tpu, mixed_precision=f.mixed_precision, seed=f.seed))
+          role=role, model_dir=f.model_dir, epochs=f.epochs or role.paper_epochs,
+          train_steps=f.train_steps, learning_rate=f.learning_rate, beta_1=f.beta_1,
+          warmup_steps=f.warmup_steps, steps_per_loop=f.steps_per_loop,
+          checkpoint_every=f.checkpoint_every, summary_every=f.summary_every,
+          eval_every=f.eval_every, eval_steps=f.eval_steps, strategy=f.strategy,
+          tpu=f.tpu, mixed_precision=f.mixed_precision, seed=f.seed))
 
 
-def train_from_flags(role: str, argv, flag_values=flags.FLAGS) -> dict:
+def train_from_flags(role: config_lib.Role, argv, flag_values=flags.FLAGS) -> dict:
   """The main() of train_sub.py / train_super.py: parsed flags -> a finished run."""
-  from cdgan_tf.training import trainer  # pylint: disable=import-outside-toplevel
+  from cdgan_tf.training import controller  # pylint: disable=import-outside-toplevel
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   experiment = experiment_from_flags(role, flag_values)
-  return trainer.run(experiment, feature_extractor_path=flag_values.feature_extractor)
+  extractor = None
+  if flag_values.feature_extractor:
+    path = flag_values.feature_extractor
+    extractor = lambda strategy: controller.load_keras_feature_extractor(path)  # noqa
+  return controller.run(experiment, feature_extractor=extractor)

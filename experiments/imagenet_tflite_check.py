@@ -34,7 +34,6 @@ import json
 import math
 import os
 import pathlib
-import sys
 import time
 
 from absl import app
@@ -42,9 +41,8 @@ from absl import flags
 import numpy as np
 import tensorflow as tf
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
-from cdgan_tf import classifiers  # pylint: disable=g-import-not-at-top,wrong-import-position
-from cdgan_tf import image_ops  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cdgan_tf import classifiers
+from cdgan_tf import image_ops
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 

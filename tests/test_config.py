@@ -1,4 +1,6 @@
-"""Tests of the configuration dataclasses."""
+"""Tests of the configuration dataclasses and the role type."""
+
+import json
 
 import pytest
 
@@ -7,10 +9,35 @@ from cdgan_tf import config
 
 def test_paper_defaults():
   cfg = config.ExperimentConfig()
-  assert cfg.data.image_size == 256 and cfg.data.small_size == 64
-  assert cfg.model.scale == 4 and cfg.model.num_res_blocks == 16 and cfg.model.filters == 64
+  assert cfg.data.image_size == 256 and cfg.data.small_size == 64 and cfg.data.scale == 4
+  assert cfg.model.num_res_blocks == 16 and cfg.model.filters == 64
   assert cfg.train.learning_rate == 1e-4 and cfg.train.beta_1 == 0.9
-  assert config.PAPER_EPOCHS == {"sub": 20, "super": 250}
+  assert (config.Role.SUB.paper_epochs, config.Role.SUPER.paper_epochs) == (20, 250)
+
+
+def test_role_sizes():
+  assert (config.Role.SUB.input_size(256, 4), config.Role.SUB.output_size(256, 4)) == (256, 64)
+  assert (config.Role.SUPER.input_size(256, 4),
+          config.Role.SUPER.output_size(256, 4)) == (64, 256)
+  cfg = config.ExperimentConfig(train=config.TrainConfig(role="super"))
+  assert cfg.role is config.Role.SUPER and (cfg.input_size, cfg.output_size) == (64, 256)
+
+
+def test_config_round_trips_through_json():
+  cfg = config.ExperimentConfig(data=config.DataConfig(image_size=32, scale=2),
+                                train=config.TrainConfig(role="super", seed=3))
+  content = json.loads(json.dumps(cfg.to_dict()))
+  assert content["train"]["role"] == "super"
+  assert config.ExperimentConfig.from_dict(content) == cfg
+
+
+def test_one_scale_and_one_seed():
+  """The geometry lives in DataConfig only and the seed in TrainConfig only."""
+  fields = {name: {f.name for f in __import__("dataclasses").fields(cls)}
+            for name, cls in (("model", config.ModelConfig), ("loss", config.LossConfig),
+                              ("data", config.DataConfig), ("train", config.TrainConfig))}
+  assert [n for n, f in fields.items() if "scale" in f] == ["data"]
+  assert [n for n, f in fields.items() if "seed" in f] == ["train"]
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -25,5 +52,5 @@ def test_bad_choices_are_refused():
     config.LossConfig(content_loss="l3")
   with pytest.raises(ValueError, match="strategy"):
     config.TrainConfig(strategy="gpu")
-  with pytest.raises(ValueError, match="scale"):
-    config.ExperimentConfig(model=config.ModelConfig(scale=2))
+  with pytest.raises(ValueError, match="role"):
+    config.TrainConfig(role="middle")

@@ -14,7 +14,7 @@ import sys
 from absl import app
 from absl import flags
 
-from cdgan_tf.data import folders
+from cdgan_tf.data import image_files
 from tfrecords_builder import builder
 
 _ADVERSARIAL_DIR = flags.DEFINE_string("adversarial_dir", None, "Folder of adversarial images.")
@@ -23,7 +23,7 @@ _LABELS = flags.DEFINE_string(
     "labels", None, "Label file ('<file name> <label>' lines, keyed by stem) for flat "
     "folders paired by stem; omit for the class-folder layout.")
 _CROP = flags.DEFINE_enum(
-    "crop", "none", folders.CROPS, "How to prepare the clean side: 'damagenet' = short "
+    "crop", "none", image_files.CROPS, "How to prepare the clean side: 'damagenet' = short "
     "side to 224 and centre crop 224x224 exactly as DAmageNet's tooling; 'none' = as is.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder for shards and manifest.json.")
 _NUM_SHARDS = flags.DEFINE_integer(

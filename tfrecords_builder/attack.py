@@ -18,9 +18,9 @@ import sys
 from absl import app
 from absl import flags
 
-from cdgan_tf import attacks
-from cdgan_tf import transfer_set
-from cdgan_tf.data import folders
+from cdgan_tf.attacks import settings as attack_settings
+from cdgan_tf.attacks import transfer_set
+from cdgan_tf.data import image_files
 
 _CLEAN_DIR = flags.DEFINE_string("clean_dir", None, "Folder of clean images: flat with "
                                  "--labels, else class folders (<dir>/<class>/<file>).")
@@ -30,7 +30,7 @@ _LABELS = flags.DEFINE_string(
 _SURROGATE = flags.DEFINE_list(
     "surrogate", None, "Differentiable surrogate classifier(s): registry name, keras:<name>, "
     "TF-Hub handle, SavedModel dir or .keras/.h5 file; several = an ensemble.")
-_ATTACK = flags.DEFINE_enum("attack", "mifgsm", attacks.ATTACKS, "Untargeted attack.")
+_ATTACK = flags.DEFINE_enum("attack", "mifgsm", attack_settings.ATTACKS, "Untargeted attack.")
 _EPS = flags.DEFINE_string("eps", "16/255", "Budget: L-inf in [0, 1] (e.g. 16/255), L2 for "
                            "pgd_l2.")
 _STEPS = flags.DEFINE_integer("steps", 10, "Iterations (ignored by fgsm).", lower_bound=1)
@@ -41,7 +41,7 @@ _DIVERSITY_PROB = flags.DEFINE_float("diversity_prob", 0.0, "MI-FGSM input-diver
                                      "probability (0: plain MI-FGSM).", lower_bound=0.0,
                                      upper_bound=1.0)
 _CROP = flags.DEFINE_enum(
-    "crop", "none", folders.CROPS, "Preparation of the clean image before the attack: "
+    "crop", "none", image_files.CROPS, "Preparation of the clean image before the attack: "
     "'damagenet' = short side 224 and centre crop 224x224 as DAmageNet; 'none' = as is.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per attack batch.",
                                    lower_bound=1)

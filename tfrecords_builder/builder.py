@@ -11,7 +11,7 @@ never flags. Steps:
        adversarial: an 8-bit RGB PNG or any JPEG keeps its original bytes; anything else
          (other lossless formats, grayscale/RGBA/palette/16-bit PNG) is re-encoded as an
          8-bit RGB PNG of the decoded pixels, listed under "converted";
-       clean: `folders.prepare_clean(crop)` then PNG; with crop="none" an 8-bit RGB PNG
+       clean: `image_files.prepare_clean(crop)` then PNG; with crop="none" an 8-bit RGB PNG
          or RGB JPEG keeps its original bytes ("as is").
      Undecodable / empty / truncated files are skipped and listed together with their
      partner; pairs whose aspect ratios differ after the crop are kept and listed under
@@ -41,6 +41,7 @@ import numpy as np
 from PIL import Image
 
 from cdgan_tf.data import folders
+from cdgan_tf.data import image_files
 
 SPLITS = ("train", "val")
 MANIFEST = "manifest.json"
@@ -99,8 +100,8 @@ def _encode_pair(task: _Task) -> dict:
   loaded = {}
   for side, path in (("adversarial", task.adversarial_path), ("clean", task.clean_path)):
     try:
-      loaded[side] = folders.load_image(path)
-    except folders.ImageError as e:
+      loaded[side] = image_files.load_image(path)
+    except image_files.ImageError as e:
       result["skipped"].append(folders.Skipped(e.path, e.reason, folders.BAD_IMAGE))
   if len(loaded) < 2:
     for side, image in loaded.items():
@@ -123,7 +124,7 @@ def _encode_pair(task: _Task) -> dict:
                                 + (f" ({adv.conversion})" if adv.conversion else "")))
 
   clean = loaded["clean"]
-  prepared = folders.prepare_clean(clean.pixels, task.crop)
+  prepared = image_files.prepare_clean(clean.pixels, task.crop)
   as_is = task.crop == "none" and clean.conversion is None and (
       clean.format == "JPEG" or _is_png_rgb8(clean.data))
   clean_encoded = clean.data if as_is else _png(prepared)
@@ -195,7 +196,7 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
     clean_dir: Folder of clean originals (same layout).
     output_dir: Created if needed; must be empty unless `overwrite`.
     labels_path: Label file for the flat layout (pair by stem); None: class folders.
-    crop: "none" or "damagenet" (see `folders.prepare_clean`).
+    crop: "none" or "damagenet" (see `image_files.prepare_clean`).
     num_shards: Train shards (capped at the train count); None: one per ~1,000
       examples. Validation shards hold the same number of examples per shard.
     val_fraction: Fraction in [0, 1) of keys that go to the val split.
@@ -212,8 +213,8 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
     ValueError, NotADirectoryError, FileNotFoundError, FileExistsError: bad arguments,
       folders or label file, no pair at all, or a non-empty output_dir.
   """
-  if crop not in folders.CROPS:
-    raise ValueError(f"crop={crop!r} is not one of {', '.join(folders.CROPS)}")
+  if crop not in image_files.CROPS:
+    raise ValueError(f"crop={crop!r} is not one of {', '.join(image_files.CROPS)}")
   if not 0.0 <= val_fraction < 1.0:
     raise ValueError(f"val_fraction={val_fraction} is not in [0, 1)")
   if num_shards is not None and num_shards < 1:

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from cdgan_tf import config
 from cdgan_tf import image_ops
+from cdgan_tf.common import checks
 from cdgan_tf.data import features
 
 AUGMENT_ZOOM = 1.125
@@ -52,9 +53,9 @@ def crop_source_size(image_size: int) -> int:
   return int(round(AUGMENT_ZOOM * image_size))
 
 
-def _for_role(adversarial, clean, role, small_size):
+def _for_role(adversarial, clean, role: config.Role, small_size):
   """(adversarial, clean) both [S, S, 3] -> the role's (input, target) pair."""
-  if role == "sub":
+  if role is config.Role.SUB:
     return adversarial, image_ops.resize(clean, small_size)
   return image_ops.resize(adversarial, small_size), clean
 
@@ -80,19 +81,20 @@ def _augment_pair(adversarial, clean, image_size, seed):
   return pair[..., :3], pair[..., 3:]
 
 
-def build_dataset(data_config: config.DataConfig, role: str, training: bool,
+def build_dataset(data_config: config.DataConfig, role: config.Role, training: bool,
                   input_context: Optional[tf.distribute.InputContext] = None,
-                  pattern: Optional[str] = None) -> tf.data.Dataset:
+                  pattern: Optional[str] = None, seed: int = 0) -> tf.data.Dataset:
   """Builds the batched dataset of one GAN role.
 
   Args:
-    data_config: Sizes, batch size, augmentation, determinism, shuffle buffer, seed.
-    role: "sub" or "super".
+    data_config: Sizes, batch size, augmentation, determinism, shuffle buffer.
+    role: Role.SUB or Role.SUPER ("sub" / "super" accepted).
     training: Training (shuffled, augmented, repeated) or evaluation order.
     input_context: From `strategy.distribute_datasets_from_function`: shards the input
       (training: by file; evaluation: by record) and sets the per-replica batch size.
     pattern: Glob of TFRecord shards; defaults to data_config.train_pattern when
       training, else data_config.val_pattern.
+    seed: Seed of the file order, the shuffle and the augmentation (training only).
 
   Returns:
     A dataset of (adversarial_input, clean_target) float32 in [0, 1]:
@@ -105,8 +107,7 @@ def build_dataset(data_config: config.DataConfig, role: str, training: bool,
     ValueError: unknown role, empty pattern, a pattern matching no file, or fewer
       training files than input pipelines.
   """
-  if role not in config.ROLES:
-    raise ValueError(f"role={role!r} is not one of {', '.join(config.ROLES)}")
+  role = config.Role(checks.check_choice("role", str(role), config.ROLES))
   if pattern is None:
     field = "train_pattern" if training else "val_pattern"
     pattern = getattr(data_config, field)
@@ -141,7 +142,6 @@ def build_dataset(data_config: config.DataConfig, role: str, training: bool,
   if len(files) < num_pipelines:
     raise ValueError(f"pattern {pattern!r} matches {len(files)} files, fewer than the "
                      f"{num_pipelines} input pipelines that each need at least one")
-  seed = data_config.seed
   ds = tf.data.Dataset.list_files(pattern, shuffle=True, seed=seed)
   if num_pipelines > 1:
     ds = ds.shard(num_pipelines, pipeline_id)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import keras
 
-from cdgan_tf.models import generators
+from cdgan_tf.models import layers
 
 MAX_STAGES = 4
 MAX_FILTER_MULTIPLIER = 8
@@ -52,7 +52,7 @@ def build_discriminator(image_size: int, filters: int = 64,
   if filters < 1:
     raise ValueError(f"discriminator filters={filters} must be positive")
   images = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="images")
-  x = generators.ToGeneratorRange(name="to_generator_range")(images)
+  x = layers.ToGeneratorRange(name="to_generator_range")(images)
   stages = num_stages(image_size)
   for stage in range(max(stages, 1)):
     width = filters * min(2 ** stage, MAX_FILTER_MULTIPLIER)

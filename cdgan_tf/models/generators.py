@@ -18,112 +18,19 @@ layer, which stays float32 under a mixed-precision policy.
 
 from __future__ import annotations
 
-import operator
-
 import keras
-import tensorflow as tf
 
-from cdgan_tf import image_ops
-
-_PACKAGE = "cdgan_tf"
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class ToGeneratorRange(keras.layers.Layer):
-  """Maps [0, 1] pixels to [-1, 1] (`image_ops.to_generator_range`). Shape unchanged."""
-
-  def call(self, inputs):
-    return image_ops.to_generator_range(inputs)
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class FromGeneratorRange(keras.layers.Layer):
-  """Maps [-1, 1] to [0, 1] pixels (`image_ops.from_generator_range`). Shape unchanged."""
-
-  def call(self, inputs):
-    return image_ops.from_generator_range(inputs)
-
-  def compute_output_shape(self, input_shape):
-    return input_shape
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class PixelShuffle(keras.layers.Layer):
-  """Sub-pixel upsampling (Shi et al., 2016): `tf.nn.depth_to_space`.
-
-  [N, H, W, C * r^2] -> [N, H * r, W * r, C].
-
-  Args:
-    block_size: The upsampling factor r.
-  """
-
-  def __init__(self, block_size: int = 2, **kwargs):
-    super().__init__(**kwargs)
-    if block_size < 2:
-      raise ValueError(f"PixelShuffle block_size={block_size} must be >= 2")
-    self.block_size = int(block_size)
-
-  def call(self, inputs):
-    return tf.nn.depth_to_space(inputs, self.block_size)
-
-  def compute_output_shape(self, input_shape):
-    n, h, w, c = input_shape
-    r = self.block_size
-    return (n, None if h is None else h * r, None if w is None else w * r,
-            None if c is None else c // (r * r))
-
-  def get_config(self):
-    config = super().get_config()
-    config["block_size"] = self.block_size
-    return config
-
-
-@keras.saving.register_keras_serializable(package=_PACKAGE)
-class ResizeByFactor(keras.layers.Layer):
-  """Bicubic, antialiased resize by a fixed factor, clipped to [-1, 1].
-
-  [N, H, W, C] -> [N, round(H * factor), round(W * factor), C]. The image-level skip of
-  the generators: the generator's residual is added to the plainly resized input.
-
-  Args:
-    factor: Output size / input size (e.g. 0.25 for the sub generator at scale 4).
-  """
-
-  def __init__(self, factor: float = 1.0, **kwargs):
-    super().__init__(**kwargs)
-    if factor <= 0:
-      raise ValueError(f"ResizeByFactor factor={factor} must be positive")
-    self.factor = float(factor)
-
-  def call(self, inputs):
-    shape = tf.shape(inputs)
-    size = tf.cast(tf.round(tf.cast(shape[1:3], tf.float32) * self.factor), tf.int32)
-    resized = tf.image.resize(inputs, size, method="bicubic", antialias=True)
-    return tf.clip_by_value(tf.cast(resized, inputs.dtype), -1.0, 1.0)
-
-  def compute_output_shape(self, input_shape):
-    n, h, w, c = input_shape
-    scaled = lambda v: None if v is None else int(round(v * self.factor))  # noqa: E731
-    return (n, scaled(h), scaled(w), c)
-
-  def get_config(self):
-    config = super().get_config()
-    config["factor"] = self.factor
-    return config
+from cdgan_tf import config as config_lib
+from cdgan_tf.common import checks
+from cdgan_tf.models.layers import FromGeneratorRange
+from cdgan_tf.models.layers import PixelShuffle
+from cdgan_tf.models.layers import ResizeByFactor
+from cdgan_tf.models.layers import ToGeneratorRange
 
 
 def _num_steps(scale: int) -> int:
   """log2(scale) for a power of two >= 1, else ValueError."""
-  try:
-    value = operator.index(scale)  # ints and numpy ints; not floats or bools
-  except TypeError:
-    value = None
-  if value is None or isinstance(scale, bool) or value < 1 or value & (value - 1):
-    raise ValueError(f"scale={scale!r} must be a power of 2 (1, 2, 4, 8, ...)")
-  return value.bit_length() - 1
+  return checks.check_power_of_two("scale", scale).bit_length() - 1
 
 
 def _check_sizes(num_res_blocks: int, filters: int) -> None:
@@ -264,3 +171,22 @@ def build_super_generator(scale: int = 4, num_res_blocks: int = 16, filters: int
     x = PixelShuffle(2, name=f"{p}up{i}_shuffle")(x)
     x = _prelu(x, f"{p}up{i}_prelu")
   return keras.Model(images, _tail(x, p, skip), name=name)
+
+
+def build_generator(role: config_lib.Role, scale: int,
+                    model_config: config_lib.ModelConfig) -> keras.Model:
+  """The generator of a role, named "<role>_generator" (sizes from `model_config`).
+
+  Args:
+    role: Role.SUB (large -> small) or Role.SUPER (small -> large).
+    scale: The resolution ratio (a power of 2).
+    model_config: Blocks, filters and the image skip.
+
+  Returns:
+    The Keras model; see `build_sub_generator` / `build_super_generator`.
+  """
+  role = config_lib.Role(role)
+  build = build_sub_generator if role is config_lib.Role.SUB else build_super_generator
+  return build(scale=scale, num_res_blocks=model_config.num_res_blocks,
+               filters=model_config.filters, name=f"{role.value}_generator",
+               image_skip=model_config.image_skip)

@@ -30,7 +30,6 @@ import datetime
 import json
 import os
 import pathlib
-import sys
 import time
 
 # One thread unless told otherwise; these must be set before TensorFlow starts.
@@ -43,8 +42,7 @@ import numpy as np  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-position
 import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import models  # pylint: disable=g-import-not-at-top,wrong-import-position
+import models  # pylint: disable=g-import-not-at-top,wrong-import-position  (the script's folder)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 

@@ -1,0 +1,282 @@
+"""DAmageNet-style transfer sets: attack surrogate classifiers, write adversarial PNGs.
+
+`generate()` is the library part of `python -m tfrecords_builder.attack`. It lists a
+folder of clean images (`folders.list_labelled_images`: a flat folder with a label file,
+or class folders), prepares each image as its pair will be prepared
+(`image_files.prepare_clean(crop)`; crop="damagenet" gives 224x224 as DAmageNet did),
+attacks one surrogate (or an ensemble, `gradient.ensemble`) untargeted on the true label,
+and writes `round(255 * x_adv)` as an 8-bit RGB PNG at the key's relative path
+(`<stem>.png` or `<class>/<stem>.png`), so `tfrecords_builder` and `evaluate.py` pair the
+output folder with the clean folder as they pair DAmageNet with ILSVRC2012 val.
+
+Batches: images are grouped by prepared size, sorted by key within a group, and cut into
+`batch_size` chunks. A batch is the unit of work and of randomness (its seed is a hash of
+`seed` and its first key), so an image always lands in the same batch with the same
+batch-mates and gets the same perturbation, in a fresh run or a resumed one.
+
+Resuming: each PNG is written to a hidden temporary name and `os.replace`d, then its
+statistics are appended to `output_dir/.attack_stats.jsonl` (the sidecar, whose first
+line holds the attack settings). An image is done when its PNG exists and the sidecar
+has its record; a rerun skips batches whose images are all done, re-attacks the others
+(writing only the missing files; done batch-mates are recomputed, not rewritten) and
+retries images that failed. A rerun with different attack settings is refused.
+
+`attack_manifest.json` (written atomically at the end of every run) aggregates the
+sidecar over every PNG present: the surrogate's top-1 before and after (on the written
+uint8 pixels), the perturbation's mean RMSD and max L-inf on the 0-255 scale (against
+the clean image as prepared), counts, failures and the settings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pathlib
+import time
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from absl import logging
+import numpy as np
+from PIL import Image
+import tensorflow as tf
+
+from cdgan_tf import classifiers
+from cdgan_tf.attacks import settings as settings_lib
+from cdgan_tf.attacks import stats
+from cdgan_tf.attacks import transfer_files as tfiles
+from cdgan_tf.data import folders
+from cdgan_tf.data import image_files
+
+Surrogate = Union[str, classifiers.Classifier]
+
+
+def batch_seed(seed: int, first_key: str) -> int:
+  """The attack seed of the batch starting at `first_key` (a non-negative int63)."""
+  digest = hashlib.sha256(f"{seed}/{first_key}".encode("utf-8")).digest()
+  return int.from_bytes(digest[:8], "big") >> 1
+
+
+def plan_batches(items: Sequence[Tuple[str, str, int, Tuple[int, int]]],
+                 batch_size: int) -> List[list]:
+  """Groups (key, path, label, (height, width)) items by size, then cuts batches.
+
+  Sizes are taken in sorted order and keys in sorted order within a size, so the plan
+  depends only on the items and batch_size.
+  """
+  by_size: Dict[Tuple[int, int], list] = {}
+  for item in sorted(items):
+    by_size.setdefault(tuple(item[3]), []).append(item)
+  batches = []
+  for size in sorted(by_size):
+    group = by_size[size]
+    batches += [group[i:i + batch_size] for i in range(0, len(group), batch_size)]
+  return batches
+
+
+def load_surrogates(surrogates: Sequence[Surrogate]) -> List[classifiers.Classifier]:
+  """Loads classifier specs (see `classifiers.load_classifier`) and checks them.
+
+  Raises:
+    ValueError: no surrogate, a forward-only one (TFLite), or members whose class
+      counts differ.
+  """
+  if isinstance(surrogates, (str, classifiers.Classifier)):
+    surrogates = [surrogates]
+  if not surrogates:
+    raise ValueError("no surrogate classifier given")
+  loaded = [s if isinstance(s, classifiers.Classifier) else classifiers.load_classifier(s)
+            for s in surrogates]
+  for c in loaded:
+    if not c.differentiable:
+      raise ValueError(
+          f"surrogate {c.name} ({c.source or 'no source'}) is forward-only (e.g. TFLite): "
+          "a gradient attack needs a differentiable surrogate (Keras, SavedModel, TF-Hub); "
+          "forward-only models can only be the target of the transfer set")
+  if len({c.num_classes for c in loaded}) > 1:
+    raise ValueError("surrogates disagree on the class count: " + ", ".join(
+        f"{c.name}: {c.num_classes}" for c in loaded))
+  return loaded
+
+
+def _spec_of(surrogate: Surrogate) -> str:
+  spec = surrogate if isinstance(surrogate, str) else (surrogate.source or surrogate.name)
+  return os.path.abspath(spec) if os.path.exists(spec) else spec
+
+
+def _planned_size(path: str, crop: str) -> Tuple[int, int]:
+  """(height, width) after preparation, from the header only (no decoding)."""
+  if crop == "damagenet":
+    return (image_files.DAMAGENET_SIZE, image_files.DAMAGENET_SIZE)
+  try:
+    with Image.open(path) as image:
+      return (image.size[1], image.size[0])
+  except Exception as e:  # PIL raises many types on bad files; none may crash a run.
+    raise image_files.ImageError(path, f"cannot read the image header ({type(e).__name__}: {e})"
+                             ) from e
+
+
+def _predictions(members, images: np.ndarray) -> np.ndarray:
+  """int [1 + M, N]: the ensemble's (mean log-softmax) and each member's top-1."""
+  logits = [tf.cast(m(tf.constant(images)), tf.float32) for m in members]
+  combined = tf.add_n([tf.nn.log_softmax(l, axis=-1) for l in logits]) / len(logits)
+  return np.stack([np.argmax(x, axis=-1) for x in [combined.numpy()] +
+                   [l.numpy() for l in logits]])
+
+
+def _list_items(clean_dir, labels_path, max_images: int, crop: str, surrogate):
+  """The selected images as plan items, the unreadable ones, and the listing's skips."""
+  listed, inputs_skipped = folders.list_labelled_images(clean_dir, labels_path)
+  by_key = {key: (path, label) for key, path, label in listed}
+  items, failed = [], []
+  for key in folders.select_subset(list(by_key), max_images):
+    path, label = by_key[key]
+    if label >= surrogate.num_classes:
+      raise ValueError(f"{path}: label {label} is out of range for the surrogate "
+                       f"{surrogate.name} ({surrogate.num_classes} classes)")
+    try:
+      items.append((key, path, label, _planned_size(path, crop)))
+    except image_files.ImageError as e:
+      failed.append({"key": key, "path": e.path, "reason": e.reason})
+  return items, failed, inputs_skipped
+
+
+def _attack_batch(batch, done, members, attack: settings_lib.AttackSettings, seed: int,
+                  crop: str, output_dir: pathlib.Path, failed: list) -> List[dict]:
+  """Attacks one batch, writes the PNGs not yet done; returns their records."""
+  kept, pixels = [], []
+  for item, is_done in zip(batch, done):
+    try:
+      image = image_files.prepare_clean(image_files.load_rgb(item[1]), crop)
+      if image.shape[:2] != tuple(item[3]):
+        raise image_files.ImageError(item[1], f"decoded size {image.shape[:2]} differs from "
+                                 f"its header's {tuple(item[3])}")
+    except image_files.ImageError as e:
+      failed.append({"key": item[0], "path": e.path, "reason": e.reason})
+      continue
+    kept.append((item, is_done))
+    pixels.append(image)
+  if not kept:
+    return []
+  clean = np.stack(pixels).astype(np.float32) / 255.0
+  labels = np.array([item[2] for item, _ in kept], np.int64)
+  adversarial = attack.run(members, clean, labels, seed=seed)
+  adv_u8 = np.clip(np.round(adversarial.numpy() * 255.0), 0, 255).astype(np.uint8)
+  before = _predictions(members, clean)
+  after = _predictions(members, adv_u8.astype(np.float32) / 255.0)
+  records = []
+  for i, (item, is_done) in enumerate(kept):
+    if not is_done:
+      tfiles.write_png(tfiles.output_path(output_dir, item[0]), adv_u8[i])
+      perturbation = {k: round(v, 6) for k, v in  # Drops float noise: 16.000000000000014.
+                      stats.perturbation_stats(pixels[i] / 255.0, adv_u8[i] / 255.0).items()}
+      records.append({"key": item[0], "label": int(item[2]), "size": list(item[3]),
+                      "before": before[:, i].tolist(), "after": after[:, i].tolist(),
+                      **perturbation})
+  return records
+
+
+def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path=None,
+             attack: Union[str, settings_lib.AttackSettings] = "mifgsm",
+             eps: Union[str, float] = "16/255", steps: int = 10, step_size=None,
+             decay: float = 1.0, diversity_prob: float = 0.0, crop: str = "none",
+             batch_size: int = 32, max_images: int = 0, seed: int = 0,
+             log_every: int = 500, command: Optional[dict] = None) -> dict:
+  """Attacks the surrogate(s) on every clean image and writes the adversarial PNGs.
+
+  Args:
+    clean_dir: Flat folder of images (with `labels_path`) or class-folder root.
+    output_dir: Created if needed; empty, or a previous run's folder (resumed).
+    surrogates: Classifier specs (`classifiers.load_classifier`) or Classifier objects;
+      several form an ensemble (`gradient.ensemble`). All must be differentiable.
+    labels_path: Label file for the flat layout; None: class folders.
+    attack: fgsm | pgd | pgd_l2 | mifgsm, untargeted; or ready `AttackSettings`
+      (then eps, steps, step_size, decay and diversity_prob are ignored).
+    eps: Budget as a float or text ("16/255"); L-inf in [0, 1], L2 for pgd_l2.
+    steps: Iterations (not fgsm). step_size: None for the attack's default.
+    decay, diversity_prob: MI-FGSM momentum and input-diversity probability.
+    crop: "none" or "damagenet" (clean images prepared before the attack).
+    batch_size: Images per attack batch (part of the deterministic plan).
+    max_images: Attack only a fixed subset of this many images
+      (`folders.select_subset`); 0: all.
+    seed: Seed of the attacks' randomness (PGD start, input diversity).
+    log_every: Log progress every this many images.
+    command: Command-line arguments to record in the manifest.
+
+  Returns:
+    The manifest (also written to output_dir/attack_manifest.json).
+
+  Raises:
+    ValueError, FileExistsError, NotADirectoryError, FileNotFoundError: bad arguments,
+      folders, label file or surrogates, or an output_dir made with other settings.
+  """
+  if crop not in image_files.CROPS:
+    raise ValueError(f"crop={crop!r} is not one of {', '.join(image_files.CROPS)}")
+  if batch_size < 1 or max_images < 0:
+    raise ValueError(f"batch_size={batch_size} must be >= 1 and max_images={max_images} >= 0")
+  if not isinstance(attack, settings_lib.AttackSettings):
+    attack = settings_lib.AttackSettings.parse(attack, eps, steps, step_size, decay,
+                                               diversity_prob)
+  if isinstance(surrogates, (str, classifiers.Classifier)):
+    surrogates = [surrogates]
+  record = attack.record()
+  settings = {"attack": {k: v for k, v in record.items() if k != "eps_text"},
+              "surrogates": [_spec_of(s) for s in surrogates], "seed": int(seed),
+              "crop": crop}
+  output_dir = pathlib.Path(output_dir)
+  header, records = tfiles.check_output_dir(output_dir, clean_dir, settings)
+  members = load_surrogates(surrogates)
+  items, failed, inputs_skipped = _list_items(clean_dir, labels_path, max_images, crop,
+                                              members[0])
+  batches = plan_batches(items, batch_size)
+  is_done = lambda key: key in records and tfiles.output_path(output_dir, key).exists()  # noqa
+  logging.info("%d images selected (%d unreadable; %d inputs skipped while listing) in %d "
+               "batches; %d already done in %s", len(items) + len(failed), len(failed),
+               len(inputs_skipped), len(batches), sum(is_done(i[0]) for i in items),
+               output_dir)
+
+  output_dir.mkdir(parents=True, exist_ok=True)
+  tfiles.remove_stale_temporaries(output_dir)
+  counts = {"attacked": 0, "skipped_done": 0, "recomputed_batch_mates": 0}
+  new_records = []
+  started, seen, next_log = time.perf_counter(), 0, log_every
+  with tfiles.open_sidecar(output_dir / tfiles.SIDECAR,
+                           settings if header is None else None) as sidecar:
+    for batch in batches:
+      done = [is_done(item[0]) for item in batch]
+      seen += len(batch)
+      counts["skipped_done"] += sum(done)
+      if all(done):
+        continue
+      counts["recomputed_batch_mates"] += sum(done)
+      written = _attack_batch(batch, done, members, attack, batch_seed(seed, batch[0][0]),
+                              crop, output_dir, failed)
+      tfiles.append_records(sidecar, written)
+      counts["attacked"] += len(written)
+      new_records += written
+      if seen >= next_log or batch is batches[-1]:
+        next_log = seen + log_every
+        running = tfiles.summary(new_records, [])["surrogate_top1"]
+        rate = counts["attacked"] / max(time.perf_counter() - started, 1e-9)
+        logging.info("%d/%d images: %d attacked (%.1f images/s), %d already done, %d "
+                     "failed; surrogate top-1 on this run's images %.4f -> %.4f", seen,
+                     len(items), counts["attacked"], rate, counts["skipped_done"],
+                     len(failed), running["before"] or 0.0, running["after"] or 0.0)
+  seconds = time.perf_counter() - started
+  counts.update(failed=len(failed))
+  run = {"attack": record,
+         "surrogates": [{"spec": spec, "name": m.name, "input_size": list(m.input_size),
+                         "num_classes": m.num_classes}
+                        for spec, m in zip(settings["surrogates"], members)],
+         "seed": int(seed), "crop": crop, "batch_size": batch_size, "max_images": max_images,
+         "clean_dir": str(clean_dir),
+         "labels": None if labels_path is None else str(labels_path),
+         "output_dir": str(output_dir), "command": command}
+  manifest = tfiles.write_manifest(output_dir, run, [m.name for m in members], counts,
+                                   failed, inputs_skipped, seconds)
+  top1, perturbation = manifest["surrogate_top1"], manifest["perturbation"]
+  logging.info("%s: %d images (%d attacked now, %d already done, %d failed) in %.1f s; "
+               "surrogate top-1 %s -> %s; RMSD %.2f, L-inf %.2f (0-255)", output_dir,
+               manifest["counts"]["images"], counts["attacked"], counts["skipped_done"],
+               len(failed), seconds, top1["before"], top1["after"],
+               perturbation["rmsd_255_mean"] or 0.0, perturbation["linf_255_max"] or 0.0)
+  return manifest

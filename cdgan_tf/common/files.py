@@ -1,0 +1,100 @@
+"""Atomic file writes: a reader never sees a half-written file that looks complete.
+
+Every writer puts the content into a hidden temporary sibling and renames it over the
+destination (`tf.io.gfile`, so local paths and cloud buckets both work). An interrupted
+write leaves at most a `.tmp-*` file behind, which `remove_stale_temporaries` clears.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from typing import Iterator
+
+import tensorflow as tf
+
+TMP_MARK = ".tmp-"
+
+
+def temporary_path(path: str) -> str:
+  """The hidden temporary sibling of `path` for this process, same extension.
+
+  `results.json` -> `.results.json.tmp-<pid>.json`; keeping the extension lets writers
+  that pick a format from it (matplotlib, PIL) work unchanged.
+  """
+  folder, name = os.path.split(str(path))
+  extension = os.path.splitext(name)[1]
+  return os.path.join(folder, f".{name}{TMP_MARK}{os.getpid()}{extension}")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str) -> Iterator[str]:
+  """Yields a temporary path to write; renames it to `path` if the block succeeds.
+
+  On an exception the temporary file is removed and the destination is untouched.
+  """
+  tmp = temporary_path(path)
+  try:
+    yield tmp
+    tf.io.gfile.rename(tmp, str(path), overwrite=True)
+  finally:
+    if tf.io.gfile.exists(tmp):
+      tf.io.gfile.remove(tmp)
+
+
+def write_text(path: str, text: str) -> str:
+  """Writes `text` to `path` atomically. Returns `path`."""
+  with atomic_path(path) as tmp:
+    with tf.io.gfile.GFile(tmp, "w") as f:
+      f.write(text)
+  return str(path)
+
+
+def write_bytes(path: str, data: bytes) -> str:
+  """Writes `data` to `path` atomically. Returns `path`."""
+  with atomic_path(path) as tmp:
+    with tf.io.gfile.GFile(tmp, "wb") as f:
+      f.write(data)
+  return str(path)
+
+
+def write_json(path: str, content, indent: int = 2) -> str:
+  """Writes `content` as JSON (sorted as given, trailing newline) atomically."""
+  return write_text(path, json.dumps(content, indent=indent) + "\n")
+
+
+def read_json(path: str):
+  """Reads a JSON file (any tf.io.gfile path)."""
+  with tf.io.gfile.GFile(str(path)) as f:
+    return json.load(f)
+
+
+def _writer_alive(name: str) -> bool:
+  """Whether the process whose pid is in a temporary name is still running here."""
+  digits = name.split(TMP_MARK, 1)[1].split(".", 1)[0]
+  if not digits.isdigit() or int(digits) == os.getpid():
+    return False
+  try:
+    os.kill(int(digits), 0)
+  except (OSError, ValueError):
+    return False
+  return True
+
+
+def remove_stale_temporaries(folder: str) -> list:
+  """Removes the `.*.tmp-<pid>*` files that crashed writers left in `folder`.
+
+  Files of a writer that is still running on this machine are kept. Returns the
+  removed paths.
+  """
+  removed = []
+  if not tf.io.gfile.isdir(str(folder)):
+    return removed
+  for name in tf.io.gfile.listdir(str(folder)):
+    path = os.path.join(str(folder), name.rstrip("/"))
+    if (name.startswith(".") and TMP_MARK in name and not tf.io.gfile.isdir(path)
+        and not _writer_alive(name)):
+      tf.io.gfile.remove(path)
+      removed.append(path)
+  return removed

@@ -1,0 +1,7 @@
+"""Purifiers: the declared interface, the CD-GAN chain and its ablations, the baselines,
+and the registry that builds them by name."""
+
+from cdgan_tf.defenses.base import DefendedClassifier  # noqa: F401
+from cdgan_tf.defenses.base import Purifier  # noqa: F401
+from cdgan_tf.defenses.cdgan import CdganPurifier  # noqa: F401
+from cdgan_tf.defenses.registry import build_defenses  # noqa: F401

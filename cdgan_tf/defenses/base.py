@@ -1,0 +1,100 @@
+"""The one interface every purifier implements, and a purifier in front of a classifier.
+
+A purifier maps images float32 [N, H, W, 3] in [0, 1] (any H, W) to purified images
+float32 [N, H', W', 3] in [0, 1] (CD-GAN returns its working size; the baselines keep
+the input size; a classifier adapter resizes either into its own input). Every purifier
+(CD-GAN and its ablations, the baselines, an exported SavedModel) declares:
+
+  name            the name the registry builds it from ("cdgan", "jpeg75", ...)
+  differentiable  whether its TensorFlow gradient is useful to a white-box attacker;
+                  a non-differentiable purifier (JPEG: no gradient; bit depth: zero
+                  gradient almost everywhere) is attacked through BPDA instead
+  stages(images)  the intermediate images worth showing (the sample grid): CD-GAN's
+                  "after sub G" and "after super G"; one "purified" stage by default
+
+Code that uses purifiers asks this interface; it never probes attributes.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Callable, List, Tuple
+
+import tensorflow as tf
+
+Stage = Tuple[str, tf.Tensor]
+
+
+def check_images(images, who: str) -> tf.Tensor:
+  """float [N, H, W, C] -> float32 tensor; refuses other dtypes and ranks by name."""
+  images = tf.convert_to_tensor(images)
+  if not images.dtype.is_floating:
+    raise ValueError(f"{who}: images must be float32 in [0, 1], got dtype "
+                     f"{images.dtype.name}")
+  if images.shape.rank != 4:
+    raise ValueError(f"{who}: images must be [N, H, W, C], got shape {images.shape}")
+  return tf.cast(images, tf.float32)
+
+
+class Purifier(abc.ABC):
+  """An image -> image defense (see the module docstring).
+
+  Attributes:
+    name: The registry name of the purifier.
+    differentiable: True when its gradient is meaningful for white-box attacks.
+  """
+
+  name: str = "purifier"
+  differentiable: bool = False
+
+  @abc.abstractmethod
+  def __call__(self, images: tf.Tensor) -> tf.Tensor:
+    """Purifies float32 [N, H, W, 3] in [0, 1] -> float32 [N, H', W', 3] in [0, 1]."""
+
+  def stages(self, images: tf.Tensor) -> List[Stage]:
+    """(title, images) of the stages to show; the last one is the purified output."""
+    return [("purified", self(images))]
+
+  def __repr__(self) -> str:
+    return (f"{type(self).__name__}(name={self.name!r}, "
+            f"differentiable={self.differentiable})")
+
+
+class FunctionPurifier(Purifier):
+  """A purifier made of a TensorFlow function (the baselines).
+
+  Args:
+    fn: float32 [N, H, W, C] in [0, 1] -> float32 [N, H, W, C] in [0, 1].
+    name: Registry name.
+    differentiable: Whether `fn`'s gradient is useful to an attacker.
+  """
+
+  def __init__(self, fn: Callable[[tf.Tensor], tf.Tensor], name: str,
+               differentiable: bool):
+    self._fn = fn
+    self.name = name
+    self.differentiable = bool(differentiable)
+
+  def __call__(self, images) -> tf.Tensor:
+    return self._fn(check_images(images, self.name))
+
+
+class DefendedClassifier:
+  """A purifier in front of a classifier: images -> logits [N, num_classes].
+
+  Differentiable end to end when both parts are (the white-box `pgd_defended` attack
+  takes gradients through it).
+
+  Args:
+    purifier: A `Purifier`.
+    classifier: A classifier adapter (`cdgan_tf.classifiers.Classifier`).
+  """
+
+  def __init__(self, purifier: Purifier, classifier):
+    self.purifier = purifier
+    self.classifier = classifier
+    self.name = f"{purifier.name}+{classifier.name}"
+    self.differentiable = bool(purifier.differentiable and classifier.differentiable)
+
+  def __call__(self, images: tf.Tensor) -> tf.Tensor:
+    return self.classifier(self.purifier(images))

@@ -1,0 +1,160 @@
+"""The chained CD-GAN purifier: any image -> resize -> sub G -> super G.
+
+At inference the two independently trained generators are chained (paper, Fig. 1):
+
+  image [N, H, W, 3] in [0, 1] (any H, W)
+    -> resize to image_size (256)          bicubic, antialiased
+    -> sub generator                       [N, 64, 64, 3]
+    -> super generator                     [N, 256, 256, 3] in [0, 1]
+
+and a classifier adapter then resizes the purified image into its own input size (the
+resize before the classifier is part of the defended model, as in the paper). The
+ablations `sub_only` (sub G, then bicubic up) and `super_only` (bicubic down, then
+super G) replace one half of the chain by plain resizing.
+"""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import keras
+import tensorflow as tf
+
+from cdgan_tf import config as config_lib
+from cdgan_tf import image_ops
+from cdgan_tf.common import checks
+from cdgan_tf.defenses import base
+from cdgan_tf.models import generator_files
+
+MODES = ("chain", "sub_only", "super_only")
+MODE_NAMES = {"chain": "cdgan", "sub_only": "sub_only", "super_only": "super_only"}
+
+
+def _measured_scale(model: keras.Model, size: int) -> float:
+  """Output/input size ratio of a fully convolutional generator, from a dummy call."""
+  out = model(tf.zeros((1, size, size, 3)), training=False)
+  return out.shape[1] / size
+
+
+def _check_role(info: Optional[generator_files.GeneratorInfo], expected: config_lib.Role,
+                path: str, flag: str) -> None:
+  if info is not None and info.role is not expected:
+    raise ValueError(
+        f"{path} holds the {info.role.value} generator, but {flag} needs the "
+        f"{expected.value} one (generator.json says role={info.role.value}); were "
+        "--sub_model and --super_model swapped?")
+
+
+class CdganPurifier(tf.Module, base.Purifier):
+  """CD-GAN's purifier (or one of its ablations); a tf.Module, so it can be exported.
+
+  Args:
+    sub_generator: Keras model, [N, S, S, 3] -> [N, S/scale, S/scale, 3], in [0, 1].
+    super_generator: Keras model, [N, s, s, 3] -> [N, s*scale, s*scale, 3], in [0, 1].
+    image_size: S, the side the input is resized to first (paper: 256).
+    scale: The resolution ratio (paper: 4).
+    mode: "chain" (the paper's), "sub_only" or "super_only".
+  """
+
+  differentiable = True
+
+  def __init__(self, sub_generator: Optional[keras.Model],
+               super_generator: Optional[keras.Model], image_size: int, scale: int,
+               mode: str = "chain"):
+    checks.check_choice("mode", mode, MODES)
+    super().__init__(name=f"cdgan_{mode}")
+    checks.check_power_of_two("scale", scale)
+    if image_size % scale:
+      raise ValueError(f"image_size {image_size} is not divisible by scale {scale}")
+    if mode in ("chain", "sub_only") and sub_generator is None:
+      raise ValueError(f"mode {mode} needs the sub generator")
+    if mode in ("chain", "super_only") and super_generator is None:
+      raise ValueError(f"mode {mode} needs the super generator")
+    self.sub_generator = sub_generator
+    self.super_generator = super_generator
+    self.image_size = int(image_size)
+    self.scale = int(scale)
+    self.mode = mode
+    # tf.Module reserves `name` (read-only); the registry name lives here.
+    self._registry_name = MODE_NAMES[mode]
+
+  @property
+  def name(self) -> str:  # pylint: disable=invalid-overridden-method
+    return getattr(self, "_registry_name", None) or super().name
+
+  @classmethod
+  def from_files(cls, sub_path: str = "", super_path: str = "", mode: str = "chain",
+                 image_size: Optional[int] = None) -> "CdganPurifier":
+    """Loads the trainer's exported generators and reads their sizes.
+
+    Args:
+      sub_path: The sub generator's .keras file, export folder or training model_dir.
+      super_path: The super generator's.
+      mode: "chain", "sub_only" or "super_only".
+      image_size: Overrides the size recorded next to the generators.
+
+    Raises:
+      GeneratorFileError: a path holds no generator.
+      ValueError: the generators are swapped or do not fit together.
+    """
+    sub, sub_info = generator_files.load_generator(sub_path) if sub_path else (None, None)
+    sup, sup_info = (generator_files.load_generator(super_path) if super_path
+                     else (None, None))
+    _check_role(sub_info, config_lib.Role.SUB, sub_path, "--sub_model")
+    _check_role(sup_info, config_lib.Role.SUPER, super_path, "--super_model")
+    info = sub_info or sup_info
+    size = image_size or (info.image_size if info else None) or (
+        config_lib.DataConfig().image_size)
+    scale = info.scale if info else None
+    if scale is None:  # No metadata: measure it from the generators themselves.
+      scale = (round(1 / _measured_scale(sub, size)) if sub is not None
+               else round(_measured_scale(sup, size // config_lib.DataConfig().scale)))
+    if sub is not None and sup is not None:
+      super_scale = round(_measured_scale(sup, size // scale))
+      if super_scale != scale:
+        raise ValueError(f"generators do not match: sub scales by 1/{scale}, super by "
+                         f"{super_scale} ({sub_path}, {super_path})")
+    return cls(sub, sup, image_size=size, scale=scale, mode=mode)
+
+  def with_mode(self, mode: str) -> "CdganPurifier":
+    """The same generators in another mode (an ablation)."""
+    return CdganPurifier(self.sub_generator, self.super_generator, self.image_size,
+                         self.scale, mode=mode)
+
+  @property
+  def small_size(self) -> int:
+    return self.image_size // self.scale
+
+  def run_stages(self, images: tf.Tensor):
+    """Runs the purifier and returns every stage.
+
+    Args:
+      images: float32 [N, H, W, 3] in [0, 1], any H and W.
+
+    Returns:
+      (resized [N,S,S,3], intermediate [N,S/scale,S/scale,3], purified [N,S,S,3]),
+      all in [0, 1].
+    """
+    images = base.check_images(images, self.name)
+    if images.shape[-1] != 3:
+      raise ValueError(f"the purifier takes [N, H, W, 3] images, got shape {images.shape}")
+    resized = image_ops.resize(images, self.image_size)
+    if self.mode == "super_only":
+      small = image_ops.resize(resized, self.small_size)
+    else:
+      small = tf.cast(self.sub_generator(resized, training=False), tf.float32)
+    if self.mode == "sub_only":
+      purified = image_ops.resize(small, self.image_size)
+    else:
+      purified = tf.cast(self.super_generator(small, training=False), tf.float32)
+    return resized, small, tf.clip_by_value(purified, 0.0, 1.0)
+
+  def __call__(self, images: tf.Tensor) -> tf.Tensor:
+    """Purifies images: float32 [N, H, W, 3] in [0, 1] -> [N, S, S, 3] in [0, 1]."""
+    return self.run_stages(images)[2]
+
+  def stages(self, images: tf.Tensor) -> List[base.Stage]:
+    _, small, purified = self.run_stages(images)
+    first = "sub G" if self.mode != "super_only" else "bicubic down"
+    second = "super G" if self.mode != "sub_only" else "bicubic up"
+    return [(f"after {first}", small), (f"after {second}", purified)]

@@ -1,0 +1,1 @@
+"""Evaluation: the streaming loop, the accuracy table, the reports and the sample grid."""

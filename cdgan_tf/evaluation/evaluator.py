@@ -1,0 +1,217 @@
+"""The streaming evaluation loop: classifiers x defenses x threat models, batch by batch.
+
+One pass over the data fills a `table.AccuracyTable` with every combination: each
+classifier without defense and behind each defense, on clean images, on the given
+(transfer) adversarial images, and under the gradient attacks:
+
+  transfer        the adversarial images that came with the data (the paper's setting)
+  pgd_classifier  PGD on the classifier alone; the defense is then put in front
+                  (the attacker does not know the defense)
+  pgd_defended    white-box PGD through purifier + classifier (the attacker knows
+                  everything); only for differentiable defenses
+  bpda            PGD with the purifier run forward and treated as the identity
+                  backward (Athalye et al. 2018); works for any defense
+
+Purified images are computed once per batch and defense and shared by all classifiers.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import time
+from typing import Dict, Iterable, List, Optional, Sequence
+
+from absl import logging
+import numpy as np
+import tensorflow as tf
+
+from cdgan_tf.attacks import bpda as bpda_lib
+from cdgan_tf.attacks import settings as attack_settings
+from cdgan_tf.data.batch import Batch
+from cdgan_tf.defenses import base as defenses_base
+from cdgan_tf.evaluation import table as table_lib
+
+TRANSFER = "transfer"
+GRADIENT_THREATS = ("pgd_classifier", "pgd_defended", "bpda")
+THREATS = (TRANSFER,) + GRADIENT_THREATS
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreatModel:
+  """A threat model of the evaluation and, for the gradient ones, its PGD attack.
+
+  Attributes:
+    name: One of THREATS.
+    attack: L-inf PGD settings (random start) for the gradient threat models; None for
+      `transfer`.
+  """
+  name: str
+  attack: Optional[attack_settings.AttackSettings] = None
+
+  @classmethod
+  def parse(cls, name: str, eps="8/255", steps: int = 10,
+            step_size=None) -> "ThreatModel":
+    """Validates the name and builds the PGD settings of a gradient threat model.
+
+    Raises:
+      ValueError: an unknown name or bad PGD parameters.
+    """
+    if name not in THREATS:
+      raise ValueError(f"unknown attack {name!r}: use {', '.join(THREATS)}")
+    if name == TRANSFER:
+      return cls(name)
+    return cls(name, attack_settings.AttackSettings.parse("pgd", eps, steps, step_size))
+
+  def params(self) -> dict:
+    """What results.json records for it."""
+    if self.attack is None:
+      return {}
+    return {"eps": self.attack.eps, "steps": self.attack.steps,
+            "step_size": self.attack.effective_step_size, "norm": "linf"}
+
+
+def check_attackable(threats: Sequence[ThreatModel], classifiers) -> None:
+  """Refuses gradient attacks on forward-only classifiers with a clear message."""
+  gradient = [t.name for t in threats if t.attack is not None]
+  forward_only = [c.name for c in classifiers if not c.differentiable]
+  if gradient and forward_only:
+    raise ValueError(
+        f"gradient attacks ({', '.join(gradient)}) need differentiable classifiers; "
+        f"forward-only: {', '.join(forward_only)} (use --attack=transfer with them)")
+
+
+def predict(classifier, images) -> np.ndarray:
+  """Top-1 labels of a batch: int [N]."""
+  return tf.argmax(classifier(images), axis=-1).numpy()
+
+
+class Evaluator:
+  """Streams batches through every classifier x defense x threat-model combination.
+
+  Args:
+    classifiers: Adapters with `.name`, `.differentiable` and `__call__(images) ->
+      logits [N, num_classes]` (`cdgan_tf.classifiers`).
+    defenses: name -> `defenses.Purifier`; "cdgan" is the primary one.
+    threats: Which threat models to run; include ThreatModel("transfer") to score the
+      batches' own adversarial images.
+    seed: Seed of the attacks' random starts.
+    prediction_file: Optional open text file; one CSV row per image and condition
+      (key, label, classifier, attack, defense, condition, prediction) is streamed to it.
+  """
+
+  def __init__(self, classifiers, defenses: Dict[str, defenses_base.Purifier],
+               threats: Sequence[ThreatModel] = (ThreatModel(TRANSFER),), seed: int = 0,
+               prediction_file=None):
+    self.classifiers = list(classifiers)
+    self.defenses = dict(defenses)
+    self.threats = list(threats)
+    check_attackable(self.threats, self.classifiers)
+    self.seed = seed
+    primary = self.threats[0].name if self.threats else TRANSFER
+    self.table = table_lib.AccuracyTable(primary_attack=primary)
+    for threat in self.threats:
+      if threat.attack is not None:
+        self.table.set_attack_params(threat.name, threat.params())
+    self._purify = {name: tf.function(d.__call__, reduce_retracing=True)
+                    for name, d in self.defenses.items()}
+    # Composed targets are built once so the attacks' compiled loops are reused.
+    self._defended = {(c.name, d): (lambda x, c=c, p=self._purify[d]: c(p(x)))
+                      for c in self.classifiers for d in self.defenses}
+    self._bpda = {(c.name, d): (lambda x, c=c, b=bpda_lib.bpda(self._purify[d]): c(b(x)))
+                  for c in self.classifiers for d in self.defenses}
+    self.images_seen = 0
+    self.notes: List[str] = []
+    self._keys: Sequence[str] = ()
+    self._writer = None
+    if prediction_file is not None:
+      self._writer = csv.writer(prediction_file)
+      self._writer.writerow(["key", "label", "classifier", "attack", "defense", "condition",
+                             "prediction"])
+
+  def _add(self, classifier, condition, images, labels, defense=None, attack=None):
+    """Classifies `images` and counts the batch (and streams the predictions)."""
+    predictions = predict(classifier, images)
+    self.table.add(classifier.name, condition, predictions, labels, defense=defense,
+                   attack=attack)
+    if self._writer is not None:
+      for key, label, prediction in zip(self._keys, labels, predictions):
+        self._writer.writerow([key, int(label), classifier.name, attack or "",
+                               defense or "", condition, int(prediction)])
+
+  def _score_defenses(self, images, labels, condition: str, attack=None) -> None:
+    for name, purify in self._purify.items():
+      purified = purify(images)
+      for c in self.classifiers:
+        self._add(c, condition, purified, labels, defense=name, attack=attack)
+
+  def add_batch(self, batch: Batch) -> None:
+    """Scores one batch under every configured condition."""
+    labels = np.asarray(batch.labels)
+    self._keys = list(batch.keys)
+    if batch.clean is not None:
+      clean = tf.convert_to_tensor(batch.clean, tf.float32)
+      for c in self.classifiers:
+        self._add(c, "normal", clean, labels)
+      self._score_defenses(clean, labels, "defense_clean")
+    for threat in self.threats:
+      if threat.name == TRANSFER:
+        if batch.adversarial is None:
+          continue
+        adversarial = tf.convert_to_tensor(batch.adversarial, tf.float32)
+        for c in self.classifiers:
+          self._add(c, "attack", adversarial, labels, attack=TRANSFER)
+        self._score_defenses(adversarial, labels, "defense", attack=TRANSFER)
+      elif batch.clean is not None:
+        self._gradient_attack(threat, tf.convert_to_tensor(batch.clean, tf.float32), labels)
+    self.images_seen += len(labels)
+
+  def _note(self, note: str) -> None:
+    if note not in self.notes:
+      self.notes.append(note)
+      logging.warning(note)
+
+  def _gradient_attack(self, threat: ThreatModel, clean, labels) -> None:
+    if not np.any(labels >= 0):
+      return
+    labels_t = tf.convert_to_tensor(labels, tf.int64)
+    for c in self.classifiers:
+      if threat.name == "pgd_classifier":
+        adversarial = threat.attack.run(c, clean, labels_t, seed=self.seed)
+        self._add(c, "attack", adversarial, labels, attack=threat.name)
+        for name, purify in self._purify.items():
+          self._add(c, "defense", purify(adversarial), labels, defense=name,
+                    attack=threat.name)
+        continue
+      for name, defense in self.defenses.items():
+        if threat.name == "pgd_defended":
+          if not defense.differentiable:
+            self._note(f"pgd_defended skipped for {name}: not differentiable (see bpda)")
+            continue
+          target = self._defended[(c.name, name)]
+        else:
+          target = self._bpda[(c.name, name)]
+        adversarial = threat.attack.run(target, clean, labels_t, seed=self.seed)
+        self._add(c, "defense", self._purify[name](adversarial), labels, defense=name,
+                  attack=threat.name)
+
+  def run(self, batches: Iterable[Batch], log_every: int = 10) -> dict:
+    """Consumes the stream; returns the results dict (see table.AccuracyTable)."""
+    start = time.time()
+    for i, batch in enumerate(batches, 1):
+      self.add_batch(batch)
+      if i % log_every == 0:
+        rate = self.images_seen / max(time.time() - start, 1e-9)
+        first = self.classifiers[0].name
+        logging.info("%d images (%.1f img/s); %s: normal %s attack %s defense %s",
+                     self.images_seen, rate, first,
+                     *(_fmt(self.table.accuracy(first, k)) for k in
+                       ("normal", "attack", "defense")))
+    results = self.table.to_dict()
+    if self.notes:
+      results["notes"] = list(self.notes)
+    return results
+
+
+def _fmt(value) -> str:
+  return "-" if value is None else f"{100 * value:.1f}%"

@@ -1,0 +1,1 @@
+"""Serving: the defended and purifier SavedModels with images and bytes signatures."""

@@ -1,0 +1,157 @@
+"""The defended classifier (and the purifier alone) as SavedModels with signatures.
+
+`DefendedModule` holds both generators, the resizes and a TensorFlow classifier (a
+TF-Hub module, SavedModel or Keras model) in one `tf.Module`, saved with:
+
+  serving_default   images: float32 [N, H, W, 3] in [0, 1], any H and W
+  serving_bytes     image_bytes: tf.string [N], encoded JPEG / PNG (as TF Serving
+                    clients send them); each is decoded and resized to the purifier's
+                    input size, so the images may differ in size
+
+both returning {"logits": float32 [N, 1000], "probabilities": float32 [N, 1000],
+"classes": int64 [N]} with class indices in the ILSVRC 0..999 order (a 1001-way
+model's background logit is dropped inside, as in its adapter).
+
+`PurifierModule` saves the purifier alone (images in, purified images out) with the
+same two input forms and the output {"purified": float32 [N, S, S, 3] in [0, 1]}, and
+its working size and scale as variables (`defenses.exported.ExportedPurifier` reads it).
+
+Bad input fails with an error that says what is wrong: a wrong rank, channel count or
+dtype is refused by the signature itself; values outside [0, 1] and undecodable bytes
+raise InvalidArgumentError with a message naming the problem.
+"""
+
+from __future__ import annotations
+
+import tensorflow as tf
+
+from cdgan_tf import image_ops
+from cdgan_tf.defenses import cdgan as cdgan_lib
+
+IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
+BYTES_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
+
+
+def _backing_variables(*objects) -> list:
+  """The tf.Variables behind Keras 3 variables of the given models.
+
+  Keras 3 variables wrap a tf.Variable; tracking only the wrapper leaves the
+  SavedModel readable by `tf.saved_model.load` but not by TF1-style loaders
+  (`saved_model_cli run`, TensorFlow Serving's C++ loader), which then fail with
+  "Could not find variable ..." (keras-team/keras#20095). Tracking the backing
+  variables themselves, as keras.export.ExportArchive does, fixes both.
+  """
+  variables = []
+  for obj in objects:
+    for variable in getattr(obj, "variables", None) or ():
+      variables.append(getattr(variable, "value", variable)
+                       if not isinstance(variable, tf.Variable) else variable)
+  return variables
+
+
+def _checked(images: tf.Tensor) -> tf.Tensor:
+  """Asserts images are [N, H, W, 3] with pixels in [0, 1].
+
+  A loaded SavedModel's signature does not enforce the shape it was traced with, so
+  rank and channels are checked at run time, before any op could fail obscurely; a
+  common client mistake, 0..255 pixels, gets its own message.
+  """
+  # ensure_shape is a data dependency of everything after it, so it fails first with
+  # "Shape of tensor images [16,16,3] is not compatible with expected shape [?,?,?,3]".
+  images = tf.ensure_shape(images, [None, None, None, 3], name="images")
+  with tf.control_dependencies([
+      tf.debugging.assert_greater_equal(
+          tf.reduce_min(images), 0.0,
+          message="images must be float32 in [0, 1]; got negative values"),
+      tf.debugging.assert_less_equal(
+          tf.reduce_max(images), 1.0,
+          message="images must be float32 in [0, 1]; got values > 1 (0..255 pixels?)")]):
+    return tf.identity(images)
+
+
+def _decode_batch(image_bytes: tf.Tensor, size: int) -> tf.Tensor:
+  """tf.string [N] of JPEG/PNG/GIF/BMP -> float32 [N, size, size, 3] in [0, 1]."""
+
+  def decode_one(encoded):
+    image = image_ops.decode_image(encoded)
+    return image_ops.resize(image, size)
+
+  return tf.map_fn(decode_one, image_bytes,
+                   fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+
+def _check_cdgan(purifier) -> cdgan_lib.CdganPurifier:
+  if not isinstance(purifier, cdgan_lib.CdganPurifier):
+    raise ValueError(f"only the CD-GAN purifier (generators) can be exported, not "
+                     f"{purifier!r}")
+  return purifier
+
+
+class PurifierModule(tf.Module):
+  """The purifier alone, for export.
+
+  Args:
+    purifier: A `defenses.CdganPurifier` (a tf.Module holding the generators).
+  """
+
+  def __init__(self, purifier: cdgan_lib.CdganPurifier):
+    super().__init__(name="purifier_module")
+    self.purifier = _check_cdgan(purifier)
+    self.image_size = tf.Variable(purifier.image_size, trainable=False, name="image_size")
+    self.scale = tf.Variable(purifier.scale, trainable=False, name="scale")
+    self.backing_variables = _backing_variables(purifier.sub_generator,
+                                                purifier.super_generator)
+
+  @tf.function(input_signature=[IMAGES_SPEC])
+  def serve_images(self, images):
+    return {"purified": self.purifier(_checked(images))}
+
+  @tf.function(input_signature=[BYTES_SPEC])
+  def serve_bytes(self, image_bytes):
+    return {"purified": self.purifier(_decode_batch(image_bytes, self.purifier.image_size))}
+
+
+class DefendedModule(tf.Module):
+  """Purifier + classifier as one module.
+
+  Args:
+    classifier: A differentiable or forward-only TF classifier adapter from
+      `cdgan_tf.classifiers` whose `trackable` attribute holds the underlying TF
+      object (Keras model or loaded SavedModel); TFLite adapters cannot be exported.
+    purifier: A `defenses.CdganPurifier`, or None to export the undefended classifier.
+  """
+
+  def __init__(self, classifier, purifier=None):
+    super().__init__(name="defended_classifier")
+    trackable = classifier.trackable
+    if trackable is None:
+      raise ValueError(f"classifier {classifier.name} has no TensorFlow model to export "
+                       "(TFLite models cannot be put inside a SavedModel; use a TF-Hub "
+                       "handle, SavedModel directory or Keras file)")
+    self.classifier_model = trackable
+    self._classifier = classifier
+    self.purifier = _check_cdgan(purifier) if purifier is not None else None
+    parts = [trackable] + ([purifier.sub_generator, purifier.super_generator]
+                           if purifier is not None else [])
+    self.backing_variables = _backing_variables(*parts)
+    self._bytes_size = purifier.image_size if purifier is not None else max(
+        classifier.input_size)
+
+  def logits(self, images: tf.Tensor) -> tf.Tensor:
+    """float32 [N, H, W, 3] in [0, 1] -> logits [N, num_classes] through the defense."""
+    if self.purifier is not None:
+      images = self.purifier(images)
+    return self._classifier(images)
+
+  def _outputs(self, images):
+    logits = self.logits(images)
+    return {"logits": logits, "probabilities": tf.nn.softmax(logits),
+            "classes": tf.argmax(logits, axis=-1, output_type=tf.int64)}
+
+  @tf.function(input_signature=[IMAGES_SPEC])
+  def serve_images(self, images):
+    return self._outputs(_checked(images))
+
+  @tf.function(input_signature=[BYTES_SPEC])
+  def serve_bytes(self, image_bytes):
+    return self._outputs(_decode_batch(image_bytes, self._bytes_size))

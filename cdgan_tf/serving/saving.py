@@ -1,0 +1,61 @@
+"""Writing the defended and purifier SavedModels (atomically) and reading them back.
+
+Loading a SavedModel runs its graph: load only SavedModels from sources you trust.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import tensorflow as tf
+
+from cdgan_tf.serving.modules import DefendedModule
+from cdgan_tf.serving.modules import PurifierModule
+
+
+def save_module(module: tf.Module, export_dir: str, overwrite: bool = False) -> str:
+  """Saves a PurifierModule or DefendedModule with both signatures, atomically.
+
+  The SavedModel is written to a temporary sibling folder and moved into place, so an
+  interrupted export never leaves a folder that looks complete.
+
+  Args:
+    module: The module to save.
+    export_dir: Destination folder.
+    overwrite: Replace an existing export_dir.
+
+  Returns:
+    export_dir.
+  """
+  export_dir = os.path.abspath(export_dir)
+  if os.path.exists(export_dir) and os.listdir(export_dir) and not overwrite:
+    raise FileExistsError(f"{export_dir} exists and is not empty (pass overwrite=True / "
+                          "--overwrite to replace it)")
+  tmp = f"{export_dir}.tmp-{os.getpid()}"
+  if os.path.exists(tmp):
+    shutil.rmtree(tmp)
+  signatures = {"serving_default": module.serve_images.get_concrete_function(),
+                "serving_bytes": module.serve_bytes.get_concrete_function()}
+  tf.saved_model.save(module, tmp, signatures=signatures)
+  if os.path.exists(export_dir):
+    shutil.rmtree(export_dir)
+  os.replace(tmp, export_dir)
+  return export_dir
+
+
+def export_defended(classifier, purifier, export_dir: str, overwrite: bool = False) -> str:
+  """Exports purifier + classifier (purifier None: the classifier alone)."""
+  return save_module(DefendedModule(classifier, purifier), export_dir, overwrite)
+
+
+def export_purifier(purifier, export_dir: str, overwrite: bool = False) -> str:
+  """Exports the purifier alone."""
+  return save_module(PurifierModule(purifier), export_dir, overwrite)
+
+
+def load(export_dir: str):
+  """Loads an exported module (tf.saved_model.load), with a clear error if missing."""
+  if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
+    raise FileNotFoundError(f"no SavedModel at {export_dir}")
+  return tf.saved_model.load(export_dir)

@@ -1,0 +1,272 @@
+"""Transfer-set generation (tfrecords_builder.attack) with a tiny trained surrogate."""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import keras
+import numpy as np
+from PIL import Image
+import pytest
+
+from cdgan_tf.attacks import stats
+from cdgan_tf import classifiers
+from cdgan_tf.attacks import transfer_files
+from cdgan_tf.attacks import transfer_set
+from cdgan_tf.data import folders
+from cdgan_tf.data import image_files
+from tfrecords_builder import builder
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CLASSES = ("blue", "green", "red")  # Sorted class folders: label 0 = blue = channel 2.
+CHANNEL = {0: 2, 1: 1, 2: 0}
+SIZE = 16
+EPS_255 = 16
+
+
+def _images(rng, labels, height=SIZE, width=SIZE):
+  """float [N, H, W, 3]: noise in [0.2, 0.6] plus a small lift of the label's channel."""
+  images = rng.uniform(0.2, 0.6, (len(labels), height, width, 3))
+  for i, label in enumerate(labels):
+    images[i, ..., CHANNEL[label]] += rng.uniform(0.08, 0.2)
+  return images
+
+
+def _save(path, pixels):
+  path = pathlib.Path(path)
+  path.parent.mkdir(parents=True, exist_ok=True)
+  Image.fromarray(pixels).save(path)
+  return path
+
+
+def _u8(images):
+  return np.round(np.asarray(images) * 255).astype(np.uint8)
+
+
+def _files(root):
+  """{relative path: bytes} of the PNGs under root."""
+  root = pathlib.Path(root)
+  return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*.png"))}
+
+
+def _rgb(path):
+  return np.asarray(Image.open(path).convert("RGB"))
+
+
+@pytest.fixture(scope="module")
+def surrogate(tmp_path_factory):
+  """A conv net trained to tell the dominant colour, saved as .keras and loaded back."""
+  keras.utils.set_random_seed(0)
+  rng = np.random.default_rng(0)
+  labels = rng.integers(0, 3, 600)
+  images = _images(rng, labels).astype(np.float32)
+  model = keras.Sequential([
+      keras.Input((SIZE, SIZE, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+      keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+  model.compile(keras.optimizers.Adam(0.05),
+                keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+  model.fit(images, labels, batch_size=64, epochs=25, verbose=0)
+  path = tmp_path_factory.mktemp("model") / "colour.keras"
+  model.save(path)
+  return str(path), classifiers.load_classifier(str(path))
+
+
+@pytest.fixture(scope="module")
+def class_set(tmp_path_factory):
+  """12 images of 16x16 in 3 class folders plus one 20x24 image."""
+  root = tmp_path_factory.mktemp("clean")
+  rng = np.random.default_rng(1)
+  for label, name in enumerate(CLASSES):
+    for i, image in enumerate(_images(rng, [label] * 4)):
+      _save(root / name / f"{i:04d}.png", _u8(image))
+  _save(root / "red" / "wide.png", _u8(_images(rng, [2], 20, 24)[0]))
+  return root
+
+
+def _run(clean, out, surrogate, **kwargs):
+  settings = dict(attack="mifgsm", eps=f"{EPS_255}/255", steps=5, diversity_prob=0.5,
+                  batch_size=4, seed=0, log_every=4)
+  settings.update(kwargs)
+  return transfer_set.generate(clean, out, [surrogate], **settings)
+
+
+@pytest.fixture(scope="module")
+def first_run(class_set, surrogate, tmp_path_factory):
+  out = tmp_path_factory.mktemp("first") / "adv"
+  return out, _run(class_set, out, surrogate[1])
+
+
+def test_plan_subset_and_seeds():
+  items = [("b", "p", 0, (16, 16)), ("a", "p", 0, (16, 16)), ("c", "p", 0, (8, 8)),
+           ("d", "p", 0, (16, 16))]
+  plan = transfer_set.plan_batches(items, 2)
+  assert [[i[0] for i in batch] for batch in plan] == [["c"], ["a", "b"], ["d"]]
+  keys = [f"cls{i % 3}/{i:04d}" for i in range(30)]
+  subset = folders.select_subset(keys, 9)
+  assert subset == sorted(subset) and len(set(subset)) == 9
+  assert len({k.split("/")[0] for k in subset}) > 1  # Not just the first class.
+  assert folders.select_subset(keys, 0) == sorted(keys)
+  assert transfer_set.batch_seed(0, "a") == transfer_set.batch_seed(0, "a")
+  assert transfer_set.batch_seed(0, "a") != transfer_set.batch_seed(1, "a")
+  assert transfer_files.output_path("out", "cat/0001").as_posix() == "out/cat/0001.png"
+  assert transfer_files.output_path("out", "img.v2").as_posix() == "out/img.v2.png"
+
+
+def test_output_pairs_one_to_one_through_the_builder(first_run, class_set, tmp_path):
+  out, manifest = first_run
+  clean_files = {p.relative_to(class_set).with_suffix(".png").as_posix()
+                 for p in class_set.rglob("*.png")}
+  assert set(_files(out)) == clean_files
+  assert manifest["counts"]["images"] == manifest["counts"]["attacked"] == 13
+  assert manifest["counts"]["failed"] == 0 and manifest["failed"] == []
+  records = builder.build(out, class_set, tmp_path / "records", val_fraction=0.3)
+  assert sum(records["counts"].values()) == 13 and records["counts"]["val"] > 0
+  assert records["inputs"]["pairs_found"] == 13
+  # Only this tool's bookkeeping files are left out, never an image.
+  assert {pathlib.Path(s["path"]).name for s in records["skipped"]} == {
+      transfer_files.MANIFEST, transfer_files.SIDECAR}
+  assert {s["kind"] for s in records["skipped"]} == {folders.NOT_AN_IMAGE}
+
+
+def test_bound_statistics_and_accuracy(first_run, class_set, surrogate):
+  out, manifest = first_run
+  assert manifest["attack"]["eps_text"] == "16/255"
+  assert manifest["attack"]["eps"] == pytest.approx(16 / 255)
+  assert manifest["attack"]["step_size_effective"] == pytest.approx(16 / 255 / 5)
+  rmsd, linf, correct_before, correct_after = [], [], [], []
+  for key, path, label in folders.list_labelled_images(class_set)[0]:
+    clean, adv = _rgb(path), _rgb(transfer_files.output_path(out, key))
+    assert adv.shape == clean.shape
+    measured = stats.perturbation_stats(clean / 255.0, adv / 255.0)
+    rmsd.append(measured["rmsd_255"])
+    linf.append(measured["linf_255"])
+    for image, correct in ((clean, correct_before), (adv, correct_after)):
+      prediction = surrogate[1].predict(image[None].astype(np.float32) / 255.0)
+      correct.append(int(prediction[0]) == label)
+  assert max(linf) <= EPS_255 + 0.5
+  assert manifest["perturbation"]["linf_255_max"] == pytest.approx(max(linf))
+  assert manifest["perturbation"]["rmsd_255_mean"] == pytest.approx(np.mean(rmsd))
+  assert 4 < np.mean(rmsd) <= EPS_255
+  top1 = manifest["surrogate_top1"]
+  assert top1["before"] == pytest.approx(np.mean(correct_before))
+  assert top1["after"] == pytest.approx(np.mean(correct_after))
+  assert top1["before"] >= 0.75 and top1["after"] < top1["before"]
+
+
+def test_resume_redoes_only_missing_files(first_run, class_set, surrogate, tmp_path):
+  original, first = first_run
+  out = tmp_path / "adv"
+  shutil.copytree(original, out)
+  victim = out / "green" / "0002.png"
+  kept = {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in out.rglob("*.png") if p != victim}
+  expected = victim.read_bytes()
+  victim.unlink()
+  stale = out / "red" / ".0001.png.tmp-999"
+  stale.write_bytes(b"half a png")
+  manifest = _run(class_set, out, surrogate[1])
+  assert manifest["counts"]["attacked"] == 1
+  assert manifest["counts"]["skipped_done"] == 12
+  assert manifest["counts"]["recomputed_batch_mates"] == 3  # The rest of its batch.
+  assert victim.read_bytes() == expected  # Same batch, same seed, same perturbation.
+  assert all((p.stat().st_mtime_ns, p.read_bytes()) == v for p, v in kept.items())
+  assert not stale.exists()
+  assert manifest["counts"]["images"] == 13
+  assert manifest["surrogate_top1"] == first["surrogate_top1"]
+  assert manifest["perturbation"] == first["perturbation"]
+  assert [r["attacked"] for r in manifest["runs"]] == [13, 1]
+
+  again = _run(class_set, out, surrogate[1])
+  assert again["counts"]["attacked"] == 0 and again["counts"]["skipped_done"] == 13
+  with pytest.raises(ValueError, match="other settings.*eps"):
+    _run(class_set, out, surrogate[1], eps="8/255")
+  with pytest.raises(FileExistsError, match="not a transfer set"):
+    _run(class_set, class_set.parent, surrogate[1])
+
+
+def test_fresh_runs_are_byte_identical_and_seeded(first_run, class_set, surrogate, tmp_path):
+  out, _ = first_run
+  _run(class_set, tmp_path / "same", surrogate[1])
+  assert _files(tmp_path / "same") == _files(out)
+  _run(class_set, tmp_path / "other", surrogate[1], seed=1)
+  other, reference = _files(tmp_path / "other"), _files(out)
+  assert any(other[k] != reference[k] for k in reference)
+
+
+def test_ensemble_reports_each_member(class_set, surrogate, tmp_path):
+  manifest = transfer_set.generate(class_set, tmp_path / "adv", [surrogate[1], surrogate[0]],
+                                   attack="fgsm", eps="8/255", max_images=6)
+  assert [s["name"] for s in manifest["surrogates"]] == ["colour", "colour"]
+  members = manifest["surrogate_top1"]["members"]
+  assert len(members) == 2 and members[0] == members[1]  # The same model twice.
+  assert members[0]["before"] == manifest["surrogate_top1"]["before"]
+  assert manifest["counts"]["images"] == 6
+
+
+def test_forward_only_surrogate_is_refused(class_set, tmp_path):
+  fake = classifiers.Classifier(lambda x: x[:, 0, 0, :], name="fake_tflite",
+                                input_size=(SIZE, SIZE), value_range="0_1", num_outputs=3,
+                                differentiable=False, source="model.tflite")
+  with pytest.raises(ValueError, match="fake_tflite.*forward-only"):
+    transfer_set.generate(class_set, tmp_path / "adv", [fake])
+  assert not (tmp_path / "adv").exists()
+
+
+def test_flat_layout_with_labels_damagenet_crop_and_bad_file(surrogate, tmp_path):
+  clean = tmp_path / "val"
+  clean.mkdir()
+  rng = np.random.default_rng(2)
+  lines = []
+  for i, (height, width) in enumerate([(30, 40), (44, 30), (36, 36)]):
+    stem = f"ILSVRC2012_val_{i + 1:08d}"
+    Image.fromarray(_u8(_images(rng, [i], height, width)[0])).save(
+        clean / f"{stem}.JPEG", quality=95)
+    lines.append(f"{stem}.JPEG {i}")
+  (clean / "ILSVRC2012_val_00000009.JPEG").write_bytes(b"not a jpeg")
+  lines.append("ILSVRC2012_val_00000009.JPEG 1")
+  (tmp_path / "val.txt").write_text("\n".join(lines) + "\n")
+  out = tmp_path / "adv"
+  manifest = transfer_set.generate(clean, out, [surrogate[1]], labels_path=tmp_path / "val.txt",
+                                   attack="fgsm", eps="8/255", crop="damagenet")
+  assert sorted(_files(out)) == [f"ILSVRC2012_val_{i:08d}.png" for i in (1, 2, 3)]
+  assert manifest["counts"]["attacked"] == 3 and manifest["counts"]["failed"] == 1
+  assert manifest["failed"][0]["key"] == "ILSVRC2012_val_00000009"
+  assert "cannot" in manifest["failed"][0]["reason"]
+  assert manifest["attack"]["steps"] == 1
+  for i in (1, 2, 3):
+    stem = f"ILSVRC2012_val_{i:08d}"
+    adv = _rgb(out / f"{stem}.png")
+    prepared = image_files.prepare_clean(_rgb(clean / f"{stem}.JPEG"), "damagenet")
+    assert adv.shape == (224, 224, 3)
+    assert np.abs(adv.astype(int) - prepared).max() <= 8
+  records = builder.build(out, clean, tmp_path / "records", labels_path=tmp_path / "val.txt",
+                          crop="damagenet", val_fraction=0.0)
+  assert records["counts"]["train"] == 3 and records["warnings"] == []
+  assert {pathlib.Path(s["path"]).name for s in records["skipped"]} == {
+      transfer_files.MANIFEST, transfer_files.SIDECAR, "ILSVRC2012_val_00000009.JPEG"}
+
+
+def test_command_line_and_in_process_resume(class_set, surrogate, tmp_path):
+  out = tmp_path / "adv"
+  command = [sys.executable, "-m", "tfrecords_builder.attack", f"--clean_dir={class_set}",
+             f"--surrogate={surrogate[0]}", "--attack=pgd", "--eps=8/255", "--steps=2",
+             "--max_images=5", "--batch_size=2", f"--output_dir={out}", "--log_every=2"]
+  env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
+  done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
+                        timeout=120, check=False)
+  assert done.returncode == 0, done.stderr
+  assert "images/s" in done.stderr and "surrogate top-1" in done.stderr
+  manifest = json.loads((out / transfer_files.MANIFEST).read_text())
+  assert manifest["counts"]["images"] == manifest["counts"]["attacked"] == 5
+  assert manifest["attack"]["eps_text"] == "8/255" and manifest["attack"]["name"] == "pgd"
+  assert "--max_images=5" in manifest["command"]["argv"]
+  assert manifest["perturbation"]["linf_255_max"] <= 8.5
+  # The same settings in-process (the surrogate given by the same path) resume it.
+  again = transfer_set.generate(class_set, out, [surrogate[0]], attack="pgd", eps="8/255",
+                                steps=2, max_images=5, batch_size=2)
+  assert again["counts"]["attacked"] == 0 and again["counts"]["skipped_done"] == 5
+  with pytest.raises(ValueError, match="diversity_prob.*does not apply"):
+    transfer_set.generate(class_set, tmp_path / "x", [surrogate[1]], attack="pgd",
+                          diversity_prob=0.5)

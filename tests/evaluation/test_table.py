@@ -1,0 +1,69 @@
+"""Tests of the streaming accuracy table and its reports."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cdgan_tf.evaluation import reports
+from cdgan_tf.evaluation import table as evaluation
+
+
+def _table():
+  table = evaluation.AccuracyTable()
+  labels = np.array([0, 1, 2, -1])  # The last label is unknown: never counted.
+  table.add("m", "normal", [0, 1, 2, 0], labels)
+  table.add("m", "attack", [1, 1, 0, 0], labels)
+  table.add("m", "defense", [0, 1, 0, 0], labels)  # cdgan by default
+  table.add("m", "defense_clean", [0, 1, 2, 0], labels)
+  table.add("m", "defense", [0, 0, 0, 0], labels, defense="jpeg75")
+  table.set_attack_params("pgd_classifier", {"eps": 0.03})
+  table.add("m", "attack", [2, 2, 2, 0], labels, attack="pgd_classifier")
+  table.add("m", "defense", [0, 2, 2, 0], labels, defense="jpeg75", attack="pgd_classifier")
+  return table
+
+
+def test_accuracies_stream_and_skip_unknown_labels():
+  table = _table()
+  table.add("m", "normal", [5], [5])  # A second batch accumulates.
+  assert table.accuracy("m", "normal") == 1.0
+  assert table.accuracy("m", "attack") == pytest.approx(1 / 3)
+  assert table.accuracy("m", "defense") == pytest.approx(2 / 3)
+  assert table.accuracy("m", "defense", defense="jpeg75") == pytest.approx(1 / 3)
+  assert table.accuracy("m", "attack", attack="pgd_classifier") == pytest.approx(1 / 3)
+  assert table.accuracy("other", "normal") is None
+  with pytest.raises(ValueError, match="condition"):
+    table.add("m", "robust", [0], [0])
+
+
+def test_results_layout():
+  results = _table().to_dict(settings={"images": 4})
+  entry = results["classifiers"]["m"]
+  assert entry["normal"] == 1.0 and entry["n"] == 3
+  assert entry["defense"] == entry["defenses"]["cdgan"]["defense"]
+  assert set(entry["defenses"]) == {"cdgan", "jpeg75"}
+  assert "defense_clean" not in entry["defenses"]["jpeg75"]
+  pgd = results["attacks"]["pgd_classifier"]
+  assert pgd["params"] == {"eps": 0.03}
+  assert pgd["classifiers"]["m"]["attack"] == pytest.approx(1 / 3)
+  assert pgd["classifiers"]["m"]["defenses"]["jpeg75"]["defense"] == pytest.approx(2 / 3)
+  assert results["settings"] == {"images": 4}
+  json.dumps(results)  # Serialisable.
+
+
+def test_reports_are_written(tmp_path):
+  results = _table().to_dict()
+  paths = reports.write_reports(results, str(tmp_path))
+  markdown = open(paths["markdown"]).read()
+  assert "| m | 3 | 100.00 | 33.33 | 66.67 | 100.00 |" in markdown
+  assert "## Attack `pgd_classifier` (eps=0.03)" in markdown
+  assert json.load(open(paths["json"])) == results
+  with Image.open(paths["chart"]) as chart:
+    assert chart.size[0] >= 600
+  assert not [p for p in tmp_path.iterdir() if ".tmp" in p.name]
+  grid = tmp_path / "grid.png"
+  reports.sample_grid([np.zeros((2, 8, 8, 3)), np.ones((2, 4, 4, 3))], ["a", "b"],
+                         [["x", "y"], ["z", "w"]], str(grid))
+  with Image.open(grid) as image:
+    assert image.size[0] > image.size[1] * 0.5
