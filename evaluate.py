@@ -32,6 +32,7 @@ from absl import logging
 
 from cdgan_tf import classifiers as classifiers_lib
 from cdgan_tf import flags as cdgan_flags
+from cdgan_tf.common import files
 from cdgan_tf.data import image_files
 from cdgan_tf.data import streams
 from cdgan_tf.defenses import cdgan as cdgan_lib
@@ -52,7 +53,8 @@ flags.DEFINE_list("classifiers", [], "Classifiers: registry names (resnet50_v2, 
                   "resnet152_v2, inception_v3, mobilenet_v2; keras:NAME), TF-Hub handles, "
                   "SavedModel dirs, .keras/.h5 or .tflite files.")
 flags.DEFINE_float("center_crop", 1.0, "Central fraction of each image the classifiers "
-                   "see (ImageNet models were evaluated with 0.875 on full-size images).")
+                   "see (ImageNet models are evaluated with "
+                   f"{classifiers_lib.IMAGENET_EVAL_CROP_FRACTION} on full-size images).")
 flags.DEFINE_string("sub_model", "", "Sub generator: .keras file or training model_dir.")
 flags.DEFINE_string("super_model", "", "Super generator: .keras file or training model_dir.")
 flags.DEFINE_string("purifier", "", "An exported purifier SavedModel (instead of the two "
@@ -122,13 +124,12 @@ def main(argv):
                                      FLAGS.purifier, FLAGS.purifier_size, FLAGS.purifier_scale)
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   predictions_path = os.path.join(FLAGS.output_dir, "predictions.csv")
-  with open(predictions_path + ".tmp", "w", newline="") as predictions:
+  with files.atomic_path(predictions_path) as tmp, open(tmp, "w", newline="") as predictions:
     runner = evaluator_lib.Evaluator(classifiers, defenses, _threats(), seed=FLAGS.seed,
                                      prediction_file=predictions)
     batches = iter(stream)
     first = next(batches, None)
     results = runner.run(itertools.chain([first], batches) if first is not None else [])
-  os.replace(predictions_path + ".tmp", predictions_path)
   results["settings"] = {
       "inputs": stream.source.description, "images": runner.images_seen,
       "skipped": len(stream.source.skipped),

@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import json
 import math
 import multiprocessing
 import os
@@ -40,6 +39,8 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from cdgan_tf.common import checks
+from cdgan_tf.common import files
 from cdgan_tf.data import folders
 from cdgan_tf.data import image_files
 
@@ -213,8 +214,7 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
     ValueError, NotADirectoryError, FileNotFoundError, FileExistsError: bad arguments,
       folders or label file, no pair at all, or a non-empty output_dir.
   """
-  if crop not in image_files.CROPS:
-    raise ValueError(f"crop={crop!r} is not one of {', '.join(image_files.CROPS)}")
+  checks.check_choice("crop", crop, image_files.CROPS)
   if not 0.0 <= val_fraction < 1.0:
     raise ValueError(f"val_fraction={val_fraction} is not in [0, 1)")
   if num_shards is not None and num_shards < 1:
@@ -307,10 +307,7 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
     for s in SPLITS:
       for shard in shards[s]:
         os.replace(tmp / shard["file"], output_dir / shard["file"])
-    with open(tmp / MANIFEST, "w", encoding="utf-8") as f:
-      json.dump(manifest, f, indent=1)
-      f.write("\n")
-    os.replace(tmp / MANIFEST, output_dir / MANIFEST)
+    files.write_json(str(output_dir / MANIFEST), manifest, indent=1)
   finally:
     shutil.rmtree(tmp, ignore_errors=True)
   logging.info("wrote %d train (%d shards) + %d val (%d shards) examples to %s; skipped %d "

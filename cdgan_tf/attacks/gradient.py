@@ -34,6 +34,7 @@ from typing import Callable, Sequence, Union
 import tensorflow as tf
 
 from cdgan_tf.attacks import settings
+from cdgan_tf.common import checks
 
 LogitsFn = Callable[[tf.Tensor], tf.Tensor]
 LogitsFns = Union[LogitsFn, Sequence[LogitsFn]]
@@ -98,17 +99,12 @@ def tracing_count(logits_fn: LogitsFns) -> int:
              for key, (_, function) in _COMPILED.items() if key[0] == ids)
 
 
-def clear_cache() -> None:
-  """Drops the cached compiled attack loops and the classifiers they reference."""
-  _COMPILED.clear()
-
-
 def _compiled(logits_fn: LogitsFns, kind: str, static: tuple, build) -> Callable:
   """Returns the cached tf.function `build(classifier)` for these options.
 
   Keyed by the identity of the classifier objects, so pass the same callable batch
   after batch (not a new lambda each time). The cache keeps the last _CACHE_SIZE
-  entries, and with them their classifiers, alive; `clear_cache()` releases them.
+  entries, and with them their classifiers, alive.
   """
   members = _members(logits_fn)
   key = (tuple(id(m) for m in members), kind, static)
@@ -254,8 +250,7 @@ def pgd(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size=No
   Returns:
     float32 [N, H, W, C] in [0, 1] inside the eps ball around `images`.
   """
-  if norm not in NORMS:
-    raise ValueError(f"norm={norm!r} is not one of {', '.join(NORMS)}")
+  checks.check_choice("norm", norm, NORMS)
   eps = _check_eps(eps, norm)
   steps, step_size = _check_steps(steps, step_size, 2.5 * eps)
   images, labels = _check_inputs(images, labels)

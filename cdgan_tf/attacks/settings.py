@@ -14,6 +14,8 @@ import dataclasses
 import math
 from typing import Optional, Union
 
+from cdgan_tf.common import checks
+
 ATTACKS = ("fgsm", "pgd", "pgd_l2", "mifgsm")
 # Parameters each attack takes besides eps.
 PARAMS = {"fgsm": (), "pgd": ("steps", "step_size", "seed"),
@@ -92,8 +94,7 @@ class AttackSettings:
       ValueError: unknown attack, a bad budget or step, an L-inf eps > 1 (a 0..255
         value?), or a non-default option the attack does not take.
     """
-    if name not in PARAMS:
-      raise ValueError(f"attack={name!r} is not one of {', '.join(ATTACKS)}")
+    checks.check_choice("attack", name, ATTACKS)
     takes = PARAMS[name]
     eps_value = parse_eps(eps)
     if name != "pgd_l2" and eps_value > 1.0:
@@ -118,10 +119,6 @@ class AttackSettings:
   def effective_step_size(self) -> float:
     return (self.step_size if self.step_size is not None
             else default_step_size(self.name, self.eps, self.steps))
-
-  @property
-  def takes_seed(self) -> bool:
-    return "seed" in PARAMS[self.name]
 
   def record(self) -> dict:
     """What manifests and reports record (eps also on the 0-255 scale)."""

@@ -41,6 +41,7 @@ from PIL import Image
 import tensorflow as tf
 
 from cdgan_tf import classifiers
+from cdgan_tf.common import checks
 from cdgan_tf.attacks import settings as settings_lib
 from cdgan_tf.attacks import stats
 from cdgan_tf.attacks import transfer_files as tfiles
@@ -209,8 +210,7 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
     ValueError, FileExistsError, NotADirectoryError, FileNotFoundError: bad arguments,
       folders, label file or surrogates, or an output_dir made with other settings.
   """
-  if crop not in image_files.CROPS:
-    raise ValueError(f"crop={crop!r} is not one of {', '.join(image_files.CROPS)}")
+  checks.check_choice("crop", crop, image_files.CROPS)
   if batch_size < 1 or max_images < 0:
     raise ValueError(f"batch_size={batch_size} must be >= 1 and max_images={max_images} >= 0")
   if not isinstance(attack, settings_lib.AttackSettings):

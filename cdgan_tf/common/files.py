@@ -51,14 +51,6 @@ def write_text(path: str, text: str) -> str:
   return str(path)
 
 
-def write_bytes(path: str, data: bytes) -> str:
-  """Writes `data` to `path` atomically. Returns `path`."""
-  with atomic_path(path) as tmp:
-    with tf.io.gfile.GFile(tmp, "wb") as f:
-      f.write(data)
-  return str(path)
-
-
 def write_json(path: str, content, indent: int = 2) -> str:
   """Writes `content` as JSON (sorted as given, trailing newline) atomically."""
   return write_text(path, json.dumps(content, indent=indent) + "\n")

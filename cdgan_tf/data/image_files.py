@@ -17,6 +17,8 @@ from typing import Optional, Tuple, Union
 import numpy as np
 from PIL import Image
 
+from cdgan_tf.common import checks
+
 PathLike = Union[str, os.PathLike]
 CROPS = ("none", "damagenet")
 DAMAGENET_SIZE = 224
@@ -162,8 +164,7 @@ def prepare_clean(image: np.ndarray, crop: str = "none") -> np.ndarray:
   Returns:
     uint8 [H, W, 3] ("none") or [224, 224, 3] ("damagenet").
   """
-  if crop not in CROPS:
-    raise ValueError(f"crop={crop!r} is not one of {', '.join(CROPS)}")
+  checks.check_choice("crop", crop, CROPS)
   image = np.asarray(image)
   if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
     raise ValueError(f"expected uint8 [H, W, 3], got {image.dtype} {image.shape}")

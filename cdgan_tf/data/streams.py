@@ -21,6 +21,7 @@ from absl import logging
 import numpy as np
 import tensorflow as tf
 
+from cdgan_tf.common import checks
 from cdgan_tf import image_ops
 from cdgan_tf.data import features
 from cdgan_tf.data import folders
@@ -68,8 +69,7 @@ class FolderStream:
   def __init__(self, clean_dir: str, adversarial_dir: Optional[str] = None,
                labels_path: Optional[str] = None, crop: str = "none", batch_size: int = 32,
                max_images: int = 0, image_size: Optional[Sequence[int]] = None):
-    if crop not in image_files.CROPS:
-      raise ValueError(f"crop {crop!r} is not one of {', '.join(image_files.CROPS)}")
+    checks.check_choice("crop", crop, image_files.CROPS)
     self.crop = crop
     self.batch_size = batch_size
     self.size = tuple(image_size) if image_size else None

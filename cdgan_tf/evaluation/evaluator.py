@@ -116,7 +116,7 @@ class Evaluator:
     self._purify = {name: tf.function(d.__call__, reduce_retracing=True)
                     for name, d in self.defenses.items()}
     # Composed targets are built once so the attacks' compiled loops are reused.
-    self._defended = {(c.name, d): (lambda x, c=c, p=self._purify[d]: c(p(x)))
+    self._defended = {(c.name, d): defenses_base.DefendedClassifier(self.defenses[d], c)
                       for c in self.classifiers for d in self.defenses}
     self._bpda = {(c.name, d): (lambda x, c=c, b=bpda_lib.bpda(self._purify[d]): c(b(x)))
                   for c in self.classifiers for d in self.defenses}

@@ -13,6 +13,10 @@ import os
 import keras
 import tensorflow as tf
 
+# One MirroredStrategy per device set and process: two of them on the same devices
+# share collective-op instance keys and can deadlock or mix up all-reduces.
+_MIRRORED = {}
+
 
 def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
   """Creates the named strategy.
@@ -24,15 +28,17 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     tpu: TPU name or grpc address for "tpu" ("" lets the resolver find a local one).
 
   Returns:
-    The strategy. Create it before any other TensorFlow op in the process (a
-    requirement of multi_worker).
+    The strategy (for "mirrored", the same object on every call in a process). Create
+    it before any other TensorFlow op in the process (a requirement of multi_worker).
   """
   if name == "default":
     return tf.distribute.get_strategy()
   if name == "mirrored":
     gpus = tf.config.list_logical_devices("GPU")
-    devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-    return tf.distribute.MirroredStrategy(devices=devices)
+    devices = tuple(d.name for d in (gpus or tf.config.list_logical_devices("CPU")))
+    if devices not in _MIRRORED:
+      _MIRRORED[devices] = tf.distribute.MirroredStrategy(devices=list(devices))
+    return _MIRRORED[devices]
   if name == "multi_worker":
     if "TF_CONFIG" not in os.environ:
       raise ValueError("strategy multi_worker needs the TF_CONFIG environment variable "

@@ -29,7 +29,6 @@ from cdgan_tf.training import losses
 
 TRAIN_METRICS = ("generator_total", "generator_content", "generator_adversarial",
                  "generator_feature", "discriminator", "psnr")
-EVAL_METRICS = ("content", "psnr", "ssim", "bicubic_psnr", "bicubic_ssim")
 NUM_SUMMARY_IMAGES = 4
 DatasetFn = Callable[[tf.distribute.InputContext], tf.data.Dataset]
 
@@ -202,10 +201,6 @@ class GanStep:
     return f"{total:.10e}"
 
   # ----------------------------------------------------------------- evaluation
-  @property
-  def has_eval_data(self) -> bool:
-    return self._eval_dataset_fn is not None
-
   def _replica_eval(self, batch):
     generator_input, target = batch
     generated = tf.cast(self.generator(generator_input, training=False), tf.float32)

@@ -196,3 +196,22 @@ def test_exported_purifier_matches_the_generators(data, tmp_path):
   direct = json.loads((tmp_path / "b" / "results.json").read_text())["classifiers"]
   assert exported == direct
   _check_expected(direct["colour"])
+
+
+def test_white_box_attack_goes_through_the_defense(data, tmp_path):
+  """pgd_defended differentiates through CD-GAN; pgd_classifier ignores it.
+
+  Behind the inverting CD-GAN the classifier answers the weakest colour. PGD on the
+  classifier alone (100/255) lowers the true colour, which CD-GAN then turns into the
+  right answer; PGD through CD-GAN attacks the defended model, which is already wrong
+  on every clean image.
+  """
+  _main(clean_dir=str(data["root"] / "clean"), classifiers=[data["classifier"]],
+        sub_model=data["sub"], super_model=data["super"], defenses=["cdgan"],
+        attack=["pgd_classifier", "pgd_defended"], eps="100/255", steps=5,
+        output_dir=str(tmp_path), num_samples=0)
+  attacks = json.loads((tmp_path / "results.json").read_text())["attacks"]
+  ignoring = attacks["pgd_classifier"]["classifiers"]["colour"]
+  assert ignoring["attack"] == 0.0 and ignoring["defenses"]["cdgan"]["defense"] == 1.0
+  assert attacks["pgd_defended"]["classifiers"]["colour"]["defenses"]["cdgan"] == {
+      "defense": 0.0}
