@@ -257,6 +257,11 @@ class TFLiteRebuild(tf.Module):
   # Introspection
 
   @property
+  def graph(self) -> Graph:
+    """The parsed flatbuffer (tensors, operators in execution order); read only."""
+    return self._graph
+
+  @property
   def op_names(self) -> List[str]:
     """Builtin names of the flatbuffer's operators, in execution order."""
     return [op.name for op in self._graph.operators]

@@ -71,7 +71,11 @@ def main_model():
   y = layers.GlobalAveragePooling2D()(layers.Multiply()([y, layers.Activation("sigmoid")(y)]))
   x = layers.Concatenate()([y, s, q])
   outputs = layers.Dense(NUM_CLASSES, activation="softmax", bias_initializer=bias(5))(x)
-  return _scale_channels(keras.Model(inputs, outputs))
+  model = _scale_channels(keras.Model(inputs, outputs))
+  for layer in model.layers:  # Large enough that RELU6 clips (above 6) in the float model.
+    if isinstance(layer, layers.DepthwiseConv2D):
+      layer.weights[0].assign(layer.weights[0] * 20.0)
+  return model
 
 
 def smooth_model():
@@ -87,24 +91,25 @@ def smooth_model():
 
 
 def convert(model, path, kind="float32"):
-  """Writes `model` as a float32, float16-weight or full-integer uint8 TFLite file."""
+  """Writes `model` as a float32, float16-weight or full-integer (uint8 or int8 in and
+  out, int8 inside) TFLite file."""
   converter = tf.lite.TFLiteConverter.from_keras_model(model)
   if kind == "float16":
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.target_spec.supported_types = [tf.float16]
-  elif kind == "uint8":
+  elif kind in ("uint8", "int8"):
     shape = model.input_shape[1:]
 
     def representative():
+      # Inputs in [-1, 1] as for MobileNet: uint8 input zero point 128, scale 2 / 255.
       rng = np.random.default_rng(0)
       for _ in range(32):
-        yield [rng.uniform(0.0, 1.0, (1, *shape)).astype(np.float32)]
+        yield [rng.uniform(-1.0, 1.0, (1, *shape)).astype(np.float32)]
 
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     converter.representative_dataset = representative
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
+    converter.inference_input_type = converter.inference_output_type = getattr(tf, kind)
   with open(path, "wb") as f:
     f.write(converter.convert())
   return str(path)
@@ -146,11 +151,12 @@ def reshape_to_squeeze(model):
 
 @pytest.fixture(scope="module")
 def files(tmp_path_factory):
-  """{"float32" | "float16" | "uint8": path} of the main model; "smooth": float32."""
+  """{"float32" | "float16" | "uint8" | "int8": path} of the main model; "smooth": a
+  float32 smooth_model."""
   folder = tmp_path_factory.mktemp("tflite")
   model = main_model()
   paths = {}
-  for kind in ("float32", "float16", "uint8"):
+  for kind in ("float32", "float16", "uint8", "int8"):
     paths[kind] = convert(model, folder / f"main_{kind}.tflite", kind)
     edit_flatbuffer(paths[kind], reshape_to_squeeze)
   paths["smooth"] = convert(smooth_model(), folder / "smooth.tflite")
@@ -169,8 +175,8 @@ def interpret(path, images, tensors=()):
   wanted = [out["index"], *tensors]
   results = [[] for _ in wanted]
   for image in images:
-    if inp["dtype"] == np.uint8:
-      image = np.round(image * 255.0).astype(np.uint8)
+    if inp["dtype"] in (np.uint8, np.int8):  # Pixels round(255 x), shifted for int8.
+      image = np.round(image * 255.0) + np.iinfo(inp["dtype"]).min
     interpreter.set_tensor(inp["index"], image[None].astype(inp["dtype"]))
     interpreter.invoke()
     for result, index in zip(results, wanted):
@@ -204,6 +210,7 @@ def test_float_model_matches_interpreter(files, kind):
   probabilities, (logits,) = interpret(files[kind], images,
                                        [model.tensor_index(model.logits_tensor)])
   np.testing.assert_allclose(model(images).numpy(), logits, atol=1e-5, rtol=1e-5)
+  np.testing.assert_allclose(model(images[:1]).numpy(), logits[:1], atol=1e-5, rtol=1e-5)
   np.testing.assert_allclose(model.features(images, model.output_tensor.name).numpy(),
                              probabilities, atol=1e-6)
 
@@ -213,18 +220,21 @@ def _steps(rebuilt, reference, scale):
   return float(error.max()), float(error.mean())
 
 
-def test_quantized_model_matches_interpreter(files):
+@pytest.mark.parametrize("kind", ["uint8", "int8"])
+def test_quantized_model_matches_interpreter(files, kind):
   """Logits, probabilities and an intermediate within a few quantization steps; the
   fake-quant rebuild closer than the plain one."""
-  path = files["uint8"]
+  path = files[kind]
   plain, fake = TFLiteRebuild(path), TFLiteRebuild(path, fake_quant=True)
-  assert MAIN_OPS | {"QUANTIZE"} <= set(plain.op_names)
-  assert plain.input_dtype == np.uint8 and plain.output_tensor.dtype == np.uint8
-  scale, zero_point = plain.input_quantization
-  assert zero_point == 0 and abs(scale * 255.0 - 1.0) < 0.01
+  # uint8 in / out: QUANTIZE ops convert to and from int8; int8 needs none.
+  assert MAIN_OPS | ({"QUANTIZE"} if kind == "uint8" else set()) <= set(plain.op_names)
+  assert plain.input_dtype == kind and plain.output_tensor.dtype == kind
+  scale, zero_point = plain.input_quantization  # [-1, 1] inputs: zero point mid-range.
+  assert abs(zero_point - (128 + np.iinfo(kind).min)) <= 1
+  assert abs(scale * 255.0 / 2.0 - 1.0) < 0.01
   assert plain.ends_in_softmax and plain.num_outputs == NUM_CLASSES
   add = plain.op_names.index("ADD")
-  inner = plain.tensor_index(plain._graph.operators[add].outputs[0])  # pylint: disable=protected-access
+  inner = plain.tensor_index(plain.graph.operators[add].outputs[0])
   logits_index = plain.tensor_index(plain.logits_tensor)
   images = pixels(16)
   probabilities, (logits, added) = interpret(path, images, [logits_index, inner])
@@ -237,13 +247,14 @@ def test_quantized_model_matches_interpreter(files):
         "inner": _steps(inner_values, added, plain.tensor_info(inner).scale[0])}
   for name, errors in steps.items():
     for what, (worst, mean) in errors.items():
-      assert worst <= 4.0 and mean <= 1.0, (name, what, worst, mean)
+      assert worst <= (8.0 if name == "plain" else 4.0) and mean <= 1.0, (
+          name, what, worst, mean)
   mean_error = {name: sum(mean for _, mean in errors.values())
                 for name, errors in steps.items()}
   assert mean_error["fake"] < mean_error["plain"], steps
-  # On the grid, the ADD output is off by a step or two only where int8 ADD's rescaling
-  # of its two inputs rounds differently.
-  assert steps["fake"]["inner"][0] <= 2.0 and steps["fake"]["inner"][1] <= 0.05, steps
+  # With fake quantization the ADD output is off only where a requantization rounds
+  # differently; one step of an input with a larger scale is a few output steps.
+  assert steps["fake"]["inner"][1] <= 0.05, steps
 
 
 # ----------------------------------------------------------------------------------
@@ -251,28 +262,44 @@ def test_quantized_model_matches_interpreter(files):
 
 
 def _gradient_check(model, images, eps, count=6, seed=0):
-  """Tape gradient of sum(w * logits) against central differences at random pixels."""
+  """Tape gradient of sum(w * logits) against central differences at random pixels.
+
+  Only pixels where the function is linear over [x - eps, x + eps] along that pixel
+  (second difference under 2 % of the first: no ReLU / clamp / max-pool kink inside)
+  are compared, and at least `count` such pixels must be found.
+  """
   rng = np.random.default_rng(seed)
   weights = tf.constant(rng.normal(size=(images.shape[0], model.num_outputs)), tf.float32)
 
   def loss(x):
-    return tf.reduce_sum(weights * model(x))
+    return float(tf.reduce_sum(weights * model(x)).numpy())
 
   x = tf.constant(images)
   with tf.GradientTape() as tape:
     tape.watch(x)
-    value = loss(x)
+    value = tf.reduce_sum(weights * model(x))
   gradient = tape.gradient(value, x).numpy()
   assert np.abs(gradient).max() > 0
-  flat = np.flatnonzero(np.abs(gradient) > 0.05 * np.abs(gradient).max())
-  for position in rng.choice(flat, count, replace=False):
+  # Pixels with a sizeable gradient, not within eps of 0 or 1 (where the input clip
+  # makes the function flat on one side).
+  candidates = np.flatnonzero(
+      (np.abs(gradient) > 0.05 * np.abs(gradient).max()) &
+      (np.abs(images - 0.5) < 0.5 - 1.5 * eps).reshape(gradient.shape))
+  center, compared = loss(x), 0
+  for position in rng.permutation(candidates)[:4 * count]:
     step = np.zeros(images.size, np.float32)
     step[position] = eps
     step = step.reshape(images.shape)
-    estimate = (loss(x + step) - loss(x - step)).numpy() / (2 * eps)
-    exact = gradient.flat[position]
+    plus, minus = loss(x + step), loss(x - step)
+    if abs(plus - 2 * center + minus) > 0.02 * abs(plus - minus) / 2:
+      continue  # A kink between x - eps and x + eps.
+    estimate, exact = (plus - minus) / (2 * eps), gradient.flat[position]
     assert abs(estimate - exact) <= 0.03 * abs(exact) + 1e-3 * np.abs(gradient).max(), (
         position, estimate, exact)
+    compared += 1
+    if compared == count:
+      return
+  raise AssertionError(f"only {compared} of {4 * count} pixels away from kinks")
 
 
 def test_gradient_matches_finite_differences_float(files):
@@ -281,10 +308,10 @@ def test_gradient_matches_finite_differences_float(files):
 
 
 def test_gradient_matches_finite_differences_quantized(files):
-  """Plain mode is piecewise linear in the pixels; on the uint8 grid with a step of 3
-  levels the input rounding is exact, so central differences match the tape."""
+  """Plain mode is piecewise smooth in the pixels; on the uint8 grid with a step of one
+  level the input rounding is exact, so central differences match the tape."""
   model = TFLiteRebuild(files["uint8"])
-  _gradient_check(model, pixels(2, seed=4), eps=3.0 / 255.0)
+  _gradient_check(model, pixels(2, seed=4), eps=1.0 / 255.0)
 
 
 # ----------------------------------------------------------------------------------
@@ -313,7 +340,7 @@ def test_per_channel_weights_match_hand_computation(files):
       experimental_op_resolver_type=litert.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
   interpreter.allocate_tensors()
   details = interpreter.get_tensor_details()
-  operators = model._graph.operators  # pylint: disable=protected-access
+  operators = model.graph.operators
   conv = operators[model.op_names.index("CONV_2D")]
   depthwise = operators[model.op_names.index("DEPTHWISE_CONV_2D")]
   checked = 0
@@ -391,17 +418,18 @@ def test_dynamic_batch_inside_tf_function_and_tape(files):
 def test_features_by_name_or_index_and_errors(files):
   model = TFLiteRebuild(files["uint8"])
   images = pixels(2)
-  name = model.tensor_names[model._graph.operators[1].outputs[0]]  # pylint: disable=protected-access
+  name = model.tensor_names[model.graph.operators[1].outputs[0]]
   by_name = model.features(images, name)
   by_index, logits = model.features(images, [model.tensor_index(name), model.logits_tensor])
   np.testing.assert_array_equal(by_name.numpy(), by_index.numpy())
   assert by_name.shape[1:] == model.tensor_info(name).shape[1:]
   np.testing.assert_array_equal(logits.numpy(), model(images).numpy())
   pixels_in = model.features(images, model.input_tensor.index)
-  np.testing.assert_allclose(pixels_in.numpy() / model.input_quantization[0],
-                             np.round(images * 255), atol=1e-3)
+  scale, zero_point = model.input_quantization
+  np.testing.assert_allclose(pixels_in.numpy() / scale + zero_point, np.round(images * 255),
+                             atol=1e-3)
   with pytest.raises(TFLiteRebuildError, match="not computed"):
-    model.features(images, model._graph.operators[1].inputs[1])  # pylint: disable=protected-access
+    model.features(images, model.graph.operators[1].inputs[1])
   with pytest.raises(TFLiteRebuildError, match="no_such_tensor"):
     model.features(images, "no_such_tensor")
   with pytest.raises(TFLiteRebuildError, match=r"expects images \[N, 12, 12, 3\]"):
