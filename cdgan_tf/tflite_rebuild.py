@@ -45,9 +45,10 @@ import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
 from . import tflite_ops
-# Re-exported: the public names of the rebuild live here.
-from .tflite_ops import dequantize, TensorInfo, TFLiteRebuildError  # pylint: disable=unused-import
+from .tflite_ops import dequantize, TensorInfo, TFLiteRebuildError
 
+__all__ = ["Graph", "Operator", "TFLiteRebuild", "TFLiteRebuildError", "TensorInfo",
+           "dequantize", "read_graph"]
 TensorRef = Union[str, int]
 
 _OP_NAMES = {code: name for name, code in vars(schema.BuiltinOperator).items()
