@@ -1,0 +1,363 @@
+"""TFLite builtin operators re-expressed with differentiable TensorFlow ops.
+
+The op half of `tflite_rebuild` (which parses the flatbuffer and runs the graph). Each
+builder in `BUILDERS` takes an `OpContext` -- the operator's options and the static
+description (`TensorInfo`) of its input and output tensors -- and returns
+`fn(inputs) -> tf.Tensor`, where `inputs[k]` is the runtime value of input k (float32)
+or None for constant and absent optional inputs, which the builder captured itself.
+
+Values are the *real* (dequantized) values of the quantized graph: every int8 / uint8
+tensor q stands for (q - zero_point) * scale. Weights are dequantized once at build
+time; `saturate` reproduces the range (and optionally the grid) of each quantized
+activation. Nothing here imports from `cdgan_tf`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+OpFn = Callable[[Sequence[Optional[tf.Tensor]]], tf.Tensor]
+# Integer storage types whose tensors are clamped to their representable real range.
+_SATURATING_TYPES = (np.int8, np.uint8, np.int16, np.uint16)
+
+
+class TFLiteRebuildError(ValueError):
+  """A TFLite model (or a request on it) the float rebuild cannot handle.
+
+  The message names the model file and, for graph problems, the operator.
+  """
+
+
+def dequantize(values: np.ndarray, scale, zero_point, axis: int = 0) -> np.ndarray:
+  """Real values of quantized integers: (q - zero_point) * scale.
+
+  Args:
+    values: Integer array of any shape.
+    scale: One scale (per-tensor) or one per slice along `axis` (per-channel).
+    zero_point: Matching zero point(s); one value is broadcast.
+    axis: The quantized dimension for per-channel scales (TFLite conv filters
+      [out, h, w, in] use 0, depthwise filters [1, h, w, out] use 3).
+
+  Returns:
+    float32 array, same shape as `values`.
+
+  Raises:
+    TFLiteRebuildError: the number of scales does not match values.shape[axis].
+  """
+  values = np.asarray(values)
+  scale = np.asarray(scale, np.float64).reshape(-1)
+  zero_point = np.asarray(zero_point, np.int64).reshape(-1)
+  if zero_point.size == 1:
+    zero_point = np.broadcast_to(zero_point, scale.shape)
+  if scale.size > 1:
+    if values.ndim == 0 or values.shape[axis] != scale.size:
+      raise TFLiteRebuildError(f"{scale.size} per-channel scales do not match axis {axis} "
+                               f"of a tensor of shape {list(values.shape)}")
+    shape = [1] * values.ndim
+    shape[axis] = scale.size
+    scale, zero_point = scale.reshape(shape), zero_point.reshape(shape)
+  return ((values.astype(np.float64) - zero_point) * scale).astype(np.float32)
+
+
+@dataclasses.dataclass(eq=False)
+class TensorInfo:
+  """Static description of one tensor of the flatbuffer's main subgraph.
+
+  Attributes:
+    index: Tensor index (the interpreter's tensor index too).
+    name: Tensor name from the flatbuffer.
+    shape: Shape in the flatbuffer (batch usually 1; the rebuild keeps batch dynamic).
+    dtype: Storage type (np.uint8 for a uint8-quantized tensor, np.float32, ...).
+    scale: float32 [1] (per-tensor) or [C] (per-channel) scales, None if not quantized.
+    zero_point: int64 zero points matching `scale`, None if not quantized.
+    quantized_dimension: Axis of per-channel scales.
+    raw: The stored values of a constant tensor (dtype, shape as above); None for
+      activations.
+  """
+  index: int
+  name: str
+  shape: Tuple[int, ...]
+  dtype: np.dtype
+  scale: Optional[np.ndarray] = None
+  zero_point: Optional[np.ndarray] = None
+  quantized_dimension: int = 0
+  raw: Optional[np.ndarray] = None
+
+  @property
+  def is_constant(self) -> bool:
+    return self.raw is not None
+
+  @property
+  def quantized(self) -> bool:
+    return self.scale is not None and np.issubdtype(self.dtype, np.integer)
+
+  def value(self) -> Optional[np.ndarray]:
+    """A constant's value: float32 real values for float and quantized tensors, the
+    raw integers (shapes, axes, paddings) otherwise; None for activations."""
+    if self.raw is None:
+      return None
+    if np.issubdtype(self.raw.dtype, np.floating):
+      return self.raw.astype(np.float32)
+    if self.quantized:
+      return dequantize(self.raw, self.scale, self.zero_point, self.quantized_dimension)
+    return self.raw
+
+  def real_range(self) -> Optional[Tuple[float, float]]:
+    """(lowest, highest) real value the quantized type can hold, for per-tensor
+    8/16-bit quantized tensors: ((qmin - zp) * scale, (qmax - zp) * scale); else None."""
+    if (not self.quantized or self.scale.size != 1 or self.scale[0] <= 0 or
+        self.dtype.type not in _SATURATING_TYPES):
+      return None
+    info = np.iinfo(self.dtype)
+    scale, zero_point = float(self.scale[0]), int(self.zero_point[0])
+    return (info.min - zero_point) * scale, (info.max - zero_point) * scale
+
+
+def straight_through(x: tf.Tensor, fn: Callable[[tf.Tensor], tf.Tensor]) -> tf.Tensor:
+  """fn(x) in the forward pass, the identity's gradient in the backward pass."""
+  return x + tf.stop_gradient(fn(x) - x)
+
+
+def round_half_away(x: tf.Tensor) -> tf.Tensor:
+  """Rounds halves away from zero, as TFLite's quantized kernels do (tf.round: to even)."""
+  return tf.sign(x) * tf.floor(tf.abs(x) + 0.5)
+
+
+def saturate(x: tf.Tensor, info: TensorInfo, fake_quant: bool = False) -> tf.Tensor:
+  """Clamps an op's float output to the real range of its quantized tensor.
+
+  Args:
+    x: float32 values of tensor `info`, any shape.
+    info: The tensor; non-quantized (float) tensors pass unchanged.
+    fake_quant: Also round onto the quantization grid (multiples of the scale from the
+      zero point), with a straight-through gradient.
+
+  Returns:
+    float32, same shape, in info.real_range(). The clamp's gradient is 0 outside the
+    range, as the function's own derivative.
+  """
+  real_range = info.real_range()
+  if real_range is None:
+    return x
+  x = tf.clip_by_value(x, *real_range)
+  if fake_quant:
+    scale = float(info.scale[0])
+    x = straight_through(x, lambda v: round_half_away(v / scale) * scale)
+  return x
+
+
+_ACTIVATIONS: Dict[int, Tuple[str, Callable[[tf.Tensor], tf.Tensor]]] = {
+    0: ("NONE", lambda x: x),
+    1: ("RELU", tf.nn.relu),
+    2: ("RELU_N1_TO_1", lambda x: tf.clip_by_value(x, -1.0, 1.0)),
+    3: ("RELU6", tf.nn.relu6),
+}
+_UNSUPPORTED_ACTIVATIONS = {4: "TANH", 5: "SIGN_BIT"}
+
+
+@dataclasses.dataclass(eq=False)
+class OpContext:
+  """What a builder knows about one operator.
+
+  Attributes:
+    op_name: Builtin name ("CONV_2D", ...).
+    options: The schema's *OptionsT object (None for ops without options).
+    inputs: TensorInfo of each input; None for an absent optional input (index -1).
+    outputs: TensorInfo of each output.
+    make_weight: (TensorInfo, layout tag, array) -> tf.Variable holding a build-time
+      constant; the same (tensor, tag) gives the same variable.
+    where: "operator 12 (CONV_2D) of <file>", for error messages.
+  """
+  op_name: str
+  options: Any
+  inputs: List[Optional[TensorInfo]]
+  outputs: List[TensorInfo]
+  make_weight: Callable[[TensorInfo, str, np.ndarray], tf.Variable]
+  where: str
+
+  def error(self, message: str) -> TFLiteRebuildError:
+    return TFLiteRebuildError(f"{self.where}: {message}")
+
+  def option(self, name: str, default=None):
+    return getattr(self.options, name, default) if self.options is not None else default
+
+  def const(self, k: int, what: str) -> np.ndarray:
+    """The build-time value of constant input k (see TensorInfo.value)."""
+    info = self.inputs[k] if k < len(self.inputs) else None
+    if info is None or not info.is_constant:
+      raise self.error(f"its {what} (input {k}) must be a constant tensor")
+    return info.value()
+
+  def operand(self, k: int) -> Callable[[Sequence[Optional[tf.Tensor]]], tf.Tensor]:
+    """Getter of input k at run time: the computed value, or the captured constant."""
+    info = self.inputs[k]
+    if info is not None and info.is_constant:
+      weight = self.make_weight(info, "value", info.value())
+      return lambda xs: weight
+    return lambda xs: xs[k]
+
+  def bias(self, k: int) -> Optional[tf.Variable]:
+    """The optional bias at input k (int32 biases dequantized with their own scale)."""
+    if k >= len(self.inputs) or self.inputs[k] is None:
+      return None
+    return self.make_weight(self.inputs[k], "bias", self.const(k, "bias"))
+
+  def activation(self) -> Callable[[tf.Tensor], tf.Tensor]:
+    code = self.option("fusedActivationFunction", 0)
+    if code not in _ACTIVATIONS:
+      name = _UNSUPPORTED_ACTIVATIONS.get(code, str(code))
+      raise self.error(f"fused activation {name} is not supported")
+    return _ACTIVATIONS[code][1]
+
+  def padding(self) -> str:
+    return "SAME" if self.option("padding", 0) == 0 else "VALID"
+
+  def strides(self) -> List[int]:
+    return [1, self.option("strideH", 1), self.option("strideW", 1), 1]
+
+  def dilations(self) -> List[int]:
+    return [self.option("dilationHFactor", 1), self.option("dilationWFactor", 1)]
+
+
+def _add_bias(y: tf.Tensor, bias: Optional[tf.Tensor]) -> tf.Tensor:
+  return y if bias is None else y + bias
+
+
+def _conv_2d(ctx: OpContext) -> OpFn:
+  filters = ctx.const(1, "filter")  # [out, h, w, in]
+  in_channels = ctx.inputs[0].shape[-1]
+  if filters.ndim != 4 or filters.shape[3] != in_channels:
+    raise ctx.error(f"filter shape {list(filters.shape)} for {in_channels} input channels "
+                    "(grouped convolution) is not supported")
+  kernel = ctx.make_weight(ctx.inputs[1], "hwio", np.transpose(filters, (1, 2, 3, 0)))
+  bias, act = ctx.bias(2), ctx.activation()
+  strides, padding, dilations = ctx.strides()[1:3], ctx.padding(), ctx.dilations()
+  return lambda xs: act(_add_bias(tf.nn.convolution(
+      xs[0], kernel, strides=strides, padding=padding, dilations=dilations), bias))
+
+
+def _depthwise_conv_2d(ctx: OpContext) -> OpFn:
+  filters = ctx.const(1, "filter")  # [1, h, w, in * multiplier]
+  in_channels = ctx.inputs[0].shape[-1]
+  if filters.ndim != 4 or filters.shape[0] != 1 or filters.shape[3] % in_channels:
+    raise ctx.error(f"depthwise filter shape {list(filters.shape)} does not fit "
+                    f"{in_channels} input channels")
+  # Output channel c * multiplier + m of TFLite is filter [h, w, c, m] of TF.
+  _, h, w, out_channels = filters.shape
+  kernel = ctx.make_weight(ctx.inputs[1], "hwim",
+                           filters.reshape(h, w, in_channels, out_channels // in_channels))
+  bias, act = ctx.bias(2), ctx.activation()
+  strides, padding, dilations = ctx.strides(), ctx.padding(), ctx.dilations()
+  return lambda xs: act(_add_bias(tf.nn.depthwise_conv2d(
+      xs[0], kernel, strides=strides, padding=padding, dilations=dilations), bias))
+
+
+def _fully_connected(ctx: OpContext) -> OpFn:
+  weights = ctx.const(1, "weights")  # [out, in]
+  if ctx.option("weightsFormat", 0) != 0 or weights.ndim != 2:
+    raise ctx.error("only DEFAULT-format [out, in] weights are supported")
+  out_features, in_features = weights.shape
+  kernel = ctx.make_weight(ctx.inputs[1], "in_out", weights.T)
+  bias, act = ctx.bias(2), ctx.activation()
+  keep_dims = ctx.option("keepNumDims", False)
+
+  def fn(xs):
+    x = xs[0]
+    y = act(_add_bias(tf.matmul(tf.reshape(x, [-1, in_features]), kernel), bias))
+    if keep_dims:
+      y = tf.reshape(y, tf.concat([tf.shape(x)[:-1], [out_features]], 0))
+    return y
+
+  return fn
+
+
+def _pool(tf_pool) -> Callable[[OpContext], OpFn]:
+  def build(ctx: OpContext) -> OpFn:
+    size = [ctx.option("filterHeight"), ctx.option("filterWidth")]
+    strides, padding, act = ctx.strides()[1:3], ctx.padding(), ctx.activation()
+    return lambda xs: act(tf_pool(xs[0], size, strides, padding))
+  return build
+
+
+def _elementwise(tf_fn) -> Callable[[OpContext], OpFn]:
+  def build(ctx: OpContext) -> OpFn:
+    a, b, act = ctx.operand(0), ctx.operand(1), ctx.activation()
+    return lambda xs: act(tf_fn(a(xs), b(xs)))
+  return build
+
+
+def _unary(tf_fn) -> Callable[[OpContext], OpFn]:
+  def build(ctx: OpContext) -> OpFn:
+    x = ctx.operand(0)
+    return lambda xs: tf_fn(x(xs))
+  return build
+
+
+def _concatenation(ctx: OpContext) -> OpFn:
+  parts = [ctx.operand(k) for k in range(len(ctx.inputs))]
+  axis, act = ctx.option("axis", 0), ctx.activation()
+  return lambda xs: act(tf.concat([part(xs) for part in parts], axis))
+
+
+def _mean(ctx: OpContext) -> OpFn:
+  axes = [int(a) for a in np.reshape(ctx.const(1, "axes"), -1)]
+  keep_dims = bool(ctx.option("keepDims", False))
+  return lambda xs: tf.reduce_mean(xs[0], axis=axes, keepdims=keep_dims)
+
+
+def _pad(ctx: OpContext) -> OpFn:
+  # A quantized PAD fills with the zero point, i.e. real 0.
+  paddings = np.asarray(ctx.const(1, "paddings"), np.int64).reshape(-1, 2)
+  return lambda xs: tf.pad(xs[0], paddings)
+
+
+def _reshape(ctx: OpContext) -> OpFn:
+  """Target = the output's flatbuffer shape, with a preserved batch dimension dynamic."""
+  in_shape, target = ctx.inputs[0].shape, list(ctx.outputs[0].shape)
+  if not target or min(target) < 0:
+    raise ctx.error(f"output shape {target} is not static")
+  if in_shape and in_shape[0] == target[0]:
+    target[0] = -1
+  x = ctx.operand(0)
+  return lambda xs: tf.reshape(x(xs), target)
+
+
+def _squeeze(ctx: OpContext) -> OpFn:
+  in_shape = ctx.inputs[0].shape
+  dims = ctx.option("squeezeDims")  # A numpy array, a list or None.
+  axes = [int(a) % len(in_shape) for a in (dims if dims is not None else [])]
+  # Without explicit axes, squeeze the size-1 dimensions except the (dynamic) batch.
+  axes = axes or [i for i, size in enumerate(in_shape) if size == 1 and i > 0]
+  return lambda xs: tf.squeeze(xs[0], axis=axes)
+
+
+def _softmax(ctx: OpContext) -> OpFn:
+  beta = float(ctx.option("beta", 1.0))
+  return lambda xs: tf.nn.softmax(beta * xs[0], axis=-1)
+
+
+BUILDERS: Dict[str, Callable[[OpContext], OpFn]] = {
+    "CONV_2D": _conv_2d,
+    "DEPTHWISE_CONV_2D": _depthwise_conv_2d,
+    "FULLY_CONNECTED": _fully_connected,
+    "ADD": _elementwise(tf.add),
+    "MUL": _elementwise(tf.multiply),
+    "AVERAGE_POOL_2D": _pool(tf.nn.avg_pool2d),
+    "MAX_POOL_2D": _pool(tf.nn.max_pool2d),
+    "MEAN": _mean,
+    "PAD": _pad,
+    "RESHAPE": _reshape,
+    "SQUEEZE": _squeeze,
+    "CONCATENATION": _concatenation,
+    "SOFTMAX": _softmax,
+    "LOGISTIC": _unary(tf.sigmoid),
+    # Re/de-quantization changes the representation, not the real value; the clamp
+    # (and fake quantization) to the output's type is applied to every op's output.
+    "QUANTIZE": _unary(tf.identity),
+    "DEQUANTIZE": _unary(tf.identity),
+}
+SUPPORTED_OPS = tuple(sorted(BUILDERS))
