@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from ai_edge_litert import interpreter as litert
-from cdgan_tf import tflite_rebuild
+from cdgan_tf.classifiers import tflite_rebuild
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 flags.DEFINE_string("shared_dir", os.environ.get("CDGAN_SHARED_DIR",

@@ -26,7 +26,7 @@ from cdgan_tf.common import checks
 VALUE_RANGES = ("0_1", "-1_1", "0_255", "uint8")
 # Central crop for whole, uncropped ImageNet photos (e.g. the 227x227 val sample): the
 # standard evaluation crop, worth +1.3 to +4.1 top-1 points on the real TFLite models
-# (experiments/imagenet_tflite_check.py). Images that are already centre-cropped, such
+# (experiments/imagenet/preprocessing_check.py). Images that are already centre-cropped, such
 # as DAmageNet's 224x224 files and their paired clean images, keep crop_fraction=1.0.
 IMAGENET_EVAL_CROP_FRACTION = 0.875
 OUTPUT_KINDS = ("logits", "probabilities")

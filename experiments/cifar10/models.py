@@ -273,6 +273,48 @@ def vgg_surrogate(widths: Sequence[int] = (48, 96, 192), convs_per_stage: int = 
 
 
 # ----------------------------------------------------------------------------------------
+# DenseNet-BC (Huang et al., "Densely Connected Convolutional Networks"): the feature
+# network of CD-GAN's classification-aware loss, a family shared with no target and not
+# with the surrogate.
+
+
+def _dense_layer(x, growth: int, name: str):
+  y = layers.ReLU(name=f"{name}_relu1")(_bn(x, f"{name}_bn1"))
+  y = _conv(y, 4 * growth, 1, name=f"{name}_conv1")
+  y = layers.ReLU(name=f"{name}_relu2")(_bn(y, f"{name}_bn2"))
+  y = _conv(y, growth, 3, name=f"{name}_conv2")
+  return layers.Concatenate(name=f"{name}_concat")([x, y])
+
+
+def densenet_feature(growth: int = 16, layers_per_block: Sequence[int] = (4, 4, 4),
+                     stem: int = 32, name: str = "densenet_feature") -> keras.Model:
+  """Small DenseNet-BC: stem conv, dense blocks with 1x1/3x3 bottleneck layers and
+  compressing (0.5) transitions with 2x2 average pooling between them.
+
+  Args:
+    growth: Channels each dense layer adds.
+    layers_per_block: Dense layers in each block (32, 16 and 8 px).
+    stem: Filters of the first conv.
+    name: Model name (also the layer-name prefix).
+
+  Returns:
+    Model [N, 32, 32, 3] in [0, 1] -> logits [N, 10]; its penultimate layer
+    `<name>_pool` (global average pool) gives the features of the feature loss.
+  """
+  inputs, x = _inputs_normalised(name)
+  x = _conv(x, stem, 3, name=f"{name}_stem")
+  for block, count in enumerate(layers_per_block):
+    for i in range(count):
+      x = _dense_layer(x, growth, f"{name}_b{block + 1}l{i + 1}")
+    if block < len(layers_per_block) - 1:
+      x = layers.ReLU(name=f"{name}_t{block + 1}_relu")(_bn(x, f"{name}_t{block + 1}_bn"))
+      x = _conv(x, int(x.shape[-1]) // 2, 1, name=f"{name}_t{block + 1}_conv")
+      x = layers.AveragePooling2D(2, name=f"{name}_t{block + 1}_pool")(x)
+  x = layers.ReLU(name=f"{name}_final_relu")(_bn(x, f"{name}_final_bn"))
+  return keras.Model(inputs, _head(x, name), name=name)
+
+
+# ----------------------------------------------------------------------------------------
 # Fused batch norm for training (weights identical to keras.layers.BatchNormalization).
 
 
@@ -350,6 +392,7 @@ ARCHITECTURES: Dict[str, Tuple[Callable[[], keras.Model], str]] = {
     "mobilenet_v2": (mobilenet_v2, "target"),
     "inception": (inception, "target"),
     "vgg_surrogate": (vgg_surrogate, "surrogate"),
+    "densenet_feature": (densenet_feature, "feature network"),
 }
 
 

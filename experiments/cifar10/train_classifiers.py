@@ -54,6 +54,7 @@ TRAINING_DEFAULTS = {
     "mobilenet_v2": {"epochs": 6, "mixed_bfloat16": False},
     "inception": {"epochs": 5, "mixed_bfloat16": True},
     "vgg_surrogate": {"epochs": 6, "mixed_bfloat16": True},
+    "densenet_feature": {"epochs": 6, "mixed_bfloat16": True},
 }
 ARCHITECTURE_NOTES = {
     "resnet_v2": "ResNet-20-v2 (pre-activation, 3 stages x 3 basic blocks, widths "
@@ -67,6 +68,10 @@ ARCHITECTURE_NOTES = {
                  "0.1, dense",
     "vgg_surrogate": "VGG-style plain stack ((conv3x3-BN-ReLU) x2 + maxpool) x3, widths "
                      "48/96/192, GAP, dropout 0.1, dense",
+    "densenet_feature": "DenseNet-BC (stem conv 32, 3 dense blocks x 4 bottleneck layers, "
+                        "growth 16, compression 0.5, avg-pool transitions), GAP, dense; "
+                        "the feature network of the feature loss (neither a target nor "
+                        "the surrogate)",
 }
 
 flags.DEFINE_list("models", list(TRAINING_DEFAULTS),

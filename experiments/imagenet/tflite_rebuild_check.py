@@ -43,8 +43,9 @@ sys.path.insert(0, str(REPO_ROOT))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from ai_edge_litert import interpreter as litert
 from cdgan_tf import classifiers
-from cdgan_tf import tflite_rebuild
+from cdgan_tf.classifiers import tflite_rebuild
 from cdgan_tf.data import folders
+from cdgan_tf.data import image_files
 # pylint: enable=g-import-not-at-top,wrong-import-position
 
 CROP_FRACTION = 0.875
@@ -69,7 +70,7 @@ def load_images(shared: pathlib.Path, count: int):
   if not stems:
     raise SystemExit(f"no labelled JPEGs in {folder} (set --shared_dir)")
   stems = folders.select_subset(stems, count)
-  images = np.stack([folders.load_rgb(folder / f"{stem}.JPEG") for stem in stems])
+  images = np.stack([image_files.load_rgb(folder / f"{stem}.JPEG") for stem in stems])
   return images, np.array([labels[s] for s in stems], np.int64), stems
 
 
@@ -154,7 +155,7 @@ def markdown(results: dict) -> str:
       f"{results['num_images']} images of the ILSVRC2012 val sample (fixed subset), "
       "central crop 0.875, bicubic antialiased resize, the same uint8 pixels for the "
       "interpreter (XNNPACK, as deployed) and the rebuild "
-      "(`cdgan_tf.tflite_rebuild.TFLiteRebuild`). Top-1 and agreement in %; agree* "
+      "(`cdgan_tf.classifiers.tflite_rebuild.TFLiteRebuild`). Top-1 and agreement in %; agree* "
       "also counts a rebuild as agreeing where the interpreter's uint8 probabilities tie "
       "at the top and the rebuild picks one of the tied classes. Made by "
       "`experiments/imagenet/tflite_rebuild_check.py` on "

@@ -377,7 +377,7 @@ def test_real_mobilenet_v2_top1_on_imagenet_sample(shared):
   """Top-1 of the real quantized MobileNet-v2 on the first 100 sorted val images.
 
   Published top-1 is 70.8 % on the full val set; this sample is easier (79.2 % on all
-  1,300 of its images with this preprocessing, experiments/imagenet_tflite_check.py),
+  1,300 of its images with this preprocessing, experiments/imagenet/preprocessing_check.py),
   and 100 images have a standard error of about 4 points. An off-by-one label mapping
   gives 0-5 % and a wrong scale (0..255 floats) 0 %.
   """

@@ -1,4 +1,4 @@
-"""Tests of cdgan_tf.tflite_rebuild: the differentiable float rebuild of TFLite models.
+"""Tests of cdgan_tf.classifiers.tflite_rebuild: the differentiable float rebuild of TFLite models.
 
 Tiny Keras models covering every supported op are converted with TFLiteConverter to a
 float32, a float16-weight and a full-integer (uint8 in / uint8 out, int8 inside, per-
@@ -17,9 +17,9 @@ import pytest
 import tensorflow as tf
 from tensorflow.lite.python import schema_py_generated as schema
 
-from cdgan_tf import tflite_rebuild
-from cdgan_tf.tflite_rebuild import TFLiteRebuild
-from cdgan_tf.tflite_rebuild import TFLiteRebuildError
+from cdgan_tf.classifiers import tflite_rebuild
+from cdgan_tf.classifiers.tflite_rebuild import TFLiteRebuild
+from cdgan_tf.classifiers.tflite_rebuild import TFLiteRebuildError
 
 litert = pytest.importorskip("ai_edge_litert.interpreter")
 # The converter warns that a uint8 input has no user statistics; calibration covers it.
