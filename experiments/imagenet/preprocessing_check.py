@@ -44,7 +44,7 @@ import tensorflow as tf
 from cdgan_tf import classifiers
 from cdgan_tf import image_ops
 
-REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 # name -> (published top-1 %, from the TF-Lite hosted-models table)
 PUBLISHED_TOP1 = {
