@@ -90,9 +90,10 @@ def load_surrogates(surrogates: Sequence[Surrogate]) -> List[classifiers.Classif
   for c in loaded:
     if not c.differentiable:
       raise ValueError(
-          f"surrogate {c.name} ({c.source or 'no source'}) is forward-only (e.g. TFLite): "
-          "a gradient attack needs a differentiable surrogate (Keras, SavedModel, TF-Hub); "
-          "forward-only models can only be the target of the transfer set")
+          f"surrogate {c.name} ({c.source or 'no source'}) is forward-only: a gradient "
+          "attack needs a differentiable surrogate (Keras, SavedModel, TF-Hub, or a "
+          "TFLite model whose ops the float rebuild supports); forward-only models can "
+          "only be the target of the transfer set")
   if len({c.num_classes for c in loaded}) > 1:
     raise ValueError("surrogates disagree on the class count: " + ", ".join(
         f"{c.name}: {c.num_classes}" for c in loaded))
@@ -265,7 +266,7 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
   counts.update(failed=len(failed))
   run = {"attack": record,
          "surrogates": [{"spec": spec, "name": m.name, "input_size": list(m.input_size),
-                         "num_classes": m.num_classes}
+                         "num_classes": m.num_classes, "gradients": m.gradient_source}
                         for spec, m in zip(settings["surrogates"], members)],
          "seed": int(seed), "crop": crop, "batch_size": batch_size, "max_images": max_images,
          "clean_dir": str(clean_dir),

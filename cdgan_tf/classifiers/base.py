@@ -74,6 +74,9 @@ class Classifier:
     label_offset: Leading outputs dropped (1 for background-at-0 models, else 0).
     num_classes: num_outputs - label_offset: width of what `__call__` returns.
     differentiable: Whether gradients flow from the output to the input images.
+    gradient_source: Where those gradients come from: "model" (the model's own),
+      "none" (forward-only), or a description of a stand-in (TFLite: "float rebuild of
+      the TFLite graph"); reports say so when it is not the model's own.
     outputs: "logits", or "probabilities" (a softmax output, returned as log-probs).
     crop_fraction: Central fraction of the image kept before resizing (1.0: no crop).
     resize_method: `tf.image.ResizeMethod` name used by `image_ops.resize`.
@@ -114,6 +117,7 @@ class Classifier:
     self.num_outputs = int(num_outputs)
     self.label_offset = int(label_offset)
     self.differentiable = bool(differentiable)
+    self.gradient_source = "model" if differentiable else "none"
     self.outputs = outputs
     self.crop_fraction = float(crop_fraction)
     self.resize_method = resize_method

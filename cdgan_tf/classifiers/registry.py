@@ -94,7 +94,8 @@ def load_classifier(spec: str, input_size=None, value_range: Optional[str] = Non
                     num_outputs: Optional[int] = None, name: Optional[str] = None, *,
                     label_offset: Optional[int] = None, outputs: Optional[str] = None,
                     crop_fraction: float = 1.0, resize_method: Optional[str] = None,
-                    num_threads: Optional[int] = None) -> base.Classifier:
+                    num_threads: Optional[int] = None,
+                    gradients: bool = True) -> base.Classifier:
   """Loads a classifier from a registry name, TF-Hub handle, directory or file.
 
   Args:
@@ -106,8 +107,8 @@ def load_classifier(spec: str, input_size=None, value_range: Optional[str] = Non
       - a SavedModel directory (TF2 SavedModel or TF-Hub module on disk; its __call__
         or its serving_default signature);
       - a ".keras" / ".h5" Keras model file;
-      - a ".tflite" file (forward only; uint8 models take raw uint8 pixels and their
-        quantized outputs are dequantized).
+      - a ".tflite" file (the interpreter's outputs, dequantized; uint8 models take
+        raw uint8 pixels; gradients from a float rebuild of the graph).
     input_size: (height, width) override; required when the model does not fix it.
     value_range: "0_1", "-1_1", "0_255" or "uint8" override. Defaults: [0, 1] for
       TF-Hub / SavedModel / Keras files, [-1, 1] for keras.applications, "uint8" for
@@ -120,6 +121,8 @@ def load_classifier(spec: str, input_size=None, value_range: Optional[str] = Non
     crop_fraction: Central crop kept before resizing (1.0: none).
     resize_method: Resize method name; defaults to image_ops.RESIZE_METHOD (bicubic).
     num_threads: TFLite interpreter threads (None: the runtime's default).
+    gradients: TFLite only: build the float rebuild that gives the adapter gradients
+      (False: forward-only, which loads faster).
 
   Returns:
     A Classifier.
@@ -174,6 +177,7 @@ def load_classifier(spec: str, input_size=None, value_range: Optional[str] = Non
   if extension == ".tflite":
     return tflite.load_tflite(path, name=name or stem, input_size=input_size,
                               value_range=value_range, num_outputs=num_outputs,
-                              outputs=outputs, num_threads=num_threads, **common)
+                              outputs=outputs, num_threads=num_threads,
+                              gradients=gradients, **common)
   raise base.ClassifierError(f"classifier file {path}: unsupported type {extension!r} "
                         "(expected a SavedModel directory, .keras, .h5 or .tflite)")

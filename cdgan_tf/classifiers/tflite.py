@@ -1,39 +1,117 @@
 """TFLite classifiers: the real interpreter computes what is reported (uint8 pixels in,
-as deployed)."""
+as deployed); a float rebuild of the same graph supplies gradients.
+
+The interpreter has no gradients. When the model's ops are supported
+(`tflite_rebuild.TFLiteRebuild`: weights dequantized, activations clamped to their
+quantized ranges), the adapter is differentiable: its forward values are still the
+interpreter's, and its gradient is the rebuild's gradient of the same scores at the
+same input (logits before the softmax, through the same crop and resize). Attacks then
+run on `.tflite` files and are scored by the real interpreter. Models with unsupported
+ops stay forward-only, and `rebuild_error` says why.
+"""
 
 from __future__ import annotations
+
+from typing import Optional
 
 import numpy as np
 import tensorflow as tf
 
 from cdgan_tf.classifiers import base
+from cdgan_tf.classifiers import tflite_rebuild
 from cdgan_tf.classifiers import tflite_runner
+
+GRADIENT_SOURCE = "float rebuild of the TFLite graph"
 
 
 class TFLiteClassifier(base.Classifier):
   """A classifier whose scores come from the TFLite interpreter.
 
-  Attributes:
+  Args:
     runner: The `tflite_runner.TFLiteRunner` (interpreter, quantization, batching).
+    rebuild: The float rebuild that supplies gradients, or None (forward-only).
+    rebuild_error: Why there is no rebuild ("" when there is one).
+    **kwargs: `base.Classifier` arguments (name, input_size, value_range, ...).
+
+  Attributes:
+    runner, rebuild, rebuild_error: As given.
   """
 
-  def __init__(self, runner: tflite_runner.TFLiteRunner, **kwargs):
+  def __init__(self, runner: tflite_runner.TFLiteRunner,
+               rebuild: Optional[tflite_rebuild.TFLiteRebuild] = None,
+               rebuild_error: str = "", **kwargs):
     def forward(x):
       y = tf.numpy_function(runner, [x], tf.float32, stateful=True)
       y.set_shape([x.shape[0], runner.num_outputs])
       return y
 
-    super().__init__(forward, num_outputs=runner.num_outputs, **kwargs)
+    super().__init__(forward, num_outputs=runner.num_outputs,
+                     differentiable=rebuild is not None, **kwargs)
     self.runner = runner
+    self.rebuild = rebuild
+    self.rebuild_error = rebuild_error
+    if rebuild is not None:
+      self.gradient_source = GRADIENT_SOURCE
 
   @property
   def interpreter(self):
     return self.runner.interpreter
 
+  def rebuilt_scores(self, images: tf.Tensor) -> tf.Tensor:
+    """The rebuild's scores (differentiable): the same crop, resize and label mapping.
+
+    Args:
+      images: float32 [N, H, W, 3] in [0, 1].
+
+    Returns:
+      float32 [N, num_classes]: logits, or log-softmax for a softmax model (as
+      `__call__` returns log-probabilities for it).
+    """
+    inputs = self.preprocess(images)
+    if self.value_range != "uint8":  # The rebuild rounds uint8 pixels itself.
+      inputs = base.to_value_range(inputs, self.value_range)
+    logits = tf.cast(self.rebuild(inputs), tf.float32)
+    if self.outputs == "probabilities":
+      logits = tf.nn.log_softmax(logits, axis=-1)
+    return logits[:, self.label_offset:]
+
+  def __call__(self, images: tf.Tensor) -> tf.Tensor:
+    """Interpreter scores [N, num_classes]; gradients (if any) from the rebuild."""
+    images = self._check_images(images)
+    if self.rebuild is None:
+      return super().__call__(images)
+
+    @tf.custom_gradient
+    def scores(x):
+      def grad(upstream):
+        with tf.GradientTape() as tape:
+          tape.watch(x)
+          approximation = self.rebuilt_scores(x)
+        return tape.gradient(approximation, x, output_gradients=upstream)
+      return self._scores(x), grad
+
+    return scores(images)
+
+
+def _rebuild(path: str, runner: tflite_runner.TFLiteRunner, value_range: str):
+  """(rebuild, "") or (None, why not)."""
+  if np.issubdtype(runner.input_dtype, np.integer) and value_range != "uint8":
+    return None, (f"the rebuild takes uint8 pixels; value_range={value_range!r} feeds "
+                  "this integer-input model otherwise")
+  try:
+    return tflite_rebuild.TFLiteRebuild(path), ""
+  except tflite_rebuild.TFLiteRebuildError as e:
+    return None, str(e)
+
 
 def load_tflite(path: str, *, name: str, input_size, value_range, num_outputs,
-                outputs=None, num_threads=None, **kwargs) -> TFLiteClassifier:
-  """Loads a `.tflite` image classifier (see `registry.load_classifier` for the args)."""
+                outputs=None, num_threads=None, gradients: bool = True,
+                **kwargs) -> TFLiteClassifier:
+  """Loads a `.tflite` image classifier (see `registry.load_classifier` for the args).
+
+  Args:
+    gradients: Build the float rebuild for gradients (False: forward-only).
+  """
   try:
     runner = tflite_runner.TFLiteRunner(path, num_threads)
   except ValueError as e:
@@ -51,6 +129,7 @@ def load_tflite(path: str, *, name: str, input_size, value_range, num_outputs,
     softmax = tflite_runner.output_is_softmax(runner.model_content,
                                               runner.output["index"])
     outputs = "probabilities" if softmax else "logits"
-  return TFLiteClassifier(runner, name=name, input_size=input_size,
-                          value_range=value_range, differentiable=False, outputs=outputs,
-                          source=path, **kwargs)
+  rebuild, why = _rebuild(path, runner, value_range) if gradients else (
+      None, "gradients not requested")
+  return TFLiteClassifier(runner, rebuild, why, name=name, input_size=input_size,
+                          value_range=value_range, outputs=outputs, source=path, **kwargs)

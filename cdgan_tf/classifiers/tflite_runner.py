@@ -1,6 +1,6 @@
 """Runs a TFLite model on numpy batches: quantization, batching, softmax detection.
 
-Used by `cdgan_tf.classifiers` for forward-only TFLite classifiers. The interpreter is
+Used by `cdgan_tf.classifiers.tflite` for the forward pass of TFLite classifiers. The interpreter is
 `ai_edge_litert.interpreter.Interpreter` when the ai-edge-litert package is installed,
 else the deprecated `tf.lite.Interpreter`.
 """

@@ -78,7 +78,8 @@ def check_attackable(threats: Sequence[ThreatModel], classifiers) -> None:
   if gradient and forward_only:
     raise ValueError(
         f"gradient attacks ({', '.join(gradient)}) need differentiable classifiers; "
-        f"forward-only: {', '.join(forward_only)} (use --attack=transfer with them)")
+        f"forward-only: {', '.join(forward_only)} (use --attack=transfer with them; a "
+        "TFLite model is forward-only when its ops have no float rebuild)")
 
 
 def predict(classifier, images) -> np.ndarray:
@@ -108,6 +109,12 @@ class Evaluator:
     self.threats = list(threats)
     check_attackable(self.threats, self.classifiers)
     self.seed = seed
+    self.notes: List[str] = []
+    if any(t.attack is not None for t in self.threats):
+      for c in self.classifiers:
+        if c.gradient_source != "model":
+          self.notes.append(f"{c.name}: gradient attacks took their gradients from the "
+                            f"{c.gradient_source}; its accuracies are the real model's")
     primary = self.threats[0].name if self.threats else TRANSFER
     self.table = table_lib.AccuracyTable(primary_attack=primary)
     for threat in self.threats:
@@ -121,7 +128,6 @@ class Evaluator:
     self._bpda = {(c.name, d): (lambda x, c=c, b=bpda_lib.bpda(self._purify[d]): c(b(x)))
                   for c in self.classifiers for d in self.defenses}
     self.images_seen = 0
-    self.notes: List[str] = []
     self._keys: Sequence[str] = ()
     self._writer = None
     if prediction_file is not None:

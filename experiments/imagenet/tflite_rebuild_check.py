@@ -29,7 +29,6 @@ import datetime
 import json
 import os
 import pathlib
-import sys
 import tempfile
 import time
 
@@ -39,7 +38,6 @@ import numpy as np
 import tensorflow as tf
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO_ROOT))
 # pylint: disable=g-import-not-at-top,wrong-import-position
 from ai_edge_litert import interpreter as litert
 from cdgan_tf import classifiers

@@ -270,3 +270,21 @@ def test_command_line_and_in_process_resume(class_set, surrogate, tmp_path):
   with pytest.raises(ValueError, match="diversity_prob.*does not apply"):
     transfer_set.generate(class_set, tmp_path / "x", [surrogate[1]], attack="pgd",
                           diversity_prob=0.5)
+
+
+def test_tflite_surrogate_attacks_through_its_float_rebuild(class_set, surrogate, tmp_path):
+  """A .tflite surrogate: gradients from the float rebuild, top-1 from the interpreter."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  model = keras.models.load_model(surrogate[0])
+  converter = tf.lite.TFLiteConverter.from_keras_model(model)
+  tflite_path = tmp_path / "colour.tflite"
+  tflite_path.write_bytes(converter.convert())
+  manifest = _run(class_set, tmp_path / "adv", str(tflite_path))
+  assert manifest["surrogates"][0]["gradients"] == "float rebuild of the TFLite graph"
+  assert manifest["perturbation"]["linf_255_max"] <= EPS_255
+  top1 = manifest["surrogate_top1"]
+  assert top1["before"] > 0.8 and top1["after"] < top1["before"] - 0.4, top1
+  # The same attack on the Keras original succeeds as often: the rebuild's gradient is
+  # the original model's.
+  keras_manifest = _run(class_set, tmp_path / "adv_keras", surrogate[0])
+  assert keras_manifest["surrogate_top1"]["after"] == pytest.approx(top1["after"], abs=0.1)

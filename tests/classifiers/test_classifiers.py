@@ -228,9 +228,9 @@ def test_gradients_flow_in_tf_function(models_dir, kind):
   assert loss(images - step) < loss(images)
 
 
-def test_tflite_float_1001_forward_only(models_dir):
+def test_tflite_float_1001_with_rebuild_gradients(models_dir):
   clf = classifiers.load_classifier(models_dir["tflite_1001"])
-  assert not clf.differentiable
+  assert clf.differentiable and clf.gradient_source == "float rebuild of the TFLite graph"
   assert (clf.input_size, clf.num_outputs, clf.label_offset) == ((SIZE, SIZE), 1001, 1)
   assert clf.value_range == "0_1" and clf.outputs == "logits"
   images = constant_images(VALUES, size=20)
@@ -239,9 +239,22 @@ def test_tflite_float_1001_forward_only(models_dir):
   np.testing.assert_array_equal(tf.function(clf.predict)(images), LABELS)
   reference = classifiers.load_classifier(models_dir["keras_1001"])
   np.testing.assert_allclose(clf(images), reference(images), rtol=1e-4, atol=0.05)
+  # The values are the interpreter's; the gradient is the rebuild's, which is the
+  # Keras model's gradient (the .tflite file is that model, converted).
+  labels = tf.constant(LABELS)
+  gradients = []
+  for model in (clf, reference):
+    x = tf.Variable(images)
+    with tf.GradientTape() as tape:
+      loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, model(x)))
+    gradients.append(tape.gradient(loss, x))
+  assert float(tf.reduce_max(tf.abs(gradients[1]))) > 0
+  np.testing.assert_allclose(gradients[0], gradients[1], rtol=1e-3, atol=1e-6)
+  forward_only = classifiers.load_classifier(models_dir["tflite_1001"], gradients=False)
+  assert not forward_only.differentiable and forward_only.gradient_source == "none"
   x = tf.Variable(images)
   with tf.GradientTape() as tape:
-    loss = tf.reduce_sum(clf(x))
+    loss = tf.reduce_sum(forward_only(x))
   with pytest.raises(ClassifierError, match="forward-only"):
     tape.gradient(loss, x)
 

@@ -215,3 +215,23 @@ def test_white_box_attack_goes_through_the_defense(data, tmp_path):
   assert ignoring["attack"] == 0.0 and ignoring["defenses"]["cdgan"]["defense"] == 1.0
   assert attacks["pgd_defended"]["classifiers"]["colour"]["defenses"]["cdgan"] == {
       "defense": 0.0}
+
+
+def test_gradient_attacks_on_a_tflite_classifier(data, tmp_path):
+  """PGD on a .tflite classifier: gradients from the float rebuild, accuracies from the
+  interpreter; the same numbers as the Keras model it was converted from."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  model = keras.models.load_model(data["classifier"])
+  tflite_path = tmp_path / "colour_lite.tflite"
+  tflite_path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+  common = dict(clean_dir=str(data["root"] / "clean"), defenses=["identity"],
+                attack=["pgd_classifier", "bpda"], eps="100/255", steps=5, num_samples=0)
+  _main(classifiers=[str(tflite_path)], output_dir=str(tmp_path / "lite"), **common)
+  _main(classifiers=[data["classifier"]], output_dir=str(tmp_path / "keras"), **common)
+  lite = json.loads((tmp_path / "lite" / "results.json").read_text())
+  reference = json.loads((tmp_path / "keras" / "results.json").read_text())
+  for attack in ("pgd_classifier", "bpda"):
+    assert (lite["attacks"][attack]["classifiers"]["colour_lite"]
+            == reference["attacks"][attack]["classifiers"]["colour"])
+  assert lite["attacks"]["pgd_classifier"]["classifiers"]["colour_lite"]["attack"] < 1.0
+  assert any("float rebuild" in note for note in lite["notes"])
