@@ -55,7 +55,8 @@ flags.DEFINE_list("classifiers", [], "Classifiers: registry names (resnet50_v2, 
 flags.DEFINE_float("center_crop", 1.0, "Central fraction of each image the classifiers "
                    "see (ImageNet models are evaluated with "
                    f"{classifiers_lib.IMAGENET_EVAL_CROP_FRACTION} on full-size images).")
-flags.DEFINE_string("sub_model", "", "Sub generator: .keras file or training model_dir.")
+cdgan_flags.define_once(flags.DEFINE_string, "sub_model", "", "Sub generator: .keras file, "
+                        "export folder or training model_dir.")
 flags.DEFINE_string("super_model", "", "Super generator: .keras file or training model_dir.")
 flags.DEFINE_string("purifier", "", "An exported purifier SavedModel (instead of the two "
                     "generators).")

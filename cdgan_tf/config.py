@@ -83,16 +83,30 @@ class LossConfig:
 
   generator loss = content_weight * content + adversarial_weight * adversarial
                    + feature_weight * feature (feature only with an extractor given).
+
+  Attributes:
+    content_loss: "mse" or "l1" pixel loss.
+    adversarial_loss: "non_saturating" or "least_squares".
+    content_weight, adversarial_weight, feature_weight: The weights above.
+    feature_extractor: Classifier spec of the feature network (any source
+      `classifiers.load_classifier` takes: Keras file, SavedModel, TF-Hub handle,
+      .tflite via its float rebuild); "" for none. It must be neither an evaluated
+      target nor the attack's surrogate.
+    feature_layer: Its layer (Keras) or tensor (TFLite) whose outputs are compared;
+      "" for its logits.
   """
   content_loss: str = "mse"
   adversarial_loss: str = "non_saturating"
   content_weight: float = 1.0
   adversarial_weight: float = 1e-3
   feature_weight: float = 0.0
+  feature_extractor: str = ""
+  feature_layer: str = ""
 
   def __post_init__(self):
     checks.check_choice("content_loss", self.content_loss, CONTENT_LOSSES)
     checks.check_choice("adversarial_loss", self.adversarial_loss, ADVERSARIAL_LOSSES)
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +124,9 @@ class DataConfig:
     augment: Paired random crop (from 1.125x) and horizontal flip on training data.
     deterministic: Fixed order and augmentation for a given seed (slower input).
     shuffle_buffer: Examples in the shuffle buffer.
+    clean_pair_fraction: Share F of every training batch made of (clean -> clean)
+      pairs, round(F * batch) of them, so the purifier learns to leave clean images
+      alone (0: the paper's adversarial pairs only).
   """
   train_pattern: str = ""
   val_pattern: str = ""
@@ -119,9 +136,12 @@ class DataConfig:
   augment: bool = True
   deterministic: bool = False
   shuffle_buffer: int = 1024
+  clean_pair_fraction: float = 0.0
 
   def __post_init__(self):
     checks.check_power_of_two("scale", self.scale)
+    if not 0.0 <= self.clean_pair_fraction <= 1.0:
+      raise ValueError(f"clean_pair_fraction={self.clean_pair_fraction} must be in [0, 1]")
     if self.image_size % self.scale:
       raise ValueError(
           f"image_size={self.image_size} is not divisible by scale={self.scale}")
@@ -157,6 +177,9 @@ class TrainConfig:
     tpu: TPU address for the tpu strategy ("" for the local/auto one).
     mixed_precision: none | mixed_float16 | mixed_bfloat16.
     seed: Seed of the weights' initialisation, the data order and the augmentation.
+    sub_model: Super role only: a trained sub generator (file, export folder or
+      model_dir). The super GAN then trains on that generator's outputs, what it
+      receives in the chain, instead of a bicubic downscale ("" for the paper's way).
   """
   role: Role = Role.SUB
   model_dir: str = ""
@@ -174,10 +197,13 @@ class TrainConfig:
   tpu: str = ""
   mixed_precision: str = "none"
   seed: int = 0
+  sub_model: str = ""
 
   def __post_init__(self):
     checks.check_choice("role", str(self.role), ROLES)
     object.__setattr__(self, "role", Role(self.role))
+    if self.sub_model and self.role is not Role.SUPER:
+      raise ValueError("sub_model (chained training) is for the super GAN only")
     checks.check_choice("strategy", self.strategy, STRATEGIES)
     checks.check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION_POLICIES)
     for name in ("steps_per_loop", "checkpoint_every", "summary_every"):

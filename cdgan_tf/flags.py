@@ -66,8 +66,17 @@ def _training_flag_table():
        "generator's adversarial loss.", {"lower_bound": 0.0}),
       (f.DEFINE_float, "feature_weight", loss.feature_weight, "Weight of the feature loss "
        "(needs --feature_extractor).", {"lower_bound": 0.0}),
-      (f.DEFINE_string, "feature_extractor", "", "Keras model file (.keras/.h5) whose "
-       "outputs the feature loss compares; images enter it in [0, 1].", {}),
+      (f.DEFINE_string, "feature_extractor", "", "Feature network of the feature loss: "
+       "any classifier spec (Keras file, SavedModel dir, TF-Hub handle, .tflite via its "
+       "float rebuild). Must be neither an evaluated target nor the attack's surrogate.",
+       {}),
+      (f.DEFINE_string, "feature_layer", "", "Layer (Keras) or tensor name/index "
+       "(TFLite) of --feature_extractor whose outputs are compared; '' for its logits.",
+       {}),
+      (f.DEFINE_float, "clean_pair_fraction", data.clean_pair_fraction, "Share of every "
+       "training batch made of (clean -> clean) pairs, so the purifier learns to leave "
+       "clean images alone (0: the paper's adversarial pairs only).",
+       {"lower_bound": 0.0, "upper_bound": 1.0}),
       (f.DEFINE_integer, "warmup_steps", train.warmup_steps, "Initial content-only steps "
        "(discriminator frozen).", non_negative),
       (f.DEFINE_integer, "steps_per_loop", train.steps_per_loop, "Steps per tf.function "
@@ -133,19 +142,24 @@ def experiment_from_flags(role: config_lib.Role,
                                  adversarial_loss=f.adversarial_loss,
                                  content_weight=f.content_weight,
                                  adversarial_weight=f.adversarial_weight,
-                                 feature_weight=f.feature_weight),
+                                 feature_weight=f.feature_weight,
+                                 feature_extractor=f.feature_extractor,
+                                 feature_layer=f.feature_layer),
       data=config_lib.DataConfig(train_pattern=f.train_records, val_pattern=f.val_records,
                                  image_size=f.image_size, scale=f.scale,
                                  batch_size=f.batch_size, augment=f.augment,
                                  deterministic=f.deterministic,
-                                 shuffle_buffer=f.shuffle_buffer),
+                                 shuffle_buffer=f.shuffle_buffer,
+                                 clean_pair_fraction=f.clean_pair_fraction),
       train=config_lib.TrainConfig(
           role=role, model_dir=f.model_dir, epochs=f.epochs or role.paper_epochs,
           train_steps=f.train_steps, learning_rate=f.learning_rate, beta_1=f.beta_1,
           warmup_steps=f.warmup_steps, steps_per_loop=f.steps_per_loop,
           checkpoint_every=f.checkpoint_every, summary_every=f.summary_every,
           eval_every=f.eval_every, eval_steps=f.eval_steps, strategy=f.strategy,
-          tpu=f.tpu, mixed_precision=f.mixed_precision, seed=f.seed))
+          tpu=f.tpu, mixed_precision=f.mixed_precision, seed=f.seed,
+          sub_model=(f["sub_model"].value or "" if role is config_lib.Role.SUPER
+                     and "sub_model" in f else "")))
 
 
 def train_from_flags(role: config_lib.Role, argv, flag_values=flags.FLAGS) -> dict:
@@ -153,9 +167,4 @@ def train_from_flags(role: config_lib.Role, argv, flag_values=flags.FLAGS) -> di
   from cdgan_tf.training import controller  # pylint: disable=import-outside-toplevel
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  experiment = experiment_from_flags(role, flag_values)
-  extractor = None
-  if flag_values.feature_extractor:
-    path = flag_values.feature_extractor
-    extractor = lambda strategy: controller.load_keras_feature_extractor(path)  # noqa
-  return controller.run(experiment, feature_extractor=extractor)
+  return controller.run(experiment_from_flags(role, flag_values))

@@ -53,11 +53,22 @@ def crop_source_size(image_size: int) -> int:
   return int(round(AUGMENT_ZOOM * image_size))
 
 
-def _for_role(adversarial, clean, role: config.Role, small_size):
-  """(adversarial, clean) both [S, S, 3] -> the role's (input, target) pair."""
+def _for_role(adversarial, clean, role: config.Role, small_size, large_input=False):
+  """(adversarial, clean) both [S, S, 3] -> the role's (input, target) pair.
+
+  With `large_input` (super role, chained training) the input stays at S: the trainer
+  passes it through the frozen sub generator.
+  """
   if role is config.Role.SUB:
     return adversarial, image_ops.resize(clean, small_size)
+  if large_input:
+    return adversarial, clean
   return image_ops.resize(adversarial, small_size), clean
+
+
+def clean_pair_count(data_config: config.DataConfig, batch_size: int) -> int:
+  """How many of a batch's `batch_size` pairs are (clean -> clean): round(F * B)."""
+  return int(round(data_config.clean_pair_fraction * batch_size))
 
 
 def _augment_pair(adversarial, clean, image_size, seed):
@@ -83,7 +94,8 @@ def _augment_pair(adversarial, clean, image_size, seed):
 
 def build_dataset(data_config: config.DataConfig, role: config.Role, training: bool,
                   input_context: Optional[tf.distribute.InputContext] = None,
-                  pattern: Optional[str] = None, seed: int = 0) -> tf.data.Dataset:
+                  pattern: Optional[str] = None, seed: int = 0,
+                  large_input: bool = False) -> tf.data.Dataset:
   """Builds the batched dataset of one GAN role.
 
   Args:
@@ -95,19 +107,27 @@ def build_dataset(data_config: config.DataConfig, role: config.Role, training: b
     pattern: Glob of TFRecord shards; defaults to data_config.train_pattern when
       training, else data_config.val_pattern.
     seed: Seed of the file order, the shuffle and the augmentation (training only).
+    large_input: Role "super" only: inputs at S instead of S/scale (chained training,
+      where the trainer runs the sub generator on them).
 
   Returns:
     A dataset of (adversarial_input, clean_target) float32 in [0, 1]:
     role "sub": ([B, S, S, 3], [B, S/scale, S/scale, 3]);
-    role "super": ([B, S/scale, S/scale, 3], [B, S, S, 3]),
+    role "super": ([B, S/scale, S/scale, 3], [B, S, S, 3]) (inputs [B, S, S, 3] with
+    `large_input`),
     with S = data_config.image_size and B the per-replica batch size (training:
-    exactly B, repeated forever; evaluation: the last batch may be smaller).
+    exactly B, repeated forever; evaluation: the last batch may be smaller). In
+    training, the first round(clean_pair_fraction * B) pairs of every batch are
+    (clean -> clean): their input is the clean image, prepared as the role prepares
+    an adversarial one.
 
   Raises:
     ValueError: unknown role, empty pattern, a pattern matching no file, or fewer
       training files than input pipelines.
   """
   role = config.Role(checks.check_choice("role", str(role), config.ROLES))
+  if large_input and role is not config.Role.SUPER:
+    raise ValueError("large_input (chained training) is for the super role only")
   if pattern is None:
     field = "train_pattern" if training else "val_pattern"
     pattern = getattr(data_config, field)
@@ -132,7 +152,8 @@ def build_dataset(data_config: config.DataConfig, role: config.Role, training: b
     def eval_map(serialized):
       example = features.parse_example(serialized)
       return _for_role(image_ops.resize(example["adversarial"], image_size),
-                       image_ops.resize(example["clean"], image_size), role, small_size)
+                       image_ops.resize(example["clean"], image_size), role, small_size,
+                       large_input)
 
     ds = ds.map(eval_map, num_parallel_calls=tf.data.AUTOTUNE)
     ds = ds.batch(batch_size, drop_remainder=False)
@@ -164,10 +185,21 @@ def build_dataset(data_config: config.DataConfig, role: config.Role, training: b
     else:
       adversarial = image_ops.resize(adversarial, image_size)
       clean = image_ops.resize(clean, image_size)
-    return _for_role(adversarial, clean, role, small_size)
+    generator_input, target = _for_role(adversarial, clean, role, small_size, large_input)
+    if not clean_pairs:
+      return generator_input, target
+    clean_input, _ = _for_role(clean, clean, role, small_size, large_input)
+    return generator_input, clean_input, target
 
+  clean_pairs = clean_pair_count(data_config, batch_size)
   ds = ds.map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(batch_size, drop_remainder=True)
+  if clean_pairs:
+    # After batching, so every batch holds exactly `clean_pairs` clean pairs even when
+    # a non-deterministic map reorders elements.
+    ds = ds.map(lambda adversarial, clean, target: (
+        tf.concat([clean[:clean_pairs], adversarial[clean_pairs:]], axis=0), target),
+                num_parallel_calls=tf.data.AUTOTUNE)
   options.deterministic = bool(data_config.deterministic)
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 

@@ -7,7 +7,7 @@ them back here, so writer and reader agree on one layout:
   generator.keras   Keras 3 native file; loads with `keras.models.load_model` once
                     `cdgan_tf.models` is imported (it registers the custom layers)
   generator.json    {"role", "scale", "image_size", "input_size", "output_size",
-                     "num_res_blocks", "filters", "image_skip", "step"}
+                     "num_res_blocks", "filters", "image_skip", "step", "sub_model"}
 
 A generator path may name the `.keras` file, the folder holding it, or a training
 `model_dir` (whose `export/` holds it).
@@ -45,6 +45,8 @@ class GeneratorInfo:
     image_size: The large side it was trained at (the small one is image_size / scale).
     num_res_blocks, filters, image_skip: Its architecture.
     step: The training step it was exported at.
+    sub_model: For a super generator trained on a sub generator's outputs (chained
+      training): that generator's path; "" otherwise.
   """
   role: config_lib.Role
   scale: int
@@ -53,6 +55,7 @@ class GeneratorInfo:
   filters: int = 0
   image_skip: bool = False
   step: int = 0
+  sub_model: str = ""
 
   def __post_init__(self):
     object.__setattr__(self, "role", config_lib.Role(self.role))

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Callable, Dict, Optional
+from typing import Dict, Optional
 
 from absl import logging
-import keras
 import tensorflow as tf
 
 from cdgan_tf import config as config_lib
@@ -195,21 +194,19 @@ class Controller:
         role=self.gan.role, scale=data.scale, image_size=data.image_size,
         num_res_blocks=self.experiment.model.num_res_blocks,
         filters=self.experiment.model.filters,
-        image_skip=self.experiment.model.image_skip, step=self.current_step)
+        image_skip=self.experiment.model.image_skip, step=self.current_step,
+        sub_model=self.train_config.sub_model)
     path = generator_files.save_generator(model, info, self.export_dir)
     logging.info("Exported the %s generator to %s", self.gan.role.value, path)
     return path
 
 
 def run(experiment: config_lib.ExperimentConfig,
-        feature_extractor: Optional[Callable[[tf.distribute.Strategy], Callable]] = None,
         strategy: Optional[tf.distribute.Strategy] = None) -> Dict[str, float]:
   """Creates the strategy (unless given), the step and the controller; trains to the end.
 
   Args:
     experiment: The configuration.
-    feature_extractor: Optional factory: strategy -> feature extractor callable (built
-      inside the strategy's scope), for the feature loss.
     strategy: An existing strategy; by default made from experiment.train.strategy
       before any other TensorFlow op (a multi_worker requirement).
 
@@ -218,18 +215,5 @@ def run(experiment: config_lib.ExperimentConfig,
   """
   if strategy is None:
     strategy = distribute.make_strategy(experiment.train.strategy, experiment.train.tpu)
-  extractor = None
-  if feature_extractor is not None:
-    with strategy.scope():
-      extractor = feature_extractor(strategy)
-  step = gan_step_lib.GanStep(experiment, strategy, feature_extractor=extractor)
+  step = gan_step_lib.GanStep(experiment, strategy)
   return Controller(step, gan_step_lib.total_steps(experiment)).run()
-
-
-def load_keras_feature_extractor(path: str) -> Callable:
-  """A frozen Keras model file as a feature extractor (images in [0, 1] -> outputs)."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"feature extractor {path} does not exist")
-  model = keras.models.load_model(path, compile=False)
-  model.trainable = False
-  return lambda images: model(images, training=False)

@@ -21,8 +21,10 @@ import tensorflow as tf
 
 from cdgan_tf import config as config_lib
 from cdgan_tf import image_ops
+from cdgan_tf.classifiers import features
 from cdgan_tf.data import pipeline
 from cdgan_tf.models import discriminator as discriminator_lib
+from cdgan_tf.models import generator_files
 from cdgan_tf.models import generators
 from cdgan_tf.training import distribute
 from cdgan_tf.training import losses
@@ -43,16 +45,38 @@ def total_steps(experiment: config_lib.ExperimentConfig) -> int:
   return train.epochs * steps_per_epoch
 
 
+def _load_input_model(experiment: config_lib.ExperimentConfig) -> keras.Model:
+  """The frozen sub generator of chained training, checked against the run's geometry."""
+  path = experiment.train.sub_model
+  model, info = generator_files.load_generator(path)
+  data = experiment.data
+  if info is not None and (info.role is not config_lib.Role.SUB or info.scale != data.scale):
+    raise ValueError(f"--sub_model {path} holds a {info.role.value} generator of scale "
+                     f"{info.scale}; chained training needs a sub generator of scale "
+                     f"{data.scale}")
+  out = model(tf.zeros((1, data.image_size, data.image_size, 3)), training=False)
+  if tuple(out.shape[1:3]) != (data.small_size, data.small_size):
+    raise ValueError(f"--sub_model {path} maps {data.image_size} px to "
+                     f"{out.shape[1]} px, not {data.small_size}")
+  model.trainable = False
+  return model
+
+
 class GanStep:
   """Trains one CD-GAN generator against its discriminator, `num_steps` at a time.
+
+  With `experiment.train.sub_model` (super role) the generator's input is the frozen
+  sub generator's output on the large adversarial image, what the super generator
+  receives in the chain; with `experiment.loss.feature_extractor` the feature loss
+  compares that network's features of (generated, clean).
 
   Args:
     experiment: The full configuration (role, sizes, losses, optimizer settings).
     strategy: The distribution strategy (see `distribute.make_strategy`); create it
       before anything else in the process.
-    feature_extractor: Optional callable images float32 [N, H, W, 3] in [0, 1] ->
-      features (a tensor, or a list/dict of them) for the feature loss; it must run
-      in inference mode and is never trained.
+    feature_extractor: Overrides the configured feature network: a callable images
+      float32 [N, H, W, 3] in [0, 1] -> features (a tensor, or a list/dict of them),
+      in inference mode, never trained.
     train_dataset_fn: InputContext -> dataset of (input, target) batches; default: the
       role's TFRecord pipeline (`pipeline.build_dataset`).
     eval_dataset_fn: The same for validation (default: the val pattern, if any).
@@ -68,18 +92,27 @@ class GanStep:
     self.role = experiment.role
     self.global_batch_size = experiment.data.batch_size
     self.warmup_steps = experiment.train.warmup_steps
-    self._feature_extractor = feature_extractor
     data, seed = experiment.data, experiment.train.seed
+    chained = bool(experiment.train.sub_model)
     self._train_dataset_fn = train_dataset_fn or (
-        lambda ctx: pipeline.build_dataset(data, self.role, True, ctx, seed=seed))
+        lambda ctx: pipeline.build_dataset(data, self.role, True, ctx, seed=seed,
+                                           large_input=chained))
     if eval_dataset_fn is None and data.val_pattern:
       eval_dataset_fn = lambda ctx: pipeline.build_dataset(  # noqa: E731
-          data, self.role, False, ctx, seed=seed)
+          data, self.role, False, ctx, seed=seed, large_input=chained)
     self._eval_dataset_fn = eval_dataset_fn
     distribute.set_mixed_precision(experiment.train.mixed_precision)
     keras.utils.set_random_seed(experiment.train.seed)
 
     with strategy.scope():
+      self.input_model = _load_input_model(experiment) if chained else None
+      if feature_extractor is None and experiment.loss.feature_extractor:
+        feature_extractor = features.load_feature_extractor(
+            experiment.loss.feature_extractor, experiment.loss.feature_layer)
+      if experiment.loss.feature_weight and feature_extractor is None:
+        raise ValueError("feature_weight > 0 needs a feature extractor "
+                         "(--feature_extractor)")
+      self._feature_extractor = feature_extractor
       self.generator = generators.build_generator(self.role, data.scale, experiment.model)
       self.discriminator = discriminator_lib.build_discriminator(
           experiment.output_size, filters=experiment.model.discriminator_filters,
@@ -116,8 +149,15 @@ class GanStep:
     """Per-example values [n] on one replica -> their share of the global-batch mean."""
     return tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch_size)
 
+  def generator_input(self, inputs: tf.Tensor) -> tf.Tensor:
+    """What the generator receives: the batch's input, or the frozen sub generator's
+    output on it (chained training)."""
+    if self.input_model is None:
+      return inputs
+    return tf.cast(self.input_model(inputs, training=False), tf.float32)
+
   def _replica_step(self, batch, adversarial: bool) -> Dict[str, tf.Tensor]:
-    generator_input, target = batch
+    generator_input, target = self.generator_input(batch[0]), batch[1]
     loss_config = self.experiment.loss
     with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
       generated = self.generator(generator_input, training=True)
@@ -202,7 +242,7 @@ class GanStep:
 
   # ----------------------------------------------------------------- evaluation
   def _replica_eval(self, batch):
-    generator_input, target = batch
+    generator_input, target = self.generator_input(batch[0]), batch[1]
     generated = tf.cast(self.generator(generator_input, training=False), tf.float32)
     bicubic = image_ops.resize(generator_input, self.experiment.output_size)
     return {
@@ -255,7 +295,8 @@ class GanStep:
     """
     if self._grid_fn is None:
       @tf.function
-      def grid(generator_input, target):
+      def grid(inputs, target):
+        generator_input = self.generator_input(inputs)
         generated = tf.cast(self.generator(generator_input, training=False), tf.float32)
         return image_ops.side_by_side(generator_input, generated, target)
       self._grid_fn = grid

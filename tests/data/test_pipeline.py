@@ -199,3 +199,35 @@ def test_count_examples_with_and_without_manifest(noise_records, tmp_path):
   assert pipeline.count_examples(str(tmp_path / "train-00001-*")) == 3
   (tmp_path / "manifest.json").write_text("not json")
   assert pipeline.count_examples(noise_records) == 6
+
+
+@pytest.mark.parametrize("role", ["sub", "super"])
+@pytest.mark.parametrize("fraction,batch,expected", [(0.25, 8, 2), (0.5, 4, 2), (0.3, 5, 2)])
+def test_clean_pairs_fill_the_requested_share_of_every_batch(tmp_path, role, fraction,
+                                                              batch, expected):
+  """Adversarial images are black and clean ones random: a clean pair is one whose input
+  is not black, and its input is its own target, prepared as the role prepares inputs."""
+  rng = np.random.default_rng(2)
+  pattern = _write(tmp_path / "train-00000-of-00001.tfrecord",
+                   [(_constant(0, 16, 16), _noise(rng, 16, 16)) for _ in range(6)])
+  cfg = _cfg(pattern, image_size=16, scale=2, batch_size=batch, augment=False,
+             clean_pair_fraction=fraction)
+  assert pipeline.clean_pair_count(cfg, batch) == expected
+  for inputs, targets in _take(pipeline.build_dataset(cfg, role, training=True), 3):
+    clean = [bool(np.any(x > 0)) for x in inputs]
+    assert clean == [True] * expected + [False] * (batch - expected)
+    small_of = (lambda x: image_ops.resize(x, 8).numpy())  # noqa: E731
+    if role == "sub":  # input = clean at 16, target = clean at 8
+      np.testing.assert_allclose(small_of(inputs[:expected]), targets[:expected], atol=1e-6)
+    else:  # input = clean at 8, target = clean at 16
+      np.testing.assert_allclose(inputs[:expected], small_of(targets[:expected]), atol=1e-6)
+
+
+def test_no_clean_pairs_by_default_and_large_inputs_for_chained_training(noise_records):
+  cfg = _cfg(noise_records, image_size=16, scale=2, batch_size=3)
+  assert pipeline.clean_pair_count(cfg, 3) == 0
+  inputs, targets = _take(pipeline.build_dataset(cfg, "super", training=True,
+                                                 large_input=True), 1)[0]
+  assert inputs.shape == (3, 16, 16, 3) and targets.shape == (3, 16, 16, 3)
+  with pytest.raises(ValueError, match="super role only"):
+    pipeline.build_dataset(cfg, "sub", training=True, large_input=True)

@@ -215,3 +215,25 @@ def test_multi_worker_two_local_processes(records, tmp_path):
                   for text in logs for line in text.splitlines()
                   if "weights fingerprint" in line]
   assert len(fingerprints) == 2 and fingerprints[0] == fingerprints[1], logs
+
+
+def test_recipe_flags_reach_the_run(records, tmp_path):
+  """train_super.py with the purifier-quality levers: chained on a trained sub generator,
+  clean pairs and a feature loss; the run records them."""
+  _run(train_sub, records, tmp_path / "sub", train_steps=2)
+  inputs = keras.Input((SIZE, SIZE, 3))
+  feature_net = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="gap")(inputs))
+  feature_net.save(tmp_path / "features.keras")
+  _run(train_super, records, tmp_path / "super", train_steps=2,
+       sub_model=str(tmp_path / "sub"), clean_pair_fraction=0.5,
+       feature_extractor=str(tmp_path / "features.keras"), feature_layer="gap",
+       feature_weight=1.0)
+  config = json.loads((tmp_path / "super" / "config.json").read_text())
+  assert config["train"]["sub_model"] == str(tmp_path / "sub")
+  assert config["data"]["clean_pair_fraction"] == 0.5
+  assert (config["loss"]["feature_extractor"], config["loss"]["feature_layer"]) == (
+      str(tmp_path / "features.keras"), "gap")
+  info = json.loads((tmp_path / "super" / "export" / "generator.json").read_text())
+  assert info["sub_model"] == str(tmp_path / "sub") and info["role"] == "super"
+  feature = _events(tmp_path / "super" / "train").Tensors("loss/generator_feature")
+  assert float(tf.make_ndarray(feature[-1].tensor_proto)) > 0

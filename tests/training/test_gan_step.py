@@ -131,3 +131,35 @@ def test_evaluate_reports_generator_and_bicubic_against_the_target():
       float(tf.reduce_mean(image_ops.psnr(generated, targets))), rel=1e-5)
   assert metrics["content"] == pytest.approx(
       float(tf.reduce_mean(tf.square(generated - targets))), rel=1e-4)
+
+
+def test_chained_training_feeds_the_sub_generators_output(tmp_path):
+  """The super GAN trained with sub_model learns from sub G's outputs: the step's
+  input, its train metrics and its evaluation all see sub_G(large image)."""
+  from cdgan_tf.models import generator_files  # pylint: disable=import-outside-toplevel
+  from cdgan_tf.models import generators  # pylint: disable=import-outside-toplevel
+  sub = generators.build_sub_generator(scale=SCALE, num_res_blocks=1, filters=8)
+  generator_files.save_generator(
+      sub, generator_files.GeneratorInfo("sub", SCALE, SIZE), str(tmp_path / "sub"))
+  experiment = _experiment("super", warmup_steps=5)
+  experiment = config_lib.ExperimentConfig(
+      model=experiment.model, loss=experiment.loss, data=experiment.data,
+      train=config_lib.TrainConfig(role="super", model_dir="unused", warmup_steps=5,
+                                   sub_model=str(tmp_path / "sub")))
+  _, targets = _pair("super", BATCH, seed=6)
+  large = tf.clip_by_value(targets + 0.05, 0.0, 1.0)  # "adversarial" at the large size
+  step = gan_step_lib.GanStep(
+      experiment, tf.distribute.get_strategy(),
+      train_dataset_fn=_fixed_batches((large, targets)),
+      eval_dataset_fn=lambda ctx: tf.data.Dataset.from_tensors((large, targets)))
+  by_hand = sub(large, training=False)
+  np.testing.assert_allclose(step.generator_input(large), by_hand, atol=1e-6)
+  expected_psnr = float(tf.reduce_mean(image_ops.psnr(
+      step.generator(by_hand, training=True), targets)))
+  step.train(1)
+  assert step.take_metrics()["psnr"] == pytest.approx(expected_psnr, rel=1e-4)
+  metrics = step.evaluate()
+  assert metrics["bicubic_psnr"] == pytest.approx(float(tf.reduce_mean(image_ops.psnr(
+      image_ops.resize(by_hand, SIZE), targets))), rel=1e-5)
+  with pytest.raises(ValueError, match="super GAN only"):
+    config_lib.TrainConfig(role="sub", sub_model=str(tmp_path / "sub"))

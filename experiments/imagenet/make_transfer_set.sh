@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# A DAmageNet-style ImageNet transfer set made on a real surrogate, resumable:
+#   split     the test split and the "train" images (symlink folder $WORK/val_train)
+#   search    eps search on train images only (never the test split)
+#   attack    the full transfer set: $WORK/adv_val (all 1,300 val-sample images) and
+#             $WORK/adv_class (the 1,000 class samples), both --crop=damagenet
+#   evaluate  the targets (real TFLite models, interpreter) on the test split and on
+#             the train images, normal -> attack
+#   pgd       white-box PGD 4/255 on the real MobileNet-v2 .tflite (rebuild gradients)
+#   summary   docs/results/imagenet/transfer_set.json from the manifests and results
+#
+# Roles (fixed):
+#   surrogate  MobileNet-v1 0.75 192 (quantized TFLite; gradients from its float rebuild)
+#   targets    MobileNet-v2 1.0 224 (the paper's classifier), MobileNet-v1 0.5 160,
+#              MobileNet-v1 0.25 128 (all quantized TFLite, scored by the interpreter)
+#   reserved   MobileNet-v1 1.0 224 embedding extractor: feature network for later work,
+#              never a target, never the surrogate
+# Test split: folders.select_subset(<the 1,300 val stems>, 650), i.e. exactly what
+# `evaluate.py --clean_dir=<val sample> --labels=val.txt --max_images=650` evaluates.
+# Train images: the other 650 val images and the 1,000 class samples; the eps search
+# uses only these.
+#
+# Every step skips finished work (the attack resumes per image; an evaluation whose
+# results.json exists is not rerun), so the script can be rerun after an interruption.
+# Usage (from the repo root):
+#   bash experiments/imagenet/make_transfer_set.sh [STEP...]
+#   default steps: split attack evaluate pgd summary   (search is run on request)
+# Environment: WORK (scratch, default /work/scratch/imagenet), SHARED (default
+# ../shared), PY (default .venv/bin/python), EPS (chosen budget, default 12/255),
+# SEARCH (search settings, "EPS[,STEPS[,DIVERSITY]]" with EPS in 1/255 units, default
+# "8 10 12 14 16"), SEARCH_IMAGES (images per train set in the search, default 200),
+# NICE (default 5).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+WORK=${WORK:-/work/scratch/imagenet}
+SHARED=${SHARED:-../shared}
+PY=${PY:-.venv/bin/python}
+EPS=${EPS:-12/255}
+SEARCH=${SEARCH:-8 10 12 14 16}
+SEARCH_IMAGES=${SEARCH_IMAGES:-200}
+RUN="nice -n ${NICE:-5} $PY"
+
+VAL=$SHARED/datasets/imagenet_val_sample
+VAL_LABELS=$VAL/val.txt
+CLASS=$SHARED/datasets/imagenet_class_samples
+CLASS_LABELS=$CLASS/labels.txt
+TFLITE=$SHARED/models/tflite
+SURROGATE=$TFLITE/mobilenet_v1_0.75_192_quant.tflite
+V2=$TFLITE/mobilenet_v2_1.0_224_quant.tflite
+TARGETS=$V2,$TFLITE/mobilenet_v1_0.5_160_quant.tflite,$TFLITE/mobilenet_v1_0.25_128_quant.tflite
+# The surrogate is scored too (white-box, a check on the manifest's numbers).
+SCORED=$TARGETS,$SURROGATE
+TEST_IMAGES=650
+ATTACK_FLAGS=(--surrogate="$SURROGATE" --attack=mifgsm --steps=10 --diversity_prob=0.5
+              --decay=1.0 --crop=damagenet --seed=0 --batch_size=32 --log_every=320)
+STEPS=${*:-split attack evaluate pgd summary}
+mkdir -p "$WORK/results"
+
+attack() {  # attack CLEAN_DIR LABELS OUTPUT_DIR [FLAGS...]
+  local clean=$1 labels=$2 out=$3
+  shift 3
+  $RUN -m tfrecords_builder.attack --clean_dir="$clean" --labels="$labels" \
+      "${ATTACK_FLAGS[@]}" --output_dir="$out" "$@"
+}
+
+evaluate() {  # evaluate OUTPUT_DIR [FLAGS...]   (skipped when OUTPUT_DIR/results.json exists)
+  local out=$1
+  shift
+  if [ -f "$out/results.json" ]; then echo "done: $out"; return; fi
+  $RUN evaluate.py --crop=damagenet --center_crop=1.0 --batch_size=32 --num_samples=0 \
+      --output_dir="$out" "$@"
+}
+
+for step in $STEPS; do
+  echo "=== $step ($(date -u +%H:%M:%S))"
+  start=$SECONDS
+  case $step in
+    split)  # $WORK/val_train: symlinks to the 650 val-sample images outside the test split.
+      $PY - "$VAL" "$VAL_LABELS" "$WORK" "$TEST_IMAGES" <<'EOF'
+import json, os, sys
+from cdgan_tf.data import folders
+val, labels, work, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
+images, _ = folders.list_labelled_images(val, labels)
+test = set(folders.select_subset([k for k, _, _ in images], n))
+train_dir = os.path.join(work, "val_train")
+os.makedirs(train_dir, exist_ok=True)
+for key, path, _ in images:
+  link = os.path.join(train_dir, os.path.basename(path))
+  if key not in test and not os.path.lexists(link):
+    os.symlink(os.path.abspath(path), link)
+with open(os.path.join(work, "val_split.json"), "w") as f:
+  json.dump({"test": sorted(test), "train": sorted(k for k, _, _ in images if k not in test)},
+            f, indent=0)
+print(f"{len(images)} val images: {len(test)} test, {len(images) - len(test)} train "
+      f"({train_dir})")
+EOF
+      ;;
+    search)  # Train images only: SEARCH_IMAGES class samples + SEARCH_IMAGES val_train images.
+      for setting in $SEARCH; do
+        IFS=, read -r e s d <<< "$setting"
+        s=${s:-10}; d=${d:-0.5}
+        tag=eps${e}_s${s}_d${d}
+        for part in class val; do
+          if [ $part = class ]; then clean=$CLASS; labels=$CLASS_LABELS
+          else clean=$WORK/val_train; labels=$VAL_LABELS; fi
+          attack "$clean" "$labels" "$WORK/search/$tag/$part" --eps="$e/255" --steps="$s" \
+              --diversity_prob="$d" --max_images="$SEARCH_IMAGES"
+          evaluate "$WORK/results/search/${tag}_$part" --clean_dir="$clean" \
+              --adversarial_dir="$WORK/search/$tag/$part" --labels="$labels" \
+              --classifiers="$SCORED"
+        done
+      done ;;
+    attack)
+      attack "$VAL" "$VAL_LABELS" "$WORK/adv_val" --eps="$EPS"
+      attack "$CLASS" "$CLASS_LABELS" "$WORK/adv_class" --eps="$EPS" ;;
+    evaluate)
+      evaluate "$WORK/results/test" --clean_dir="$VAL" --adversarial_dir="$WORK/adv_val" \
+          --labels="$VAL_LABELS" --max_images=$TEST_IMAGES --classifiers="$SCORED"
+      evaluate "$WORK/results/train_val" --clean_dir="$WORK/val_train" \
+          --adversarial_dir="$WORK/adv_val" --labels="$VAL_LABELS" --classifiers="$SCORED"
+      evaluate "$WORK/results/train_class" --clean_dir="$CLASS" \
+          --adversarial_dir="$WORK/adv_class" --labels="$CLASS_LABELS" --classifiers="$SCORED" ;;
+    pgd)  # Clean val images as published (227x227), the usual 87.5 % central crop.
+      out=$WORK/results/pgd_classifier_v2
+      if [ -f "$out/results.json" ]; then echo "done: $out"; else
+        $RUN evaluate.py --clean_dir="$VAL" --labels="$VAL_LABELS" --classifiers="$V2" \
+            --attack=pgd_classifier --eps=4/255 --steps=10 --max_images=200 \
+            --center_crop=0.875 --batch_size=32 --num_samples=0 --output_dir="$out"
+      fi ;;
+    summary)
+      $PY experiments/imagenet/summarize_transfer_set.py --work="$WORK" \
+          --output=docs/results/imagenet/transfer_set.json ;;
+    *) echo "unknown step $step" >&2; exit 2 ;;
+  esac
+  echo "=== $step done in $((SECONDS - start)) s"
+done
