@@ -26,8 +26,9 @@ row per image, classifier and condition) into --output_dir; with
 import itertools
 import os
 
-from absl import app
-from absl import flags
+from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+
+from absl import flags  # pylint: disable=g-bad-import-order
 from absl import logging
 
 from cdgan_tf import classifiers as classifiers_lib
@@ -110,23 +111,26 @@ def _threats():
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # cli.run refuses extra arguments.
   if not FLAGS.classifiers:
-    raise app.UsageError("--classifiers is required (names, handles or model files)")
+    raise cli.UsageError("--classifiers is required (names, handles or model files)")
+  if os.path.exists(FLAGS.output_dir) and not os.path.isdir(FLAGS.output_dir):
+    raise NotADirectoryError(f"--output_dir {FLAGS.output_dir} exists and is not a folder")
   has_purifier = bool(FLAGS.sub_model or FLAGS.super_model or FLAGS.purifier)
   defense_names = FLAGS.defenses if FLAGS.defenses is not None else (
       ["cdgan"] if has_purifier else [])
+  threats = _threats()  # Checked first: a typo should not wait for the models to load.
   stream = _stream()
-  logging.info("Evaluating %s", stream.source.description)
   classifiers = [classifiers_lib.load_classifier(spec, crop_fraction=FLAGS.center_crop)
                  for spec in FLAGS.classifiers]
   defenses = registry.build_defenses(defense_names, FLAGS.sub_model, FLAGS.super_model,
                                      FLAGS.purifier, FLAGS.purifier_size, FLAGS.purifier_scale)
+  logging.info("Evaluating %s: %s x %s", stream.source.description,
+               ", ".join(c.name for c in classifiers), ", ".join(defenses) or "no defense")
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   predictions_path = os.path.join(FLAGS.output_dir, "predictions.csv")
   with files.atomic_path(predictions_path) as tmp, open(tmp, "w", newline="") as predictions:
-    runner = evaluator_lib.Evaluator(classifiers, defenses, _threats(), seed=FLAGS.seed,
+    runner = evaluator_lib.Evaluator(classifiers, defenses, threats, seed=FLAGS.seed,
                                      prediction_file=predictions)
     batches = iter(stream)
     first = next(batches, None)
@@ -169,4 +173,4 @@ def _export(classifiers, purifier):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -13,8 +13,9 @@ serving_bytes (tf.string [N] of encoded JPEG/PNG); the defended model returns lo
 probabilities and classes (ILSVRC 0..999), the purifier returns purified images.
 """
 
-from absl import app
-from absl import flags
+from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+
+from absl import flags  # pylint: disable=g-bad-import-order
 
 from cdgan_tf import classifiers
 from cdgan_tf.defenses import cdgan as cdgan_lib
@@ -34,8 +35,7 @@ FLAGS = flags.FLAGS
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
+  del argv  # cli.run refuses extra arguments.
   purifier = cdgan_lib.CdganPurifier.from_files(FLAGS.sub_model, FLAGS.super_model,
                                                 image_size=FLAGS.image_size)
   if FLAGS.classifier:
@@ -50,4 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

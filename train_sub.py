@@ -10,13 +10,15 @@ finished run says so and exits 0. The trained generator is written to
 <model_dir>/export/generator.keras. Monitor with: tensorboard --logdir=<model_dir>
 """
 
-from absl import app
-from absl import flags
+from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+
+from absl import flags  # pylint: disable=g-bad-import-order
 
 from cdgan_tf import flags as cdgan_flags
 
 cdgan_flags.define_training_flags()
 flags.adopt_module_key_flags(cdgan_flags)  # --help lists them
+flags.adopt_module_key_flags(cli)
 
 
 def main(argv):
@@ -24,4 +26,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

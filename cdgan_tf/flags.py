@@ -102,6 +102,8 @@ def _training_flag_table():
        "(examples).", positive),
       (f.DEFINE_integer, "seed", train.seed, "Seed of weights, data order and "
        "augmentation.", {}),
+      (f.DEFINE_bool, "allow_config_change", False, "Resume a run with changed settings "
+       "(not shapes); the change is recorded in model_dir/config_history.json.", {}),
   ]
 
 
@@ -167,4 +169,15 @@ def train_from_flags(role: config_lib.Role, argv, flag_values=flags.FLAGS) -> di
   from cdgan_tf.training import controller  # pylint: disable=import-outside-toplevel
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  return controller.run(experiment_from_flags(role, flag_values))
+  patterns = [("--train_records", flag_values.train_records),
+              ("--val_records", flag_values.val_records)]
+  for flag, pattern in patterns:
+    if pattern and not _glob(pattern):
+      raise ValueError(f"no file matches {flag}={pattern!r}")
+  return controller.run(experiment_from_flags(role, flag_values),
+                        allow_config_change=flag_values.allow_config_change)
+
+
+def _glob(pattern: str) -> list:
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  return tf.io.gfile.glob(pattern)

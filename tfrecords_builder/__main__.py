@@ -11,11 +11,13 @@ Writes train-NNNNN-of-NNNNN.tfrecord, val-NNNNN-of-NNNNN.tfrecord and manifest.j
 
 import sys
 
-from absl import app
-from absl import flags
+from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+
+from absl import flags  # pylint: disable=g-bad-import-order
 
 from cdgan_tf.data import image_files
 from tfrecords_builder import builder
+from tfrecords_builder import pairs
 
 _ADVERSARIAL_DIR = flags.DEFINE_string("adversarial_dir", None, "Folder of adversarial images.")
 _CLEAN_DIR = flags.DEFINE_string("clean_dir", None, "Folder of the clean originals.")
@@ -37,23 +39,29 @@ _OVERWRITE = flags.DEFINE_boolean(
     "overwrite", False, "Replace the records and manifest of a non-empty output_dir.")
 _LOG_EVERY = flags.DEFINE_integer("log_every", 1000, "Log progress every N pairs.",
                                   lower_bound=1)
+_SIZE_CHECK = flags.DEFINE_enum(
+    "size_check", "warn", pairs.SIZE_ACTIONS, "What to do with a pair whose sizes differ "
+    "by more than --max_size_ratio or that has a side under --min_size: 'warn' (keep it, "
+    "record a warning in manifest.json) or 'skip'.")
+_MAX_SIZE_RATIO = flags.DEFINE_float(
+    "max_size_ratio", pairs.SizeCheck.max_size_ratio, "Largest ratio between a side of the "
+    "adversarial image and the same side of its clean image.", lower_bound=1.0)
+_MIN_SIZE = flags.DEFINE_integer("min_size", pairs.SizeCheck.min_size, "Smallest image "
+                                 "side in pixels.", lower_bound=1)
 
 flags.mark_flags_as_required(["adversarial_dir", "clean_dir", "output_dir"])
 flags.register_validator("val_fraction", lambda v: v < 1.0, "--val_fraction must be < 1")
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    builder.build(
-        _ADVERSARIAL_DIR.value, _CLEAN_DIR.value, _OUTPUT_DIR.value, labels_path=_LABELS.value,
-        crop=_CROP.value, num_shards=_NUM_SHARDS.value, val_fraction=_VAL_FRACTION.value,
-        workers=_WORKERS.value, seed=_SEED.value, overwrite=_OVERWRITE.value,
-        log_every=_LOG_EVERY.value, command={"argv": sys.argv})
-  except (FileExistsError, FileNotFoundError, NotADirectoryError, ValueError) as e:
-    sys.exit(f"tfrecords_builder: error: {e}")
+  del argv  # cli.run refuses extra arguments.
+  builder.build(
+      _ADVERSARIAL_DIR.value, _CLEAN_DIR.value, _OUTPUT_DIR.value, labels_path=_LABELS.value,
+      crop=_CROP.value, num_shards=_NUM_SHARDS.value, val_fraction=_VAL_FRACTION.value,
+      workers=_WORKERS.value, seed=_SEED.value, overwrite=_OVERWRITE.value,
+      log_every=_LOG_EVERY.value, command={"argv": sys.argv},
+      size_check=pairs.SizeCheck(_MAX_SIZE_RATIO.value, _MIN_SIZE.value, _SIZE_CHECK.value))
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

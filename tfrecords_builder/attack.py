@@ -15,8 +15,9 @@ command resumes: finished images are skipped. See cdgan_tf/transfer_set.py.
 
 import sys
 
-from absl import app
-from absl import flags
+from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+
+from absl import flags  # pylint: disable=g-bad-import-order
 
 from cdgan_tf.attacks import settings as attack_settings
 from cdgan_tf.attacks import transfer_set
@@ -57,19 +58,15 @@ flags.mark_flags_as_required(["clean_dir", "surrogate", "output_dir"])
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
-  try:
-    transfer_set.generate(
-        _CLEAN_DIR.value, _OUTPUT_DIR.value, _SURROGATE.value, labels_path=_LABELS.value,
-        attack=_ATTACK.value, eps=_EPS.value, steps=_STEPS.value,
-        step_size=_STEP_SIZE.value, decay=_DECAY.value,
-        diversity_prob=_DIVERSITY_PROB.value, crop=_CROP.value,
-        batch_size=_BATCH_SIZE.value, max_images=_MAX_IMAGES.value, seed=_SEED.value,
-        log_every=_LOG_EVERY.value, command={"argv": sys.argv})
-  except (FileExistsError, FileNotFoundError, NotADirectoryError, ValueError) as e:
-    sys.exit(f"tfrecords_builder.attack: error: {e}")
+  del argv  # cli.run refuses extra arguments.
+  transfer_set.generate(
+      _CLEAN_DIR.value, _OUTPUT_DIR.value, _SURROGATE.value, labels_path=_LABELS.value,
+      attack=_ATTACK.value, eps=_EPS.value, steps=_STEPS.value,
+      step_size=_STEP_SIZE.value, decay=_DECAY.value,
+      diversity_prob=_DIVERSITY_PROB.value, crop=_CROP.value,
+      batch_size=_BATCH_SIZE.value, max_images=_MAX_IMAGES.value, seed=_SEED.value,
+      log_every=_LOG_EVERY.value, command={"argv": sys.argv})
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import io
 import math
 import multiprocessing
 import os
@@ -36,20 +35,17 @@ import tempfile
 from typing import Dict, Optional, Sequence
 
 from absl import logging
-import numpy as np
-from PIL import Image
 
 from cdgan_tf.common import checks
 from cdgan_tf.common import files
+from cdgan_tf.common import locks
 from cdgan_tf.data import folders
 from cdgan_tf.data import image_files
+from tfrecords_builder import pairs as pairs_lib
 
 SPLITS = ("train", "val")
 MANIFEST = "manifest.json"
 EXAMPLES_PER_SHARD = 1000
-ASPECT_TOLERANCE = 0.02  # Relative; a 224x224 crop vs a 227x224 image still agree.
-# zlib level 3: half the time of PIL's default 6 on 224x224 photos, same size (+-1%).
-PNG_COMPRESS_LEVEL = 3
 _TMP_PREFIX = ".incomplete-"
 _MAX_LOGGED_WARNINGS = 10  # All of them are in the manifest.
 ASPECT_MISMATCH = "aspect_mismatch"
@@ -70,92 +66,34 @@ def default_num_shards(num_examples: int) -> int:
   return max(1, math.ceil(num_examples / EXAMPLES_PER_SHARD))
 
 
-@dataclasses.dataclass
-class _Task:
-  key: str
-  adversarial_path: str
-  clean_path: str
-  label: int
-  crop: str
-
-
-def _png(pixels: np.ndarray) -> bytes:
-  buffer = io.BytesIO()
-  Image.fromarray(pixels).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-  return buffer.getvalue()
-
-
-def _is_png_rgb8(data: bytes) -> bool:
-  # IHDR: bit depth at byte 24, colour type at byte 25 (2 = truecolour RGB).
-  return data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 25 and data[24] == 8 and data[25] == 2
-
-
-def _aspect_differs(a, b) -> bool:
-  return abs(math.log((a[0] / a[1]) / (b[0] / b[1]))) > ASPECT_TOLERANCE
-
-
-def _encode_pair(task: _Task) -> dict:
-  """Decodes and encodes one pair (runs in a worker; no TensorFlow here)."""
-  result = {"key": task.key, "label": task.label, "converted": [], "skipped": [],
-            "warnings": []}
-  loaded = {}
-  for side, path in (("adversarial", task.adversarial_path), ("clean", task.clean_path)):
-    try:
-      loaded[side] = image_files.load_image(path)
-    except image_files.ImageError as e:
-      result["skipped"].append(folders.Skipped(e.path, e.reason, folders.BAD_IMAGE))
-  if len(loaded) < 2:
-    for side, image in loaded.items():
-      path = task.adversarial_path if side == "adversarial" else task.clean_path
-      result["skipped"].append(folders.Skipped(
-          path, f"its {'clean' if side == 'adversarial' else 'adversarial'} partner could "
-          "not be decoded", folders.PARTNER_BAD_IMAGE))
-    return result
-
-  adv = loaded["adversarial"]
-  if adv.format == "JPEG" or _is_png_rgb8(adv.data):
-    adv_encoded = adv.data
-    if adv.conversion:
-      result["converted"].append((task.adversarial_path, "adversarial",
-                                  f"{adv.conversion} when read; stored as original bytes"))
-  else:
-    adv_encoded = _png(adv.pixels)
-    result["converted"].append((task.adversarial_path, "adversarial",
-                                f"{adv.format} {adv.mode} re-encoded as 8-bit RGB PNG"
-                                + (f" ({adv.conversion})" if adv.conversion else "")))
-
-  clean = loaded["clean"]
-  prepared = image_files.prepare_clean(clean.pixels, task.crop)
-  as_is = task.crop == "none" and clean.conversion is None and (
-      clean.format == "JPEG" or _is_png_rgb8(clean.data))
-  clean_encoded = clean.data if as_is else _png(prepared)
-  if clean.conversion:
-    result["converted"].append((task.clean_path, "clean", clean.conversion))
-
-  adv_size, clean_size = adv.pixels.shape[:2], prepared.shape[:2]
-  if _aspect_differs(adv_size, clean_size):
-    result["warnings"].append({
-        "key": task.key, "kind": ASPECT_MISMATCH,
-        "reason": f"aspect differs after crop={task.crop}: adversarial {adv_size[0]}x"
-                  f"{adv_size[1]}, clean {clean_size[0]}x{clean_size[1]} (pair kept)",
-        "adversarial_path": task.adversarial_path, "clean_path": task.clean_path})
-  result["example"] = (adv_encoded, tuple(adv_size), clean_encoded, tuple(clean_size))
-  return result
-
-
 def _check_output_dir(output_dir: pathlib.Path, overwrite: bool) -> None:
+  """Refuses a file, or a folder with visible entries (unless overwrite).
+
+  Hidden entries do not count: the lock file and a crashed build's `.incomplete-*`
+  folder (which `_remove_incomplete` clears).
+  """
   if output_dir.exists() and not output_dir.is_dir():
     raise NotADirectoryError(f"output_dir {output_dir} exists and is not a directory")
-  if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
-    raise FileExistsError(f"output_dir {output_dir} is not empty; pass --overwrite to replace "
-                          "its records and manifest")
+  visible = [e.name for e in output_dir.iterdir() if not e.name.startswith(".")] if (
+      output_dir.is_dir()) else []
+  if visible and not overwrite:
+    raise FileExistsError(f"output_dir {output_dir} is not empty ({len(visible)} entries, "
+                          f"e.g. {sorted(visible)[0]}); pass --overwrite to replace its "
+                          "records and manifest")
+
+
+def _remove_incomplete(output_dir: pathlib.Path) -> None:
+  """Removes what an interrupted build left (its hidden `.incomplete-*` folder)."""
+  for entry in sorted(output_dir.glob(f"{_TMP_PREFIX}*")):
+    logging.warning("removing %s, left by an interrupted build", entry)
+    shutil.rmtree(entry, ignore_errors=True)
 
 
 def _clear_previous(output_dir: pathlib.Path, keep: pathlib.Path) -> None:
   """With overwrite: removes our old manifest (first), shards and incomplete folders."""
   (output_dir / MANIFEST).unlink(missing_ok=True)
   for entry in sorted(output_dir.iterdir()):
-    if entry == keep:
+    if entry == keep or entry.name == locks.LOCK_FILE:
       continue
     if entry.is_dir() and entry.name.startswith(_TMP_PREFIX):
       shutil.rmtree(entry)
@@ -173,13 +111,13 @@ def _sha256(path: pathlib.Path) -> str:
   return digest.hexdigest()
 
 
-def _results(tasks: Sequence[_Task], workers: int):
-  """Yields `_encode_pair` results in task order, in a spawn process pool if workers > 1."""
+def _results(tasks: Sequence[pairs_lib.Task], workers: int):
+  """Yields `encode_pair` results in task order, in a spawn process pool if workers > 1."""
   if workers <= 1 or len(tasks) <= 1:
-    yield from map(_encode_pair, tasks)
+    yield from map(pairs_lib.encode_pair, tasks)
     return
   with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
-    yield from pool.imap(_encode_pair, tasks, chunksize=4)
+    yield from pool.imap(pairs_lib.encode_pair, tasks, chunksize=4)
 
 
 def _as_dict(skipped: folders.Skipped) -> dict:
@@ -189,7 +127,8 @@ def _as_dict(skipped: folders.Skipped) -> dict:
 def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = "none",
           num_shards: Optional[int] = None, val_fraction: float = 0.05, workers: int = 1,
           seed: int = 0, overwrite: bool = False, log_every: int = 1000,
-          command: Optional[dict] = None) -> dict:
+          command: Optional[dict] = None,
+          size_check: Optional[pairs_lib.SizeCheck] = None) -> dict:
   """Builds train/val TFRecord shards and manifest.json from two paired folders.
 
   Args:
@@ -206,6 +145,8 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
     overwrite: Replace the records and manifest of a non-empty output_dir.
     log_every: Log progress every this many pairs.
     command: Command-line arguments to record in the manifest.
+    size_check: Which pairs are suspicious by size and what to do with them
+      (default: warn in the manifest; see `pairs.SizeCheck`).
 
   Returns:
     The manifest (also written to output_dir/manifest.json).
@@ -213,6 +154,7 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
   Raises:
     ValueError, NotADirectoryError, FileNotFoundError, FileExistsError: bad arguments,
       folders or label file, no pair at all, or a non-empty output_dir.
+    LockError: another build writes output_dir.
   """
   checks.check_choice("crop", crop, image_files.CROPS)
   if not 0.0 <= val_fraction < 1.0:
@@ -221,14 +163,28 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
     raise ValueError(f"num_shards={num_shards} must be at least 1")
   if workers < 1:
     raise ValueError(f"workers={workers} must be at least 1")
+  size_check = size_check or pairs_lib.SizeCheck()
   output_dir = pathlib.Path(output_dir)
+  if output_dir.exists() and not output_dir.is_dir():
+    raise NotADirectoryError(f"output_dir {output_dir} exists and is not a directory")
   _check_output_dir(output_dir, overwrite)
-
   pairs, skipped = folders.pair_folders(adversarial_dir, clean_dir, labels_path)
   if not pairs:
     kinds = sorted({s.kind for s in skipped})
     raise ValueError(f"no pair found between {adversarial_dir} and {clean_dir} "
                      f"({len(skipped)} files skipped: {', '.join(kinds) or 'folders empty'})")
+  with locks.FolderLock(str(output_dir), "the records builder"):
+    _check_output_dir(output_dir, overwrite)  # Again: another build may have written.
+    _remove_incomplete(output_dir)
+    return _build(adversarial_dir, clean_dir, output_dir, labels_path, crop, num_shards,
+                  val_fraction, workers, seed, overwrite, log_every, command, size_check,
+                  pairs, skipped)
+
+
+def _build(adversarial_dir, clean_dir, output_dir: pathlib.Path, labels_path, crop,
+           num_shards, val_fraction, workers, seed, overwrite, log_every, command,
+           size_check: pairs_lib.SizeCheck, pairs, skipped) -> dict:
+  """`build` once the pairs are known and the folder is locked and checked."""
   by_split = {s: [p for p in pairs if split_of(p.key, val_fraction, seed) == s] for s in SPLITS}
   train_shards = min(num_shards or default_num_shards(len(by_split["train"])),
                      max(1, len(by_split["train"])))
@@ -248,7 +204,8 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
     tasks, destinations = [], []
     for split in SPLITS:
       for i, pair in enumerate(by_split[split]):
-        tasks.append(_Task(pair.key, pair.adversarial_path, pair.clean_path, pair.label, crop))
+        tasks.append(pairs_lib.Task(pair.key, pair.adversarial_path, pair.clean_path,
+                                    pair.label, crop, size_check))
         destinations.append((split, i % max(1, totals[split])))
     names = {(s, i): shard_name(s, i, totals[s]) for s in SPLITS for i in range(totals[s])}
     writers = {k: tf.io.TFRecordWriter(str(tmp / name)) for k, name in names.items()}
@@ -289,7 +246,7 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
             "labels": None if labels_path is None else str(labels_path), "crop": crop,
             "output_dir": str(output_dir), "num_shards": num_shards,
             "val_fraction": val_fraction, "workers": workers, "seed": seed,
-            "overwrite": overwrite},
+            "overwrite": overwrite, "size_check": dataclasses.asdict(size_check)},
         "command": command,
         "counts": split_counts,
         "inputs": {"pairs_found": len(pairs),

@@ -74,18 +74,21 @@ def check_output_dir(output_dir: pathlib.Path, clean_dir, settings: dict):
   if output_dir.exists() and not output_dir.is_dir():
     raise NotADirectoryError(f"output_dir {output_dir} exists and is not a directory")
   if not (output_dir / SIDECAR).exists():
-    if output_dir.is_dir() and any(output_dir.iterdir()):
+    if output_dir.is_dir() and any(not e.name.startswith(".") for e in output_dir.iterdir()):
       raise FileExistsError(f"output_dir {output_dir} is not empty and has no {SIDECAR}: "
                             "not a transfer set made by this tool; choose an empty folder")
     return None, {}
   header, records = read_sidecar(output_dir / SIDECAR)
   if header is None:  # Killed before the header was written: nothing to compare.
     return None, records
-  differences = [f"{k}: {header.get(k)!r} there, {v!r} now" for k, v in settings.items()
-                 if header.get(k) != v]
+  # A setting the header lacks was not recorded by older versions: it cannot be compared.
+  differences = [f"{k}: {header[k]!r} there, {v!r} now" for k, v in settings.items()
+                 if k in header and header[k] != v]
   if differences:
     raise ValueError(f"output_dir {output_dir} holds a transfer set made with other "
-                     f"settings ({'; '.join(differences)}); use another output_dir")
+                     f"settings ({'; '.join(differences)}); a changed max_images or "
+                     "batch_size would change which images share a batch and so their "
+                     "bytes: use another output_dir")
   return header, records
 
 

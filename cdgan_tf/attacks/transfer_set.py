@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from cdgan_tf import classifiers
 from cdgan_tf.common import checks
+from cdgan_tf.common import locks
 from cdgan_tf.attacks import settings as settings_lib
 from cdgan_tf.attacks import stats
 from cdgan_tf.attacks import transfer_files as tfiles
@@ -177,6 +178,40 @@ def _attack_batch(batch, done, members, attack: settings_lib.AttackSettings, see
   return records
 
 
+def _attack_all(batches, is_done, members, attack: settings_lib.AttackSettings, seed: int,
+                crop: str, output_dir: pathlib.Path, failed: list, header: Optional[dict],
+                log_every: int, total: int) -> dict:
+  """Attacks every batch not yet done, appending records to the sidecar; returns counts."""
+  counts = {"attacked": 0, "skipped_done": 0, "recomputed_batch_mates": 0}
+  new_records = []
+  started, seen, next_log = time.perf_counter(), 0, log_every
+  with tfiles.open_sidecar(output_dir / tfiles.SIDECAR, header) as sidecar:
+    for batch in batches:
+      done = [is_done(item[0]) for item in batch]
+      seen += len(batch)
+      counts["skipped_done"] += sum(done)
+      if all(done):
+        continue
+      counts["recomputed_batch_mates"] += sum(done)
+      written = _attack_batch(batch, done, members, attack, batch_seed(seed, batch[0][0]),
+                              crop, output_dir, failed)
+      tfiles.append_records(sidecar, written)
+      counts["attacked"] += len(written)
+      new_records += written
+      if seen >= next_log or batch is batches[-1]:
+        next_log = seen + log_every
+        running = tfiles.summary(new_records, [])["surrogate_top1"]
+        elapsed = max(time.perf_counter() - started, 1e-9)
+        rate = counts["attacked"] / elapsed
+        eta = (total - seen) / max(seen / elapsed, 1e-9)
+        logging.info("%d/%d images (%.0f%%): %d attacked (%.1f images/s), %d already done, "
+                     "%d failed; surrogate top-1 on this run's images %.2f -> %.2f; ETA %s",
+                     seen, total, 100.0 * seen / max(total, 1), counts["attacked"], rate,
+                     counts["skipped_done"], len(failed), running["before"] or 0.0,
+                     running["after"] or 0.0, time.strftime("%H:%M:%S", time.gmtime(eta)))
+  return counts
+
+
 def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path=None,
              attack: Union[str, settings_lib.AttackSettings] = "mifgsm",
              eps: Union[str, float] = "16/255", steps: int = 10, step_size=None,
@@ -222,7 +257,7 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
   record = attack.record()
   settings = {"attack": {k: v for k, v in record.items() if k != "eps_text"},
               "surrogates": [_spec_of(s) for s in surrogates], "seed": int(seed),
-              "crop": crop}
+              "crop": crop, "batch_size": int(batch_size), "max_images": int(max_images)}
   output_dir = pathlib.Path(output_dir)
   header, records = tfiles.check_output_dir(output_dir, clean_dir, settings)
   members = load_surrogates(surrogates)
@@ -235,35 +270,6 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
                len(inputs_skipped), len(batches), sum(is_done(i[0]) for i in items),
                output_dir)
 
-  output_dir.mkdir(parents=True, exist_ok=True)
-  tfiles.remove_stale_temporaries(output_dir)
-  counts = {"attacked": 0, "skipped_done": 0, "recomputed_batch_mates": 0}
-  new_records = []
-  started, seen, next_log = time.perf_counter(), 0, log_every
-  with tfiles.open_sidecar(output_dir / tfiles.SIDECAR,
-                           settings if header is None else None) as sidecar:
-    for batch in batches:
-      done = [is_done(item[0]) for item in batch]
-      seen += len(batch)
-      counts["skipped_done"] += sum(done)
-      if all(done):
-        continue
-      counts["recomputed_batch_mates"] += sum(done)
-      written = _attack_batch(batch, done, members, attack, batch_seed(seed, batch[0][0]),
-                              crop, output_dir, failed)
-      tfiles.append_records(sidecar, written)
-      counts["attacked"] += len(written)
-      new_records += written
-      if seen >= next_log or batch is batches[-1]:
-        next_log = seen + log_every
-        running = tfiles.summary(new_records, [])["surrogate_top1"]
-        rate = counts["attacked"] / max(time.perf_counter() - started, 1e-9)
-        logging.info("%d/%d images: %d attacked (%.1f images/s), %d already done, %d "
-                     "failed; surrogate top-1 on this run's images %.4f -> %.4f", seen,
-                     len(items), counts["attacked"], rate, counts["skipped_done"],
-                     len(failed), running["before"] or 0.0, running["after"] or 0.0)
-  seconds = time.perf_counter() - started
-  counts.update(failed=len(failed))
   run = {"attack": record,
          "surrogates": [{"spec": spec, "name": m.name, "input_size": list(m.input_size),
                          "num_classes": m.num_classes, "gradients": m.gradient_source}
@@ -272,8 +278,15 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
          "clean_dir": str(clean_dir),
          "labels": None if labels_path is None else str(labels_path),
          "output_dir": str(output_dir), "command": command}
-  manifest = tfiles.write_manifest(output_dir, run, [m.name for m in members], counts,
-                                   failed, inputs_skipped, seconds)
+  with locks.FolderLock(str(output_dir), "the transfer-set generator"):
+    tfiles.remove_stale_temporaries(output_dir)
+    started = time.perf_counter()
+    counts = _attack_all(batches, is_done, members, attack, seed, crop, output_dir, failed,
+                         settings if header is None else None, log_every, len(items))
+    seconds = time.perf_counter() - started
+    counts.update(failed=len(failed))
+    manifest = tfiles.write_manifest(output_dir, run, [m.name for m in members], counts,
+                                     failed, inputs_skipped, seconds)
   top1, perturbation = manifest["surrogate_top1"], manifest["perturbation"]
   logging.info("%s: %d images (%d attacked now, %d already done, %d failed) in %.1f s; "
                "surrogate top-1 %s -> %s; RMSD %.2f, L-inf %.2f (0-255)", output_dir,

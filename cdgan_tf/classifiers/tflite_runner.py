@@ -13,6 +13,8 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from cdgan_tf.common import native_logs
+
 
 def interpreter_api():
   """(Interpreter class, OpResolverType enum) from ai-edge-litert, else tf.lite."""
@@ -64,9 +66,10 @@ class TFLiteRunner:
       with open(path, "rb") as f:
         self.model_content = f.read()
       interpreter_cls, _ = interpreter_api()
-      self.interpreter = interpreter_cls(model_content=self.model_content,
-                                         num_threads=num_threads)
-      self.interpreter.allocate_tensors()
+      with native_logs.silenced():  # "Created TensorFlow Lite XNNPACK delegate for CPU."
+        self.interpreter = interpreter_cls(model_content=self.model_content,
+                                           num_threads=num_threads)
+        self.interpreter.allocate_tensors()
     except Exception as e:  # pylint: disable=broad-except
       raise ValueError(f"could not load TFLite file {path}: {type(e).__name__}: {e}") from e
     inputs = self.interpreter.get_input_details()

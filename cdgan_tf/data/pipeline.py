@@ -95,7 +95,7 @@ def _augment_pair(adversarial, clean, image_size, seed):
 def build_dataset(data_config: config.DataConfig, role: config.Role, training: bool,
                   input_context: Optional[tf.distribute.InputContext] = None,
                   pattern: Optional[str] = None, seed: int = 0,
-                  large_input: bool = False) -> tf.data.Dataset:
+                  large_input: bool = False, start_step: int = 0) -> tf.data.Dataset:
   """Builds the batched dataset of one GAN role.
 
   Args:
@@ -109,6 +109,9 @@ def build_dataset(data_config: config.DataConfig, role: config.Role, training: b
     seed: Seed of the file order, the shuffle and the augmentation (training only).
     large_input: Role "super" only: inputs at S instead of S/scale (chained training,
       where the trainer runs the sub generator on them).
+    start_step: Training only: skip the elements of the first `start_step` global
+      steps, so a resumed run sees the batches an uninterrupted one would (exactly so
+      with `deterministic`).
 
   Returns:
     A dataset of (adversarial_input, clean_target) float32 in [0, 1]:
@@ -173,6 +176,8 @@ def build_dataset(data_config: config.DataConfig, role: config.Role, training: b
                      num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.shuffle(data_config.shuffle_buffer, seed=seed)
   ds = ds.enumerate()
+  if start_step:  # Each step takes global_batch / num_pipelines elements per pipeline.
+    ds = ds.skip(start_step * (data_config.batch_size // num_pipelines))
 
   def train_map(index, serialized):
     example = features.parse_example(serialized)

@@ -17,8 +17,10 @@ same two input forms and the output {"purified": float32 [N, S, S, 3] in [0, 1]}
 its working size and scale as variables (`defenses.exported.ExportedPurifier` reads it).
 
 Bad input fails with an error that says what is wrong: a wrong rank, channel count or
-dtype is refused by the signature itself; values outside [0, 1] and undecodable bytes
-raise InvalidArgumentError with a message naming the problem.
+dtype is refused by the signature itself; NaN / infinite pixels, values outside [0, 1]
+and bytes that are not an image (named by their index in the batch) raise
+InvalidArgumentError with a message naming the problem. An empty batch (N = 0) returns
+empty outputs.
 """
 
 from __future__ import annotations
@@ -59,6 +61,9 @@ def _checked(images: tf.Tensor) -> tf.Tensor:
   # ensure_shape is a data dependency of everything after it, so it fails first with
   # "Shape of tensor images [16,16,3] is not compatible with expected shape [?,?,?,3]".
   images = tf.ensure_shape(images, [None, None, None, 3], name="images")
+  with tf.control_dependencies([tf.debugging.assert_all_finite(
+      images, message="images must be float32 in [0, 1]; got NaN or infinite values")]):
+    images = tf.identity(images)
   with tf.control_dependencies([
       tf.debugging.assert_greater_equal(
           tf.reduce_min(images), 0.0,
@@ -69,8 +74,32 @@ def _checked(images: tf.Tensor) -> tf.Tensor:
     return tf.identity(images)
 
 
+_SIGNATURES = (b"\xff\xd8\xff", b"\x89PNG", b"GIF8", b"BM")
+
+
+def _check_encoded(image_bytes: tf.Tensor) -> tf.Tensor:
+  """Asserts a 1-D batch of JPEG / PNG / GIF / BMP bytes; a bad element is named by index.
+
+  Decoding a batch fails as a whole; checking each element's signature first turns "one
+  of them is not an image" into "image_bytes[3] is not a JPEG, PNG, GIF or BMP image".
+  """
+  image_bytes = tf.ensure_shape(image_bytes, [None], name="image_bytes")
+  heads = [tf.strings.substr(image_bytes, 0, len(s)) for s in _SIGNATURES]
+  known = tf.reduce_any(tf.stack([tf.equal(h, s) for h, s in zip(heads, _SIGNATURES)]),
+                        axis=0)
+  unknown = tf.cast(tf.where(tf.logical_not(known))[:, 0], tf.int32)
+  first = tf.concat([unknown, [-1]], axis=0)[0]
+  message = tf.strings.format(
+      "image_bytes[{}] is not a JPEG, PNG, GIF or BMP image ({} such element(s) in the "
+      "batch)", (first, tf.size(unknown)))
+  with tf.control_dependencies([tf.debugging.Assert(tf.equal(tf.size(unknown), 0),
+                                                    [message])]):
+    return tf.identity(image_bytes)
+
+
 def _decode_batch(image_bytes: tf.Tensor, size: int) -> tf.Tensor:
   """tf.string [N] of JPEG/PNG/GIF/BMP -> float32 [N, size, size, 3] in [0, 1]."""
+  image_bytes = _check_encoded(image_bytes)
 
   def decode_one(encoded):
     image = image_ops.decode_image(encoded)
@@ -78,6 +107,11 @@ def _decode_batch(image_bytes: tf.Tensor, size: int) -> tf.Tensor:
 
   return tf.map_fn(decode_one, image_bytes,
                    fn_output_signature=tf.TensorSpec([size, size, 3], tf.float32))
+
+
+def _unless_empty(images: tf.Tensor, fn, empty: tf.Tensor) -> tf.Tensor:
+  """fn(images), or `empty` for a batch of 0 images (the models need at least one)."""
+  return tf.cond(tf.shape(images)[0] > 0, lambda: fn(images), lambda: empty)
 
 
 def _check_cdgan(purifier) -> cdgan_lib.CdganPurifier:
@@ -102,13 +136,18 @@ class PurifierModule(tf.Module):
     self.backing_variables = _backing_variables(purifier.sub_generator,
                                                 purifier.super_generator)
 
+  def _outputs(self, images):
+    size = self.purifier.image_size
+    return {"purified": _unless_empty(
+        images, self.purifier, tf.zeros([0, size, size, 3], tf.float32))}
+
   @tf.function(input_signature=[IMAGES_SPEC])
   def serve_images(self, images):
-    return {"purified": self.purifier(_checked(images))}
+    return self._outputs(_checked(images))
 
   @tf.function(input_signature=[BYTES_SPEC])
   def serve_bytes(self, image_bytes):
-    return {"purified": self.purifier(_decode_batch(image_bytes, self.purifier.image_size))}
+    return self._outputs(_decode_batch(image_bytes, self.purifier.image_size))
 
 
 class DefendedModule(tf.Module):
@@ -144,7 +183,8 @@ class DefendedModule(tf.Module):
     return self._classifier(images)
 
   def _outputs(self, images):
-    logits = self.logits(images)
+    logits = _unless_empty(images, self.logits,
+                           tf.zeros([0, self._classifier.num_classes], tf.float32))
     return {"logits": logits, "probabilities": tf.nn.softmax(logits),
             "classes": tf.argmax(logits, axis=-1, output_type=tf.int64)}
 

@@ -9,8 +9,10 @@ the generator. Layout of `model_dir` (the same for both GAN roles):
   train/  eval/           TensorBoard event files
   export/generator.keras  the trained generator, plus export/generator.json
                           (`cdgan_tf.models.generator_files`)
-  config.json             the ExperimentConfig of the run
+  config.json             the ExperimentConfig the run started with, and
+  config_history.json     every later change of settings (`resume`)
   eval_metrics.json       the last validation metrics and their step
+  .lock                   held while a job trains in the folder (`common.locks`)
 
 Rerunning the same command resumes from the newest checkpoint (step, weights and
 optimizer slots); a finished run says so and exits.
@@ -27,10 +29,12 @@ import tensorflow as tf
 
 from cdgan_tf import config as config_lib
 from cdgan_tf.common import files
+from cdgan_tf.common import locks
 from cdgan_tf.models import generator_files
 from cdgan_tf.models import generators
 from cdgan_tf.training import distribute
 from cdgan_tf.training import gan_step as gan_step_lib
+from cdgan_tf.training import resume
 
 
 class Controller:
@@ -39,9 +43,12 @@ class Controller:
   Args:
     step: The GAN step (models, optimizers, compiled loop).
     total_steps: Where the run ends.
+    allow_config_change: Resume even when non-shape settings changed (recorded in
+      config_history.json; see `resume`).
   """
 
-  def __init__(self, step: gan_step_lib.GanStep, total_steps: int):
+  def __init__(self, step: gan_step_lib.GanStep, total_steps: int,
+               allow_config_change: bool = False):
     self.gan = step
     self.experiment = step.experiment
     self.train_config = step.experiment.train
@@ -49,6 +56,7 @@ class Controller:
     self.model_dir = self.train_config.model_dir
     if not self.model_dir:
       raise ValueError("model_dir must be set")
+    self.allow_config_change = allow_config_change
     self.is_chief = distribute.is_chief(step.strategy)
     self._own_dir = distribute.worker_dir(self.model_dir, step.strategy)
     self.checkpoint = tf.train.Checkpoint(**step.checkpoint_items)
@@ -69,20 +77,46 @@ class Controller:
     return int(self.gan.step.numpy())
 
   def restore_or_initialize(self) -> int:
-    """Restores the newest checkpoint if there is one. Returns the step."""
-    path = self.checkpoint_manager.restore_or_initialize()
+    """Restores the newest checkpoint if there is one. Returns the step.
+
+    Raises:
+      ValueError: the checkpoint does not fit these models (a run of other sizes).
+    """
+    try:
+      path = self.checkpoint_manager.restore_or_initialize()
+    except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as e:
+      raise ValueError(f"{self.checkpoint_manager.latest_checkpoint} does not fit these "
+                       "models (a run of other sizes?); use a new --model_dir "
+                       f"({type(e).__name__})") from e
     if path:
       logging.info("Restored %s at step %d", path, self.current_step)
     return self.current_step
 
+  def _latest_step(self) -> int:
+    """The step of the newest checkpoint, without restoring it (0 without one)."""
+    latest = self.checkpoint_manager.latest_checkpoint
+    return int(latest.rsplit("-", 1)[1]) if latest else 0
+
   # ----------------------------------------------------------------- the run
   def run(self) -> Dict[str, float]:
-    """Runs (or resumes) training to `total_steps`; returns the final eval metrics."""
+    """Runs (or resumes) training to `total_steps`; returns the final eval metrics.
+
+    The chief holds a lock on model_dir for the whole run, checks the settings against
+    the run's before restoring, and removes an interrupted run's leftovers.
+    """
+    if not self.is_chief:
+      return self._run()
+    with locks.FolderLock(self.model_dir, f"training of the {self.gan.role.value} GAN"):
+      resume.clean_leftovers(self.model_dir)
+      resume.check_and_record(self.model_dir, self.experiment, self._latest_step(),
+                              self.allow_config_change)
+      return self._run()
+
+  def _run(self) -> Dict[str, float]:
     start = self.restore_or_initialize()
     if self.is_chief:
-      tf.io.gfile.makedirs(self.model_dir)
-      files.write_json(os.path.join(self.model_dir, "config.json"),
-                       self.experiment.to_dict())
+      for folder in ("train", "eval"):
+        resume.trim_events(os.path.join(self.model_dir, folder), start)
     if start >= self.total_steps:
       logging.info("Training already finished: step %d of %d in %s", start,
                    self.total_steps, self.model_dir)
@@ -202,13 +236,15 @@ class Controller:
 
 
 def run(experiment: config_lib.ExperimentConfig,
-        strategy: Optional[tf.distribute.Strategy] = None) -> Dict[str, float]:
+        strategy: Optional[tf.distribute.Strategy] = None,
+        allow_config_change: bool = False) -> Dict[str, float]:
   """Creates the strategy (unless given), the step and the controller; trains to the end.
 
   Args:
     experiment: The configuration.
     strategy: An existing strategy; by default made from experiment.train.strategy
       before any other TensorFlow op (a multi_worker requirement).
+    allow_config_change: See `Controller`.
 
   Returns:
     The final validation metrics ({} without a val split or when already finished).
@@ -216,4 +252,4 @@ def run(experiment: config_lib.ExperimentConfig,
   if strategy is None:
     strategy = distribute.make_strategy(experiment.train.strategy, experiment.train.tpu)
   step = gan_step_lib.GanStep(experiment, strategy)
-  return Controller(step, gan_step_lib.total_steps(experiment)).run()
+  return Controller(step, gan_step_lib.total_steps(experiment), allow_config_change).run()

@@ -94,9 +94,12 @@ class GanStep:
     self.warmup_steps = experiment.train.warmup_steps
     data, seed = experiment.data, experiment.train.seed
     chained = bool(experiment.train.sub_model)
+    # The training data start where the step counter is when the first train() call
+    # creates the iterator (after a restore): a resumed run sees the same batches.
     self._train_dataset_fn = train_dataset_fn or (
         lambda ctx: pipeline.build_dataset(data, self.role, True, ctx, seed=seed,
-                                           large_input=chained))
+                                           large_input=chained,
+                                           start_step=int(self.step.numpy())))
     if eval_dataset_fn is None and data.val_pattern:
       eval_dataset_fn = lambda ctx: pipeline.build_dataset(  # noqa: E731
           data, self.role, False, ctx, seed=seed, large_input=chained)

@@ -27,8 +27,8 @@
 #   default steps: split attack evaluate pgd summary   (search is run on request)
 # Environment: WORK (scratch, default /work/scratch/imagenet), SHARED (default
 # ../shared), PY (default .venv/bin/python), EPS (chosen budget, default 12/255),
-# SEARCH (search settings, "EPS[,STEPS[,DIVERSITY]]" with EPS in 1/255 units, default
-# "8 10 12 14 16"), SEARCH_IMAGES (images per train set in the search, default 200),
+# SEARCH (search settings, "EPS[,STEPS[,DIVERSITY[,ens]]]" with EPS in 1/255 units and
+# "ens" for the v1 ensemble as surrogate; default "8 10 12 14 16"), SEARCH_IMAGES (images per train set in the search, default 200),
 # NICE (default 5).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -48,6 +48,8 @@ TFLITE=$SHARED/models/tflite
 SURROGATE=$TFLITE/mobilenet_v1_0.75_192_quant.tflite
 V2=$TFLITE/mobilenet_v2_1.0_224_quant.tflite
 TARGETS=$V2,$TFLITE/mobilenet_v1_0.5_160_quant.tflite,$TFLITE/mobilenet_v1_0.25_128_quant.tflite
+# Search only: the v1 ensemble as the surrogate (its members are then no targets).
+ENSEMBLE=$SURROGATE,$TFLITE/mobilenet_v1_0.5_160_quant.tflite,$TFLITE/mobilenet_v1_0.25_128_quant.tflite
 # The surrogate is scored too (white-box, a check on the manifest's numbers).
 SCORED=$TARGETS,$SURROGATE
 TEST_IMAGES=650
@@ -97,14 +99,17 @@ EOF
       ;;
     search)  # Train images only: SEARCH_IMAGES class samples + SEARCH_IMAGES val_train images.
       for setting in $SEARCH; do
-        IFS=, read -r e s d <<< "$setting"
+        IFS=, read -r e s d ens <<< "$setting"
         s=${s:-10}; d=${d:-0.5}
         tag=eps${e}_s${s}_d${d}
+        extra=()
+        if [ "${ens:-}" = ens ]; then  # The v1 ensemble: then only MobileNet-v2 is a target.
+          tag=${tag}_ens; extra=(--surrogate="$ENSEMBLE"); fi
         for part in class val; do
           if [ $part = class ]; then clean=$CLASS; labels=$CLASS_LABELS
           else clean=$WORK/val_train; labels=$VAL_LABELS; fi
           attack "$clean" "$labels" "$WORK/search/$tag/$part" --eps="$e/255" --steps="$s" \
-              --diversity_prob="$d" --max_images="$SEARCH_IMAGES"
+              --diversity_prob="$d" --max_images="$SEARCH_IMAGES" "${extra[@]}"
           evaluate "$WORK/results/search/${tag}_$part" --clean_dir="$clean" \
               --adversarial_dir="$WORK/search/$tag/$part" --labels="$labels" \
               --classifiers="$SCORED"

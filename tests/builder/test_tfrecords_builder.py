@@ -203,7 +203,8 @@ def test_refuses_non_empty_output_unless_overwrite(stem_dirs, tmp_path):
   out.mkdir()
   (out / "train-00000-of-00003.tfrecord").write_bytes(b"stale shard of an older build")
   (out / "keep.txt").write_text("not ours")
-  with pytest.raises(FileExistsError, match="not empty; pass --overwrite"):
+  with pytest.raises(FileExistsError,
+                     match=r"not empty \(2 entries, e.g. keep.txt\); pass --overwrite"):
     builder.build(adv, clean, out, labels_path=labels)
   assert (out / "train-00000-of-00003.tfrecord").exists()
 
@@ -262,7 +263,7 @@ def test_command_line(tmp_path):
 
   again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
                          timeout=120, check=False)
-  assert again.returncode != 0 and "not empty; pass --overwrite" in again.stderr
+  assert again.returncode == 2 and "pass --overwrite" in again.stderr
 
 
 def test_damagenet_demo_pair(shared, tmp_path):

@@ -231,3 +231,12 @@ def test_no_clean_pairs_by_default_and_large_inputs_for_chained_training(noise_r
   assert inputs.shape == (3, 16, 16, 3) and targets.shape == (3, 16, 16, 3)
   with pytest.raises(ValueError, match="super role only"):
     pipeline.build_dataset(cfg, "sub", training=True, large_input=True)
+
+
+def test_start_step_skips_the_batches_already_trained_on(noise_records):
+  cfg = _cfg(noise_records, batch_size=2, deterministic=True)
+  full = _take(pipeline.build_dataset(cfg, "sub", training=True, seed=3), 5)
+  resumed = _take(pipeline.build_dataset(cfg, "sub", training=True, seed=3, start_step=2), 3)
+  for (a1, c1), (a2, c2) in zip(full[2:], resumed):
+    np.testing.assert_array_equal(a1, a2)
+    np.testing.assert_array_equal(c1, c2)

@@ -172,3 +172,31 @@ def test_tflite_and_existing_dirs_are_refused(parts, tmp_path):
   assert not [p for p in os.listdir(parts["root"]) if ".tmp-" in p]
   with pytest.raises(FileNotFoundError, match="no SavedModel"):
     saving.load(str(tmp_path))
+
+
+def test_serving_edge_cases(parts):
+  """Empty batches, NaN pixels, a scalar string and one bad element among good ones."""
+  defended = tf.saved_model.load(parts["defended_dir"])
+  purifier = tf.saved_model.load(parts["purifier_dir"])
+  for loaded, key, width in ((defended, "logits", 1000), (purifier, "purified", None)):
+    empty = loaded.signatures["serving_default"](images=tf.zeros((0, 12, 12, 3)))[key]
+    assert empty.shape[0] == 0 and (width is None or empty.shape[1] == width)
+    empty = loaded.signatures["serving_bytes"](image_bytes=tf.constant([], tf.string))[key]
+    assert empty.shape[0] == 0
+  assert defended.signatures["serving_default"](
+      images=tf.zeros((0, 12, 12, 3)))["classes"].shape == (0,)
+  nan = np.array(parts["images"][:2])
+  nan[1, 3, 4, 0] = np.nan
+  with pytest.raises(tf.errors.InvalidArgumentError, match="NaN or infinite"):
+    defended.signatures["serving_default"](images=tf.constant(nan))
+  with pytest.raises((ValueError, TypeError, tf.errors.InvalidArgumentError),
+                     match="image_bytes"):
+    defended.signatures["serving_bytes"](image_bytes=tf.constant(b"abc"))
+  good = _png_bytes(parts["images"][:3])
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=r"image_bytes\[2\] is not a JPEG, PNG, GIF or BMP"):
+    defended.signatures["serving_bytes"](
+        image_bytes=tf.constant(good[:2] + [b"not an image"] + good[2:]))
+  # The model still answers after the bad calls.
+  out = defended.signatures["serving_bytes"](image_bytes=tf.constant(good))["classes"]
+  assert out.shape == (3,)

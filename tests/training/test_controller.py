@@ -130,10 +130,11 @@ def _experiment(records, model_dir, train_steps):
                                    checkpoint_every=3, summary_every=3))
 
 
-def _controller(experiment, strategy=None):
+def _controller(experiment, strategy=None, allow_config_change=False):
   strategy = strategy or tf.distribute.get_strategy()
   step = gan_step_lib.GanStep(experiment, strategy)
-  return controller_lib.Controller(step, gan_step_lib.total_steps(experiment))
+  return controller_lib.Controller(step, gan_step_lib.total_steps(experiment),
+                                   allow_config_change)
 
 
 def test_resume_restores_step_weights_and_optimizer(records, tmp_path):
@@ -143,7 +144,9 @@ def test_resume_restores_step_weights_and_optimizer(records, tmp_path):
   saved_slots = [v.numpy() for v in first.gan.generator_optimizer.variables]
   assert int(first.gan.generator_optimizer.iterations.numpy()) == 3
 
-  second = _controller(_experiment(records, tmp_path, 6))
+  with pytest.raises(ValueError, match="train_steps 3 -> 6; pass --allow_config_change"):
+    _controller(_experiment(records, tmp_path, 6)).run()
+  second = _controller(_experiment(records, tmp_path, 6), allow_config_change=True)
   assert second.restore_or_initialize() == 3
   assert int(second.gan.generator_optimizer.iterations.numpy()) == 3
   assert int(second.gan.discriminator_optimizer.iterations.numpy()) == 3
@@ -156,6 +159,10 @@ def test_resume_restores_step_weights_and_optimizer(records, tmp_path):
   assert int(second.gan.generator_optimizer.iterations.numpy()) == 6
   steps = _scalar_steps(_events(tmp_path / "train"), "loss/generator_total")
   assert steps == [3, 6]  # The second run continued at 3; it did not start over.
+  history = json.loads((tmp_path / "config_history.json").read_text())
+  assert [(h["step"], h["changes"]) for h in history] == [
+      (3, {"train.train_steps": [3, 6]})]
+  assert json.loads((tmp_path / "config.json").read_text())["train"]["train_steps"] == 3
 
 
 def test_finished_run_says_so_and_returns(records, tmp_path):

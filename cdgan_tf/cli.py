@@ -1,0 +1,125 @@
+"""One way every entry point starts, logs and fails.
+
+Import this module FIRST in an entry script (before anything that imports TensorFlow):
+it decides, from the command line, whether TensorFlow's C++ and Python info logs reach
+the terminal. By default they do not (`--verbose`, or absl's `-v N` / `--verbosity=N`
+with N > 0, brings them back), and the script's own progress lines are short:
+`06:04:27 step 300/2000 (15%) ...`.
+
+`run(main)` replaces `absl.app.run(main)`:
+  * a flag that does not parse, and every known usage or input error raised by `main`
+    (a missing file, a bad value, a folder in use, ...), prints one line
+    `<program>: error: <what> (<which file or flag>)` to stderr and exits with code 2;
+  * with `--verbose` the traceback is shown instead;
+  * anything unexpected still raises with its traceback (a bug, not a usage error).
+"""
+
+from __future__ import annotations
+
+import logging as std_logging
+import os
+import sys
+from typing import Callable, Sequence
+
+USAGE_EXIT_CODE = 2
+
+
+def verbose_requested(argv: Sequence[str]) -> bool:
+  """Whether the command line asks for TensorFlow's logs (--verbose, -v N > 0)."""
+  for i, arg in enumerate(argv):
+    if arg in ("--verbose", "--verbose=true", "--verbose=True"):
+      return True
+    for prefix in ("--verbosity=", "-v="):
+      if arg.startswith(prefix) and arg[len(prefix):].lstrip("-").isdigit():
+        return int(arg[len(prefix):]) > 0
+    if arg in ("-v", "--verbosity") and i + 1 < len(argv) and argv[i + 1].isdigit():
+      return int(argv[i + 1]) > 0
+  return False
+
+
+# pylint: disable=g-import-not-at-top,wrong-import-position
+from cdgan_tf.common import native_logs
+
+VERBOSE = verbose_requested(sys.argv[1:])
+if not VERBOSE:  # Must happen before TensorFlow is imported anywhere.
+  os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+  native_logs.set_quiet(True)
+  with native_logs.silenced():  # Import-time notices, and cuInit on CPU-only machines.
+    import tensorflow as _tf
+    _tf.config.list_logical_devices()
+
+from absl import app
+from absl import flags
+from absl import logging
+
+flags.DEFINE_bool("verbose", False, "Show TensorFlow's logs and full tracebacks of usage "
+                  "errors.")
+
+
+class UsageError(ValueError):
+  """A usage or input error with a message fit for one line."""
+
+
+def usage_errors() -> tuple:
+  """The exception types that are a user's mistake, not a bug (printed as one line)."""
+  from cdgan_tf.common import locks  # pylint: disable=import-outside-toplevel
+  return (UsageError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+          IsADirectoryError, PermissionError, locks.LockError)
+
+
+def _quiet_logging() -> None:
+  """Short absl lines for people; TensorFlow's and Keras' own chatter off."""
+  handler = logging.get_absl_handler()
+  handler.setFormatter(std_logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+  logging.set_verbosity(logging.INFO)
+  import warnings  # pylint: disable=import-outside-toplevel
+  warnings.filterwarnings("ignore")
+  for name in ("tensorflow", "keras", "h5py"):
+    std_logging.getLogger(name).setLevel(std_logging.ERROR)
+  if "tensorflow" in sys.modules:
+    sys.modules["tensorflow"].get_logger().setLevel(std_logging.ERROR)
+    sys.modules["tensorflow"].autograph.set_verbosity(0)
+
+
+def program_name() -> str:
+  """evaluate.py, tfrecords_builder, tfrecords_builder.attack, ..."""
+  path = sys.argv[0] if sys.argv and sys.argv[0] else "cdgan_tf"
+  folder, name = os.path.split(path)
+  if not os.path.isfile(os.path.join(folder, "__init__.py")):
+    return name  # A script.
+  package = os.path.basename(folder)  # python -m package[.module]
+  return package if name == "__main__.py" else f"{package}.{os.path.splitext(name)[0]}"
+
+
+def fail(message: str) -> None:
+  """Prints `<program>: error: <message>` on one line and exits with code 2."""
+  text = " ".join(str(message).split())
+  print(f"{program_name()}: error: {text}", file=sys.stderr)
+  sys.exit(USAGE_EXIT_CODE)
+
+
+def _parse_flags(argv):
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    fail(f"{e} (see --help)")
+
+
+def run(main: Callable[[Sequence[str]], object]) -> None:
+  """Runs `main(argv)` like `absl.app.run`, with the one error path above."""
+
+  def wrapped(argv):
+    if VERBOSE or flags.FLAGS.verbose:
+      native_logs.set_quiet(False)
+    else:
+      _quiet_logging()
+    if len(argv) > 1:
+      fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    try:
+      return main(argv)
+    except usage_errors() as e:
+      if VERBOSE or flags.FLAGS.verbose:
+        raise
+      fail(str(e))
+
+  app.run(wrapped, flags_parser=_parse_flags)

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# The purifier-quality recipe search on CIFAR-10 (issue: "A purifier that beats bicubic").
+# Same transfer sets, targets and 2,000 test images as run_cdgan.sh; each recipe trains
+# both GANs with the measured run's settings plus its levers, then evaluate.py scores it:
+#
+#   paper     the shipped weights (weights/cifar10/cdgan): adversarial pairs only
+#   clean     + clean -> clean pairs (--clean_pair_fraction)
+#   chained   + the super GAN trained on the paper sub generator's outputs (--sub_model)
+#   feature   + a feature loss on the DenseNet feature network's logits (neither a
+#               target nor the surrogate: weights/cifar10/densenet_feature.keras)
+#   combo     clean pairs + feature loss for both GANs, the super GAN chained on combo's
+#               sub generator
+#
+# Resumable: training resumes from checkpoints; finished evaluations are skipped.
+# Usage (from the repo root):
+#   bash experiments/cifar10/recipes.sh [RECIPE...]    # default: all, in the order above
+# Environment: WORK (default /work/scratch/cifar; needs $WORK/records and $WORK/adv_test
+# from run_cdgan.sh, and $WEAK/adv_test from weak_transfer_set.sh), STEPS (default 2000),
+# CLEAN_FRACTION (0.5), FEATURE_WEIGHT (see below), PY.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+DATA=${CDGAN_DATA_DIR:-../shared/datasets/cifar10}
+WORK=${WORK:-/work/scratch/cifar}
+WEAK=${WEAK:-/work/scratch/cifar_weak}
+W=weights/cifar10
+STEPS=${STEPS:-2000}
+CLEAN_FRACTION=${CLEAN_FRACTION:-0.5}
+FEATURE_WEIGHT=${FEATURE_WEIGHT:-0.01}
+FEATURE=(--feature_extractor=$W/densenet_feature.keras --feature_weight="$FEATURE_WEIGHT")
+TARGETS="$W/resnet_v2.keras,$W/mobilenet_v2.keras,$W/inception.keras"
+GAN_FLAGS=(--train_records="$WORK/records/train-*" --val_records="$WORK/records/val-*"
+           --image_size=32 --scale=2 --batch_size=16 --num_res_blocks=8 --filters=64
+           --image_skip --content_loss=l1 --adversarial_weight=1e-4 --summary_every=100
+           --checkpoint_every=500 --eval_every=500 --eval_steps=20 --seed=0
+           --train_steps="$STEPS" --warmup_steps=$((STEPS / 2)))
+RUNS="$WORK/recipes"
+RECIPES=${*:-paper clean chained feature combo}
+
+train() {  # train ROLE MODEL_DIR [FLAGS...]
+  local role=$1 dir=$2
+  shift 2
+  $PY train_$role.py "${GAN_FLAGS[@]}" --model_dir="$dir" "$@"
+}
+
+evaluate() {  # evaluate NAME SUB SUPER
+  local name=$1 sub=$2 super=$3
+  for attack in strong weak; do
+    local adv=$WORK/adv_test out=$RUNS/$name/results_$attack
+    [ $attack = weak ] && adv=$WEAK/adv_test
+    [ -f "$out/results.json" ] && continue
+    [ -d "$adv" ] || { echo "skip $attack: no $adv"; continue; }
+    $PY evaluate.py --clean_dir="$DATA/test" --adversarial_dir="$adv" \
+        --classifiers="$TARGETS" --sub_model="$sub" --super_model="$super" \
+        --defenses=cdgan,resize,jpeg75,sub_only,super_only --batch_size=100 \
+        --max_images=2000 --output_dir="$out"
+  done
+}
+
+for recipe in $RECIPES; do
+  echo "=== $recipe ($(date -u +%H:%M:%S))"
+  dir=$RUNS/$recipe
+  case $recipe in
+    paper)
+      evaluate paper $W/cdgan/sub $W/cdgan/super ;;
+    clean)
+      train sub "$dir/sub" --clean_pair_fraction="$CLEAN_FRACTION"
+      train super "$dir/super" --clean_pair_fraction="$CLEAN_FRACTION"
+      evaluate clean "$dir/sub" "$dir/super" ;;
+    chained)
+      train super "$dir/super" --sub_model=$W/cdgan/sub
+      evaluate chained $W/cdgan/sub "$dir/super" ;;
+    feature)
+      train sub "$dir/sub" "${FEATURE[@]}"
+      train super "$dir/super" "${FEATURE[@]}"
+      evaluate feature "$dir/sub" "$dir/super" ;;
+    combo)
+      train sub "$dir/sub" --clean_pair_fraction="$CLEAN_FRACTION" "${FEATURE[@]}"
+      train super "$dir/super" --clean_pair_fraction="$CLEAN_FRACTION" "${FEATURE[@]}" \
+          --sub_model="$dir/sub"
+      evaluate combo "$dir/sub" "$dir/super" ;;
+    *) echo "unknown recipe $recipe" >&2; exit 2 ;;
+  esac
+done
