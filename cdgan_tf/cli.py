@@ -46,7 +46,10 @@ if not VERBOSE:  # Must happen before TensorFlow is imported anywhere.
   native_logs.set_quiet(True)
   with native_logs.silenced():  # Import-time notices, and cuInit on CPU-only machines.
     import tensorflow as _tf
-    _tf.config.list_logical_devices()
+    # Initialising the devices here keeps their notices quiet too, but a multi-worker
+    # strategy must configure collective ops before that happens.
+    if "multi_worker" not in " ".join(sys.argv[1:]):
+      _tf.config.list_logical_devices()
 
 from absl import app
 from absl import flags
@@ -67,10 +70,31 @@ def usage_errors() -> tuple:
           IsADirectoryError, PermissionError, locks.LockError)
 
 
+class _OwnInfoOnly(std_logging.Filter):
+  """Passes errors, and the info and warning lines of this project's own code only.
+
+  TensorFlow and Keras log some lines through absl (e.g. "Sharding callback duration"
+  at every checkpoint); those are dropped.
+  """
+
+  def __init__(self):
+    super().__init__()
+    package = os.path.dirname(os.path.abspath(__file__))
+    self._own = (package + os.sep,
+                 os.path.join(os.path.dirname(package), "tfrecords_builder") + os.sep,
+                 os.path.abspath(sys.argv[0]) if sys.argv else "")
+
+  def filter(self, record: std_logging.LogRecord) -> bool:
+    path = os.path.abspath(record.pathname)
+    return record.levelno >= std_logging.ERROR or path.startswith(self._own) or (
+        path == self._own[2])
+
+
 def _quiet_logging() -> None:
   """Short absl lines for people; TensorFlow's and Keras' own chatter off."""
   handler = logging.get_absl_handler()
   handler.setFormatter(std_logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+  handler.addFilter(_OwnInfoOnly())
   logging.set_verbosity(logging.INFO)
   import warnings  # pylint: disable=import-outside-toplevel
   warnings.filterwarnings("ignore")
@@ -83,12 +107,10 @@ def _quiet_logging() -> None:
 
 def program_name() -> str:
   """evaluate.py, tfrecords_builder, tfrecords_builder.attack, ..."""
-  path = sys.argv[0] if sys.argv and sys.argv[0] else "cdgan_tf"
-  folder, name = os.path.split(path)
-  if not os.path.isfile(os.path.join(folder, "__init__.py")):
-    return name  # A script.
-  package = os.path.basename(folder)  # python -m package[.module]
-  return package if name == "__main__.py" else f"{package}.{os.path.splitext(name)[0]}"
+  spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+  if spec is not None and spec.name:  # python -m package[.module]
+    return spec.name[:-len(".__main__")] if spec.name.endswith(".__main__") else spec.name
+  return os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "cdgan_tf"
 
 
 def fail(message: str) -> None:

@@ -62,7 +62,7 @@ class Controller:
     self.checkpoint = tf.train.Checkpoint(**step.checkpoint_items)
     self.checkpoint_manager = tf.train.CheckpointManager(
         self.checkpoint, os.path.join(self._own_dir, "checkpoints"), max_to_keep=3,
-        step_counter=step.step, checkpoint_interval=self.train_config.checkpoint_every)
+        step_counter=step.step)
 
   @property
   def export_dir(self) -> str:
@@ -91,6 +91,9 @@ class Controller:
     if path:
       logging.info("Restored %s at step %d", path, self.current_step)
     return self.current_step
+
+  def _checkpoint_path(self, step: int) -> str:
+    return os.path.join(self.checkpoint_manager.directory, f"ckpt-{step}")
 
   def _latest_step(self) -> int:
     """The step of the newest checkpoint, without restoring it (0 without one)."""
@@ -132,8 +135,11 @@ class Controller:
     step, run_start, last_eval = start, time.time(), {}
     window_start, window_steps = time.time(), 0
     while step < self.total_steps:
-      num = min(config.steps_per_loop, self.total_steps - step,
-                config.summary_every - step % config.summary_every)
+      # Chunks end on every multiple of the summary, checkpoint and eval cadences.
+      cadences = [c for c in (config.summary_every, config.checkpoint_every,
+                              config.eval_every) if c]
+      num = min([config.steps_per_loop, self.total_steps - step] +
+                [c - step % c for c in cadences])
       self.gan.train(num)
       step += num
       window_steps += num
@@ -144,10 +150,12 @@ class Controller:
         self._write_train_summaries(train_writer, step, means, rate, grid_batch)
         self._log_progress(step, start, run_start, rate, means)
         window_start, window_steps = time.time(), 0
-      self.checkpoint_manager.save(checkpoint_number=step, check_interval=True)
+      if step % config.checkpoint_every == 0:  # On multiples, as summaries and evals.
+        self.checkpoint_manager.save(checkpoint_number=step)
       if config.eval_every and step % config.eval_every == 0:
         last_eval = self._run_eval(eval_writer, step)
-    self.checkpoint_manager.save(checkpoint_number=step, check_interval=False)
+    if self.checkpoint_manager.latest_checkpoint != self._checkpoint_path(step):
+      self.checkpoint_manager.save(checkpoint_number=step)
     if not (config.eval_every and step % config.eval_every == 0):
       last_eval = self._run_eval(eval_writer, step)
     train_writer.flush()

@@ -154,16 +154,16 @@ def trim_events(folder: str, last_step: int) -> int:
   """
   dropped = 0
   for path in sorted(glob.glob(os.path.join(folder, "events.out.tfevents.*"))):
-    events = []
+    events, torn = [], False
     try:
       for event in tf.compat.v1.train.summary_iterator(path):
         events.append(event)
     except tf.errors.DataLossError:  # A record torn by the kill: dropped with the rest.
-      dropped += 1
+      torn = True
     keep = [e for e in events if not (e.HasField("summary") and e.step > last_step)]
-    if len(keep) == len(events) and not dropped:
+    if len(keep) == len(events) and not torn:
       continue
-    dropped += len(events) - len(keep)
+    dropped += len(events) - len(keep) + int(torn)
     with files.atomic_path(path) as tmp:
       with tf.io.TFRecordWriter(tmp) as writer:
         for event in keep:

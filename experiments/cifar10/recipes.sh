@@ -26,7 +26,7 @@ WEAK=${WEAK:-/work/scratch/cifar_weak}
 W=weights/cifar10
 STEPS=${STEPS:-2000}
 CLEAN_FRACTION=${CLEAN_FRACTION:-0.5}
-FEATURE_WEIGHT=${FEATURE_WEIGHT:-0.01}
+FEATURE_WEIGHT=${FEATURE_WEIGHT:-0.02}
 FEATURE=(--feature_extractor=$W/densenet_feature.keras --feature_weight="$FEATURE_WEIGHT")
 TARGETS="$W/resnet_v2.keras,$W/mobilenet_v2.keras,$W/inception.keras"
 GAN_FLAGS=(--train_records="$WORK/records/train-*" --val_records="$WORK/records/val-*"

@@ -22,13 +22,14 @@ from tests.conftest import REPO_ROOT
 WEIGHTS_DIR = REPO_ROOT / "weights" / "cifar10"
 # Floors on the balanced 500-image subset below, about 3 points under what the
 # committed files scored on it (measured: resnet_v2 0.790, mobilenet_v2 0.686,
-# inception 0.804, vgg_surrogate 0.792; on all 10,000 test images, classifiers.json:
-# 0.7964, 0.7068, 0.8151, 0.8098).
+# inception 0.804, vgg_surrogate 0.792, densenet_feature 0.770; on all 10,000 test
+# images, classifiers.json: 0.7964, 0.7068, 0.8151, 0.8098, 0.7918).
 TOP1_FLOOR = {
     "resnet_v2": 0.76,
     "mobilenet_v2": 0.66,
     "inception": 0.77,
     "vgg_surrogate": 0.76,
+    "densenet_feature": 0.74,
 }
 
 

@@ -1,0 +1,118 @@
+"""Every entry point: usage errors are one line and exit code 2; the terminal stays quiet."""
+
+import concurrent.futures
+import os
+import subprocess
+import sys
+
+import keras
+import numpy as np
+import pytest
+from PIL import Image
+
+from cdgan_tf import cli
+from cdgan_tf.models import generator_files
+from cdgan_tf.models import generators
+from tests.conftest import REPO_ROOT
+
+
+def _run(args, cwd, env_extra=None):
+  env = dict(os.environ)
+  env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # The entry point must quiet TensorFlow itself.
+  env.update(env_extra or {})
+  return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                        text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+  """A class folder of images, a Keras classifier, generators, odd files."""
+  root = tmp_path_factory.mktemp("cli")
+  rng = np.random.default_rng(0)
+  for name in ("a", "b"):
+    (root / "clean" / name).mkdir(parents=True)
+    for i in range(2):
+      Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(
+          root / "clean" / name / f"{i}.png")
+  inputs = keras.Input((16, 16, 3))
+  keras.Model(inputs, keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(inputs))
+              ).save(root / "clf.keras")
+  for role, build in (("sub", generators.build_sub_generator),
+                      ("super", generators.build_super_generator)):
+    generator_files.save_generator(build(2, 1, 8), generator_files.GeneratorInfo(role, 2, 16),
+                                   str(root / role))
+  (root / "text.tflite").write_text("not a model")
+  (root / "a_file").write_text("")
+  (root / "export" / "x").mkdir(parents=True)
+  (root / "export" / "x" / "keep").write_text("")
+  return root
+
+
+def _cases(w):
+  evaluate = ["evaluate.py", f"--classifiers={w / 'clf.keras'}", f"--output_dir={w / 'out'}"]
+  folder = f"--clean_dir={w / 'clean'}"
+  return {
+      "missing folder": (evaluate + [f"--clean_dir={w / 'nope'}"], "is not a directory"),
+      "missing classifier": (["evaluate.py", folder, f"--classifiers={w / 'nope.keras'}"],
+                             "is not a registry name"),
+      "text file named .tflite": (["evaluate.py", folder,
+                                   f"--classifiers={w / 'text.tflite'}"],
+                                  "could not load TFLite file"),
+      "unknown defense": (evaluate + [folder, "--defenses=blur3"], "unknown baseline 'blur3'"),
+      "unknown attack": (evaluate + [folder, "--attack=cw"], "unknown attack 'cw'"),
+      "bad eps": (evaluate + [folder, "--attack=pgd_classifier", "--eps=abc"],
+                  "eps='abc' is not a number"),
+      "output_dir is a file": (["evaluate.py", folder, f"--classifiers={w / 'clf.keras'}",
+                                f"--output_dir={w / 'a_file'}"], "is not a folder"),
+      "bad flag value": (evaluate + [folder, "--batch_size=abc"], "--batch_size=abc"),
+      "records glob matches nothing": (
+          ["train_sub.py", f"--train_records={w / 'nope-*'}", f"--model_dir={w / 'run'}"],
+          "no file matches --train_records"),
+      "existing export folder": (
+          ["export_defended.py", f"--sub_model={w / 'sub'}", f"--super_model={w / 'super'}",
+           f"--export_dir={w / 'export'}"], "exists and is not empty"),
+      "swapped generators": (
+          ["export_defended.py", f"--sub_model={w / 'super'}", f"--super_model={w / 'sub'}",
+           f"--export_dir={w / 'export2'}"], "swapped"),
+      "builder: missing folder": (
+          ["-m", "tfrecords_builder", f"--adversarial_dir={w / 'nope'}",
+           f"--clean_dir={w / 'clean'}", f"--output_dir={w / 'records'}"],
+          "is not a directory"),
+      "transfer set: unknown attack": (
+          ["-m", "tfrecords_builder.attack", f"--clean_dir={w / 'clean'}",
+           f"--surrogate={w / 'clf.keras'}", "--attack=cw", f"--output_dir={w / 'adv'}"],
+          "--attack"),
+  }
+
+
+@pytest.mark.slow
+def test_usage_errors_are_one_line_with_exit_code_2(world):
+  cases = _cases(world)
+  with concurrent.futures.ThreadPoolExecutor(3) as pool:
+    runs = dict(zip(cases, pool.map(lambda c: _run(c[0], REPO_ROOT), cases.values())))
+  for name, (args, expected) in cases.items():
+    run = runs[name]
+    lines = [line for line in run.stderr.splitlines() if line.strip()]
+    assert run.returncode == 2, (name, run.stderr[-2000:])
+    assert len(lines) == 1, (name, lines)
+    assert lines[0].split(":")[0] in (os.path.basename(args[0]), args[1]), (name, lines)
+    assert "error: " in lines[0] and expected in lines[0], (name, lines)
+  # Nothing half-written: no temporary or empty report files.
+  assert not (world / "out").exists()
+  assert not (world / "export2").exists()
+
+
+@pytest.mark.slow
+def test_verbose_shows_the_traceback_and_tensorflow_logs(world):
+  args = ["evaluate.py", f"--clean_dir={world / 'nope'}",
+          f"--classifiers={world / 'clf.keras'}", "--verbose"]
+  run = _run(args, REPO_ROOT)
+  assert run.returncode != 0 and "Traceback" in run.stderr
+  assert "is not a directory" in run.stderr
+
+
+def test_verbosity_is_read_from_the_command_line():
+  assert not cli.verbose_requested(["--clean_dir=x"])
+  assert cli.verbose_requested(["--verbose"])
+  assert cli.verbose_requested(["-v", "1"]) and cli.verbose_requested(["--verbosity=2"])
+  assert not cli.verbose_requested(["-v", "0"]) and not cli.verbose_requested(["-v=-1"])
