@@ -52,37 +52,64 @@ def markdown_table(results: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def chart_rows(entry: dict):
+  """(label, clean accuracy, adversarial accuracy) per bar group of one classifier.
+
+  The first group is "no defense" (normal / attack), then CD-GAN, then the other
+  defenses in name order; accuracies are fractions or None.
+  """
+  rows = [("no defense", entry.get("normal"), entry.get("attack"))]
+  defenses = sorted(entry.get("defenses", {}), key=lambda d: (d != PRIMARY_DEFENSE, d))
+  for name in defenses:
+    values = entry["defenses"][name]
+    rows.append((name, values.get("defense_clean"), values.get("defense")))
+  return rows
+
+
 def bar_chart(results: dict, path: str) -> None:
-  """Writes a PNG bar chart: per classifier, normal / attack / each defense."""
+  """Writes a PNG: one panel per classifier, clean and adversarial bars side by side.
+
+  In each panel every defense (and "no defense") has two bars, its accuracy on clean
+  images and on the adversarial ones; a dashed line marks the classifier's normal
+  accuracy, the level a perfect defense would keep on both.
+  """
   import matplotlib  # pylint: disable=import-outside-toplevel
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
 
   classifiers = list(results.get("classifiers", {}))
-  series = [("normal", lambda e: e.get("normal")), ("attack", lambda e: e.get("attack"))]
-  defenses = sorted({d for e in results["classifiers"].values()
-                     for d in e.get("defenses", {})}, key=lambda d: (d != PRIMARY_DEFENSE, d))
-  for d in defenses:
-    series.append((f"{d} (adv)", lambda e, d=d: e.get("defenses", {}).get(d, {}).get("defense")))
-    series.append((f"{d} (clean)",
-                   lambda e, d=d: e.get("defenses", {}).get(d, {}).get("defense_clean")))
-  series = [(label, fn) for label, fn in series
-            if any(fn(results["classifiers"][c]) is not None for c in classifiers)]
-  width = 0.8 / max(len(series), 1)
-  fig, ax = plt.subplots(figsize=(min(16, max(6, 0.18 * len(classifiers) * len(series) + 3)),
-                                  4.5))
-  x = np.arange(len(classifiers))
-  colours = plt.get_cmap("tab20").colors
-  for i, (label, fn) in enumerate(series):
-    values = [100.0 * (fn(results["classifiers"][c]) or 0.0) for c in classifiers]
-    ax.bar(x + i * width - 0.4 + width / 2, values, width, label=label,
-           color=colours[i % len(colours)])
-  ax.set_xticks(x)
-  ax.set_xticklabels(classifiers, rotation=15)
-  ax.set_ylabel("top-1 accuracy (%)")
-  ax.set_ylim(0, 100)
-  ax.legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-  ax.set_title("Accuracy per classifier: no defense vs defenses")
+  if not classifiers:
+    classifiers = ["(none)"]
+  groups = max(len(chart_rows(results.get("classifiers", {}).get(c, {})))
+               for c in classifiers)
+  fig, axes = plt.subplots(1, len(classifiers), sharey=True, squeeze=False,
+                           figsize=(min(18, 1.1 + len(classifiers) * (0.75 * groups + 0.8)),
+                                    4.2))
+  colours = {"clean": "#7fb3d5", "adversarial": "#c0392b"}
+  for ax, name in zip(axes[0], classifiers):
+    entry = results.get("classifiers", {}).get(name, {})
+    rows = chart_rows(entry)
+    x = np.arange(len(rows))
+    for offset, (kind, column) in zip((-0.2, 0.2), (("clean", 1), ("adversarial", 2))):
+      values = [100.0 * r[column] if r[column] is not None else 0.0 for r in rows]
+      bars = ax.bar(x + offset, values, 0.4, color=colours[kind], label=kind)
+      for bar, row in zip(bars, rows):
+        if row[column] is not None:
+          ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1,
+                  f"{100.0 * row[column]:.0f}", ha="center", va="bottom", fontsize=6)
+    if entry.get("normal") is not None:
+      ax.axhline(100.0 * entry["normal"], color="black", linestyle="--", linewidth=0.8,
+                 label="normal")
+    ax.set_xticks(x)
+    ax.set_xticklabels([r[0] for r in rows], rotation=35, ha="right", fontsize=8)
+    for label in ax.get_xticklabels():
+      if label.get_text() == PRIMARY_DEFENSE:
+        label.set_fontweight("bold")
+    ax.set_title(name, fontsize=10)
+    ax.set_ylim(0, 105)
+  axes[0][0].set_ylabel("top-1 accuracy (%)")
+  axes[0][-1].legend(fontsize=7, loc="upper right")
+  fig.suptitle("Clean and adversarial accuracy behind each defense", fontsize=11)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)

@@ -67,3 +67,17 @@ def test_reports_are_written(tmp_path):
                          [["x", "y"], ["z", "w"]], str(grid))
   with Image.open(grid) as image:
     assert image.size[0] > image.size[1] * 0.5
+
+
+def test_chart_rows_pair_clean_and_adversarial_per_defense(tmp_path):
+  results = {"classifiers": {"c": {
+      "normal": 0.8, "attack": 0.1, "n": 10,
+      "defenses": {"resize": {"defense": 0.2, "defense_clean": 0.5},
+                   "cdgan": {"defense": 0.4, "defense_clean": 0.6},
+                   "jpeg75": {"defense": 0.15}}}}}
+  assert reports.chart_rows(results["classifiers"]["c"]) == [
+      ("no defense", 0.8, 0.1), ("cdgan", 0.6, 0.4), ("jpeg75", None, 0.15),
+      ("resize", 0.5, 0.2)]
+  reports.bar_chart(results, str(tmp_path / "chart.png"))
+  with Image.open(tmp_path / "chart.png") as image:
+    assert image.size[0] > 300
