@@ -83,7 +83,7 @@ def bar_chart(results: dict, path: str) -> None:
   groups = max(len(chart_rows(results.get("classifiers", {}).get(c, {})))
                for c in classifiers)
   fig, axes = plt.subplots(1, len(classifiers), sharey=True, squeeze=False,
-                           figsize=(min(18, 1.1 + len(classifiers) * (0.75 * groups + 0.8)),
+                           figsize=(min(18, max(6.0, 1.1 + len(classifiers) * (0.75 * groups + 0.8))),
                                     4.2))
   colours = {"clean": "#7fb3d5", "adversarial": "#c0392b"}
   for ax, name in zip(axes[0], classifiers):
