@@ -18,9 +18,10 @@ from cdgan_tf.attacks import transfer_files
 from cdgan_tf.attacks import transfer_set
 from cdgan_tf.data import folders
 from cdgan_tf.data import image_files
+from tests.conftest import REPO_ROOT
 from tfrecords_builder import builder
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 CLASSES = ("blue", "green", "red")  # Sorted class folders: label 0 = blue = channel 2.
 CHANNEL = {0: 2, 1: 1, 2: 0}
 SIZE = 16
@@ -288,3 +289,16 @@ def test_tflite_surrogate_attacks_through_its_float_rebuild(class_set, surrogate
   # the original model's.
   keras_manifest = _run(class_set, tmp_path / "adv_keras", surrogate[0])
   assert keras_manifest["surrogate_top1"]["after"] == pytest.approx(top1["after"], abs=0.1)
+
+
+def test_changed_subset_or_batch_size_is_refused(first_run, class_set, surrogate, tmp_path):
+  """Another --max_images (or --batch_size) changes which images share a batch, and so
+  their bytes: a folder made with other values is refused instead of mixed."""
+  out = tmp_path / "adv"
+  _run(class_set, out, surrogate[1], max_images=6)
+  with pytest.raises(ValueError, match="max_images: 6 there, 9 now"):
+    _run(class_set, out, surrogate[1], max_images=9)
+  with pytest.raises(ValueError, match="batch_size: 4 there, 2 now"):
+    _run(class_set, out, surrogate[1], max_images=6, batch_size=2)
+  again = _run(class_set, out, surrogate[1], max_images=6)  # The same settings resume.
+  assert again["counts"]["attacked"] == 0 and again["counts"]["images"] == 6

@@ -16,9 +16,11 @@ import tensorflow as tf
 from cdgan_tf.data import features
 from cdgan_tf.data import folders
 from cdgan_tf.data import image_files
+from tests.conftest import REPO_ROOT
 from tfrecords_builder import builder
+from tfrecords_builder import pairs
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def _pixels(height=16, width=16, seed=0):
@@ -287,3 +289,39 @@ def test_damagenet_demo_pair(shared, tmp_path):
   print(f"DAmageNet demo pair RMSE from the records (0-255): {rmse:.3f}")
   assert rmse < 8.0
   assert difference.min() >= -26 and difference.max() <= 25
+
+
+def test_a_crashed_builds_leftovers_do_not_block_a_rerun(stem_dirs, tmp_path):
+  adv, clean, labels = stem_dirs
+  out = tmp_path / "records"
+  (out / ".incomplete-abc123").mkdir(parents=True)
+  (out / ".incomplete-abc123" / "train-00000-of-00001.tfrecord").write_bytes(b"partial")
+  manifest = builder.build(adv, clean, out, labels_path=labels, crop="damagenet")
+  assert manifest["counts"]["train"] + manifest["counts"]["val"] > 0
+  assert not list(out.glob(".incomplete-*")) and not (out / ".lock").exists()
+
+
+@pytest.mark.parametrize("action", ["warn", "skip"])
+def test_extreme_size_mismatches_and_tiny_images(tmp_path, action):
+  adv, clean = tmp_path / "adv" / "c", tmp_path / "clean" / "c"
+  _write(adv / "huge.png", _pixels(200, 200))
+  _write(clean / "huge.png", _pixels(8, 8))     # 25x smaller than its adversarial image
+  _write(adv / "dot.png", _pixels(1, 1))
+  _write(clean / "dot.png", _pixels(1, 1))      # a 1x1 pair
+  _write(adv / "fine.png", _pixels(16, 16))
+  _write(clean / "fine.png", _pixels(16, 16))
+  check = pairs.SizeCheck(max_size_ratio=4.0, min_size=8, action=action)
+  manifest = builder.build(tmp_path / "adv", tmp_path / "clean", tmp_path / "out",
+                           val_fraction=0.0, size_check=check)
+  flagged = {(w["key"], w["kind"]) for w in manifest["warnings"]}
+  skipped = {(pathlib.Path(s["path"]).stem, s["kind"]) for s in manifest["skipped"]}
+  problems = {("c/huge", "size_mismatch"), ("c/dot", "tiny_image")}
+  if action == "warn":
+    assert flagged == problems and manifest["counts"]["train"] == 3
+    assert "sizes differ by 25.0x > max_size_ratio 4" in " ".join(
+        w["reason"] for w in manifest["warnings"])
+  else:
+    assert not flagged and manifest["counts"]["train"] == 1
+    assert skipped == {("huge", "size_mismatch"), ("dot", "tiny_image")}
+  assert manifest["arguments"]["size_check"] == {"max_size_ratio": 4.0, "min_size": 8,
+                                                 "action": action}
