@@ -46,6 +46,9 @@ _SIZE_CHECK = flags.DEFINE_enum(
 _MAX_SIZE_RATIO = flags.DEFINE_float(
     "max_size_ratio", pairs.SizeCheck.max_size_ratio, "Largest ratio between a side of the "
     "adversarial image and the same side of its clean image.", lower_bound=1.0)
+_HOLDOUT = flags.DEFINE_integer(
+    "holdout_subset", 0, "Leave out the N pairs that evaluate.py --max_images=N evaluates "
+    "on the same folders (a fixed hash-chosen test split); 0: keep all.", lower_bound=0)
 _MIN_SIZE = flags.DEFINE_integer("min_size", pairs.SizeCheck.min_size, "Smallest image "
                                  "side in pixels.", lower_bound=1)
 
@@ -60,7 +63,8 @@ def main(argv):
       crop=_CROP.value, num_shards=_NUM_SHARDS.value, val_fraction=_VAL_FRACTION.value,
       workers=_WORKERS.value, seed=_SEED.value, overwrite=_OVERWRITE.value,
       log_every=_LOG_EVERY.value, command={"argv": sys.argv},
-      size_check=pairs.SizeCheck(_MAX_SIZE_RATIO.value, _MIN_SIZE.value, _SIZE_CHECK.value))
+      size_check=pairs.SizeCheck(_MAX_SIZE_RATIO.value, _MIN_SIZE.value, _SIZE_CHECK.value),
+      holdout_subset=_HOLDOUT.value)
 
 
 if __name__ == "__main__":

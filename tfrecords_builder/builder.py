@@ -128,7 +128,8 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
           num_shards: Optional[int] = None, val_fraction: float = 0.05, workers: int = 1,
           seed: int = 0, overwrite: bool = False, log_every: int = 1000,
           command: Optional[dict] = None,
-          size_check: Optional[pairs_lib.SizeCheck] = None) -> dict:
+          size_check: Optional[pairs_lib.SizeCheck] = None,
+          holdout_subset: int = 0) -> dict:
   """Builds train/val TFRecord shards and manifest.json from two paired folders.
 
   Args:
@@ -147,6 +148,9 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
     command: Command-line arguments to record in the manifest.
     size_check: Which pairs are suspicious by size and what to do with them
       (default: warn in the manifest; see `pairs.SizeCheck`).
+    holdout_subset: Leave out the N pairs that `evaluate.py --max_images=N` evaluates
+      on the same folders (`folders.select_subset` of the pair keys), so a test split
+      chosen that way never reaches training; 0: keep every pair.
 
   Returns:
     The manifest (also written to output_dir/manifest.json).
@@ -169,6 +173,9 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
     raise NotADirectoryError(f"output_dir {output_dir} exists and is not a directory")
   _check_output_dir(output_dir, overwrite)
   pairs, skipped = folders.pair_folders(adversarial_dir, clean_dir, labels_path)
+  held_out = set(folders.select_subset([p.key for p in pairs], holdout_subset)
+                 ) if holdout_subset else set()
+  pairs = [p for p in pairs if p.key not in held_out]
   if not pairs:
     kinds = sorted({s.kind for s in skipped})
     raise ValueError(f"no pair found between {adversarial_dir} and {clean_dir} "
@@ -176,14 +183,16 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
   with locks.FolderLock(str(output_dir), "the records builder"):
     _check_output_dir(output_dir, overwrite)  # Again: another build may have written.
     _remove_incomplete(output_dir)
-    return _build(adversarial_dir, clean_dir, output_dir, labels_path, crop, num_shards,
-                  val_fraction, workers, seed, overwrite, log_every, command, size_check,
-                  pairs, skipped)
+    manifest = _build(adversarial_dir, clean_dir, output_dir, labels_path, crop,
+                      num_shards, val_fraction, workers, seed, overwrite, log_every,
+                      command, size_check, pairs, skipped, len(held_out), holdout_subset)
+  return manifest
 
 
 def _build(adversarial_dir, clean_dir, output_dir: pathlib.Path, labels_path, crop,
            num_shards, val_fraction, workers, seed, overwrite, log_every, command,
-           size_check: pairs_lib.SizeCheck, pairs, skipped) -> dict:
+           size_check: pairs_lib.SizeCheck, pairs, skipped, held_out: int,
+           holdout_subset: int) -> dict:
   """`build` once the pairs are known and the folder is locked and checked."""
   by_split = {s: [p for p in pairs if split_of(p.key, val_fraction, seed) == s] for s in SPLITS}
   train_shards = min(num_shards or default_num_shards(len(by_split["train"])),
@@ -246,10 +255,11 @@ def _build(adversarial_dir, clean_dir, output_dir: pathlib.Path, labels_path, cr
             "labels": None if labels_path is None else str(labels_path), "crop": crop,
             "output_dir": str(output_dir), "num_shards": num_shards,
             "val_fraction": val_fraction, "workers": workers, "seed": seed,
-            "overwrite": overwrite, "size_check": dataclasses.asdict(size_check)},
+            "overwrite": overwrite, "size_check": dataclasses.asdict(size_check),
+            "holdout_subset": holdout_subset},
         "command": command,
         "counts": split_counts,
-        "inputs": {"pairs_found": len(pairs),
+        "inputs": {"pairs_found": len(pairs) + held_out, "held_out": held_out,
                    "examples_written": sum(split_counts.values()),
                    "skipped": len(skipped),
                    "skipped_by_kind": dict(sorted(skipped_by_kind.items())),

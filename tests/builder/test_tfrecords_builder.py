@@ -325,3 +325,16 @@ def test_extreme_size_mismatches_and_tiny_images(tmp_path, action):
     assert skipped == {("huge", "size_mismatch"), ("dot", "tiny_image")}
   assert manifest["arguments"]["size_check"] == {"max_size_ratio": 4.0, "min_size": 8,
                                                  "action": action}
+
+
+def test_holdout_subset_leaves_out_what_evaluate_max_images_picks(tmp_path):
+  adv, clean = tmp_path / "adv" / "c", tmp_path / "clean" / "c"
+  for i in range(10):
+    _write(adv / f"{i}.png", _pixels(seed=i))
+    _write(clean / f"{i}.png", _pixels(seed=i))
+  manifest = builder.build(tmp_path / "adv", tmp_path / "clean", tmp_path / "out",
+                           val_fraction=0.0, holdout_subset=4)
+  test_keys = set(folders.select_subset([f"c/{i}" for i in range(10)], 4))
+  written = set(_read(tmp_path / "out", "train"))
+  assert len(written) == 6 and not written & test_keys
+  assert manifest["inputs"]["held_out"] == 4 and manifest["inputs"]["pairs_found"] == 10
