@@ -254,9 +254,6 @@ class TFLiteRebuild(tf.Module):
         self._weights[key] = tf.Variable(value, trainable=False, name=key)
     return self._weights[key]
 
-  # --------------------------------------------------------------------------------
-  # Introspection
-
   @property
   def graph(self) -> Graph:
     """The parsed flatbuffer (tensors, operators in execution order); read only."""
@@ -307,9 +304,6 @@ class TFLiteRebuild(tf.Module):
     return (f"TFLiteRebuild({self.path!r}, input_size={self.input_size}, "
             f"input_dtype={self.input_dtype.name}, num_outputs={self.num_outputs}, "
             f"ends_in_softmax={self.ends_in_softmax}, fake_quant={self.fake_quant})")
-
-  # --------------------------------------------------------------------------------
-  # Computation
 
   def input_values(self, images: tf.Tensor) -> tf.Tensor:
     """The real value of the graph input for float32 images in [0, 1].
