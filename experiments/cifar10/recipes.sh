@@ -10,6 +10,10 @@
 #               target nor the surrogate: weights/cifar10/densenet_feature.keras)
 #   combo     clean pairs + feature loss for both GANs, the super GAN chained on combo's
 #               sub generator
+#   feature_chained  feature loss for both GANs, the super GAN chained on its sub generator
+#
+# TAG (default "") is appended to the run folders, so variants of a recipe (other
+# STEPS, FEATURE_WEIGHT, CLEAN_FRACTION) live side by side: TAG=_w0.2 FEATURE_WEIGHT=0.2.
 #
 # Resumable: training resumes from checkpoints; finished evaluations are skipped.
 # Usage (from the repo root):
@@ -35,6 +39,7 @@ GAN_FLAGS=(--train_records="$WORK/records/train-*" --val_records="$WORK/records/
            --checkpoint_every=500 --eval_every=500 --eval_steps=20 --seed=0
            --train_steps="$STEPS" --warmup_steps=$((STEPS / 2)))
 RUNS="$WORK/recipes"
+TAG=${TAG:-}
 RECIPES=${*:-paper clean chained feature combo}
 
 train() {  # train ROLE MODEL_DIR [FLAGS...]
@@ -58,27 +63,31 @@ evaluate() {  # evaluate NAME SUB SUPER
 }
 
 for recipe in $RECIPES; do
-  echo "=== $recipe ($(date -u +%H:%M:%S))"
-  dir=$RUNS/$recipe
+  echo "=== $recipe$TAG ($(date -u +%H:%M:%S))"
+  dir=$RUNS/$recipe$TAG
   case $recipe in
     paper)
       evaluate paper $W/cdgan/sub $W/cdgan/super ;;
     clean)
       train sub "$dir/sub" --clean_pair_fraction="$CLEAN_FRACTION"
       train super "$dir/super" --clean_pair_fraction="$CLEAN_FRACTION"
-      evaluate clean "$dir/sub" "$dir/super" ;;
+      evaluate clean$TAG "$dir/sub" "$dir/super" ;;
     chained)
       train super "$dir/super" --sub_model=$W/cdgan/sub
-      evaluate chained $W/cdgan/sub "$dir/super" ;;
+      evaluate chained$TAG $W/cdgan/sub "$dir/super" ;;
     feature)
       train sub "$dir/sub" "${FEATURE[@]}"
       train super "$dir/super" "${FEATURE[@]}"
-      evaluate feature "$dir/sub" "$dir/super" ;;
+      evaluate feature$TAG "$dir/sub" "$dir/super" ;;
     combo)
       train sub "$dir/sub" --clean_pair_fraction="$CLEAN_FRACTION" "${FEATURE[@]}"
       train super "$dir/super" --clean_pair_fraction="$CLEAN_FRACTION" "${FEATURE[@]}" \
           --sub_model="$dir/sub"
-      evaluate combo "$dir/sub" "$dir/super" ;;
+      evaluate combo$TAG "$dir/sub" "$dir/super" ;;
+    feature_chained)
+      train sub "$dir/sub" "${FEATURE[@]}"
+      train super "$dir/super" "${FEATURE[@]}" --sub_model="$dir/sub"
+      evaluate feature_chained$TAG "$dir/sub" "$dir/super" ;;
     *) echo "unknown recipe $recipe" >&2; exit 2 ;;
   esac
 done
