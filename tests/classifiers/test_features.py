@@ -52,8 +52,21 @@ def test_tflite_features_come_from_the_float_rebuild(keras_file, tmp_path):
   extractor = features.load_feature_extractor(str(tflite_path))
   images = np.random.default_rng(1).random((2, SIZE, SIZE, 3)).astype(np.float32)
   np.testing.assert_allclose(extractor(images), model(images), rtol=1e-4, atol=1e-5)
-  with pytest.raises(ClassifierError, match="no tensor 'nope'"):
+  with pytest.raises(ClassifierError, match="tensors are named 'nope'"):
     features.load_feature_extractor(str(tflite_path), "nope")
+
+
+def test_tflite_embedding_network_without_classifier_head(shared):
+  """The shared MobileNet-v1 embedding extractor ([N, 1, 1, 1024] output) as features."""
+  path = shared / "models" / "tflite" / "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"
+  extractor = features.load_feature_extractor(str(path))
+  images = np.random.default_rng(2).random((2, 64, 64, 3)).astype(np.float32)
+  x = tf.Variable(images)
+  with tf.GradientTape() as tape:
+    out = extractor(x)
+    loss = tf.reduce_sum(tf.square(out))
+  assert out.shape == (2, 1024)
+  assert float(tf.reduce_max(tf.abs(tape.gradient(loss, x)))) > 0
 
 
 def test_unknown_layer_is_a_clear_error(keras_file):

@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# CD-GAN at the paper's geometry on real ImageNet images, end to end, resumable:
+#   transfer  the DAmageNet-style transfer set (make_transfer_set.sh: MobileNet-v1 0.75
+#             surrogate, MI-FGSM eps 9/255, 40 steps, input diversity 1.0)
+#   records   paired TFRecords of the train images only: the 650 val-sample images
+#             outside the test split (--holdout_subset=650) and the 1,000 class samples,
+#             clean side prepared as DAmageNet did (--crop=damagenet)
+#   gans      sub and super GAN for each SCALES entry (256 -> 256/scale -> 256)
+#   evaluate  the test split (650 val images) against the real TFLite MobileNet-v2 (the
+#             paper's classifier) and MobileNet-v1 0.5 / 0.25: normal, attack, CD-GAN and
+#             the baselines / ablations
+#   adaptive  pgd_classifier, pgd_defended, bpda at eps 4/255 through the float rebuild,
+#             on ADAPTIVE_IMAGES test images
+#   ship      copies the scale-4 generators to weights/imagenet/cdgan/{sub,super}
+#
+# Roles: surrogate MobileNet-v1 0.75 (attack only); feature network the MobileNet-v1 1.0
+# embedding extractor (training only, neither a target nor the surrogate); targets
+# MobileNet-v2 1.0, v1 0.5, v1 0.25 (all real quantized TFLite models, scored by the
+# interpreter). The test split is never used for training or for choosing settings.
+#
+# Usage (from the repo root): bash experiments/imagenet/run_cdgan.sh [STEP...]
+#   default: transfer records gans evaluate adaptive ship
+# Environment: WORK (default /work/scratch/imagenet), SHARED (../shared), PY, SCALES
+# (default "4 2"), STEPS (GAN steps, default 3000), BATCH (8), BLOCKS (8), FILTERS (32),
+# D_FILTERS (16), FEATURE_WEIGHT (default 0.2), ADAPTIVE_IMAGES (100).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+WORK=${WORK:-/work/scratch/imagenet}
+SHARED=${SHARED:-../shared}
+PY=${PY:-.venv/bin/python}
+RUN="nice -n ${NICE:-5} $PY"
+SCALES=${SCALES:-4 2}
+STEPS=${STEPS:-3000}
+BATCH=${BATCH:-8}
+FEATURE_WEIGHT=${FEATURE_WEIGHT:-0.2}
+ADAPTIVE_IMAGES=${ADAPTIVE_IMAGES:-100}
+VAL=$SHARED/datasets/imagenet_val_sample
+CLASS=$SHARED/datasets/imagenet_class_samples
+TFLITE=$SHARED/models/tflite
+FEATURE_NET=$TFLITE/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite
+TARGETS=$TFLITE/mobilenet_v2_1.0_224_quant.tflite,$TFLITE/mobilenet_v1_0.5_160_quant.tflite,$TFLITE/mobilenet_v1_0.25_128_quant.tflite
+TEST_IMAGES=650
+GAN_FLAGS=(--train_records="$WORK/records_*/train-*" --val_records="$WORK/records_*/val-*"
+           --image_size=256 --batch_size="$BATCH" --num_res_blocks="${BLOCKS:-8}"
+           --filters="${FILTERS:-32}" --discriminator_filters="${D_FILTERS:-16}" --image_skip
+           --content_loss=l1 --adversarial_weight=1e-4 --feature_extractor="$FEATURE_NET"
+           --feature_weight="$FEATURE_WEIGHT" --train_steps="$STEPS"
+           --warmup_steps=$((STEPS / 2)) --summary_every=50 --checkpoint_every=250
+           --eval_every=500 --eval_steps=10 --seed=0)
+EVAL_FLAGS=(--clean_dir="$VAL" --adversarial_dir="$WORK/adv_val" --labels="$VAL/val.txt"
+            --crop=damagenet --center_crop=1.0 --classifiers="$TARGETS" --batch_size=32)
+RECIPE_STEPS=${*:-transfer records gans evaluate adaptive ship}
+
+for step in $RECIPE_STEPS; do
+  echo "=== $step ($(date -u +%H:%M:%S))"
+  case $step in
+    transfer)
+      WORK=$WORK SHARED=$SHARED PY=$PY bash experiments/imagenet/make_transfer_set.sh \
+          split attack ;;
+    records)
+      [ -f "$WORK/records_val/manifest.json" ] || $RUN -m tfrecords_builder \
+          --adversarial_dir="$WORK/adv_val" --clean_dir="$VAL" --labels="$VAL/val.txt" \
+          --crop=damagenet --holdout_subset=$TEST_IMAGES --val_fraction=0.05 --workers=2 \
+          --output_dir="$WORK/records_val"
+      [ -f "$WORK/records_class/manifest.json" ] || $RUN -m tfrecords_builder \
+          --adversarial_dir="$WORK/adv_class" --clean_dir="$CLASS" \
+          --labels="$CLASS/labels.txt" --crop=damagenet --val_fraction=0.05 --workers=2 \
+          --output_dir="$WORK/records_class" ;;
+    gans)  # Recipe: feature loss on the embedding network, super GAN chained on sub G.
+      for scale in $SCALES; do
+        runs=$WORK/runs/scale$scale
+        $RUN train_sub.py "${GAN_FLAGS[@]}" --scale="$scale" --model_dir="$runs/sub"
+        $RUN train_super.py "${GAN_FLAGS[@]}" --scale="$scale" --model_dir="$runs/super" \
+            --sub_model="$runs/sub"
+      done ;;
+    evaluate)
+      for scale in $SCALES; do
+        runs=$WORK/runs/scale$scale out=$WORK/results/cdgan_scale$scale
+        [ -f "$out/results.json" ] || $RUN evaluate.py "${EVAL_FLAGS[@]}" \
+            --sub_model="$runs/sub" --super_model="$runs/super" --max_images=$TEST_IMAGES \
+            --defenses=cdgan,resize,jpeg75,median3,sub_only,super_only --output_dir="$out"
+      done ;;
+    adaptive)
+      for scale in $SCALES; do
+        runs=$WORK/runs/scale$scale out=$WORK/results/adaptive_scale$scale
+        [ -f "$out/results.json" ] || $RUN evaluate.py --clean_dir="$VAL" \
+            --labels="$VAL/val.txt" --crop=damagenet --center_crop=1.0 \
+            --classifiers="$TFLITE/mobilenet_v2_1.0_224_quant.tflite" \
+            --sub_model="$runs/sub" --super_model="$runs/super" --defenses=cdgan,resize,jpeg75 \
+            --attack=pgd_classifier,pgd_defended,bpda --eps=4/255 --steps=10 \
+            --max_images="$ADAPTIVE_IMAGES" --batch_size=20 --num_samples=0 --output_dir="$out"
+      done ;;
+    ship)
+      for role in sub super; do
+        mkdir -p weights/imagenet/cdgan/$role
+        cp "$WORK/runs/scale4/$role/export/generator.keras" \
+           "$WORK/runs/scale4/$role/export/generator.json" weights/imagenet/cdgan/$role/
+      done ;;
+    *) echo "unknown step $step" >&2; exit 2 ;;
+  esac
+done
