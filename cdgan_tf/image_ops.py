@@ -18,6 +18,8 @@ RESIZE_METHOD = "bicubic"
 def _hw(size: Size):
   if isinstance(size, int):
     return (size, size)
+  if isinstance(size, tf.Tensor):  # A [2] (height, width) tensor, e.g. tf.shape(x)[1:3].
+    return size
   return tuple(size)
 
 

@@ -203,7 +203,8 @@ def _attack_all(batches, is_done, members, attack: settings_lib.AttackSettings, 
         running = tfiles.summary(new_records, [])["surrogate_top1"]
         elapsed = max(time.perf_counter() - started, 1e-9)
         rate = counts["attacked"] / elapsed
-        eta = (total - seen) / max(seen / elapsed, 1e-9)
+        # Only attacked images cost time: already-done ones are skipped for free.
+        eta = (total - seen) / max(rate, 1e-9)
         logging.info("%d/%d images (%.0f%%): %d attacked (%.1f images/s), %d already done, "
                      "%d failed; surrogate top-1 on this run's images %.2f -> %.2f; ETA %s",
                      seen, total, 100.0 * seen / max(total, 1), counts["attacked"], rate,

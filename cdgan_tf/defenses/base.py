@@ -22,6 +22,8 @@ from typing import Callable, List, Tuple
 
 import tensorflow as tf
 
+from cdgan_tf import image_ops
+
 Stage = Tuple[str, tf.Tensor]
 
 
@@ -77,6 +79,29 @@ class FunctionPurifier(Purifier):
 
   def __call__(self, images) -> tf.Tensor:
     return self._fn(check_images(images, self.name))
+
+
+def keep_input_size(purifier: Purifier) -> Purifier:
+  """`purifier` followed by a resize back to each input's own size.
+
+  CD-GAN returns its working size (256 at the paper's geometry); a user who purifies a
+  224x224 or a 500x375 photo before some other model usually wants that photo's size
+  back. The resize is the project's one resize (`image_ops.resize`: bicubic,
+  antialiased, clipped to [0, 1]), so gradients still flow when the purifier's do.
+
+  Args:
+    purifier: Any `Purifier`.
+
+  Returns:
+    A purifier named like `purifier`: float32 [N, H, W, 3] in [0, 1] -> float32
+    [N, H, W, 3] in [0, 1], for any H and W.
+  """
+  def purify(images: tf.Tensor) -> tf.Tensor:
+    size = tf.shape(images)[1:3]
+    purified = purifier(images)
+    return image_ops.resize(purified, size)
+
+  return FunctionPurifier(purify, purifier.name, purifier.differentiable)
 
 
 class DefendedClassifier:

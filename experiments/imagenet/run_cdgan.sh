@@ -22,7 +22,9 @@
 #   default: transfer records gans evaluate adaptive ship
 # Environment: WORK (default /work/scratch/imagenet), SHARED (../shared), PY, SCALES
 # (default "4 2"), STEPS (GAN steps, default 3000), BATCH (8), BLOCKS (8), FILTERS (32),
-# D_FILTERS (16), FEATURE_WEIGHT (default 0.2), ADAPTIVE_IMAGES (100).
+# D_FILTERS (16), FEATURE_WEIGHT (default 0.2), ADAPTIVE_IMAGES (100), TRAIN_SETS (the
+# pair sets the GANs train on: "val class" (default) or "val" = the 650 train val images
+# only, for when the class-sample transfer set is not there yet).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORK=${WORK:-/work/scratch/imagenet}
@@ -40,7 +42,9 @@ TFLITE=$SHARED/models/tflite
 FEATURE_NET=$TFLITE/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite
 TARGETS=$TFLITE/mobilenet_v2_1.0_224_quant.tflite,$TFLITE/mobilenet_v1_0.5_160_quant.tflite,$TFLITE/mobilenet_v1_0.25_128_quant.tflite
 TEST_IMAGES=650
-GAN_FLAGS=(--train_records="$WORK/records_*/train-*" --val_records="$WORK/records_*/val-*"
+TRAIN_SETS=${TRAIN_SETS:-val class}
+if [ "$TRAIN_SETS" = val ]; then RECORDS=$WORK/records_val; else RECORDS="$WORK/records_*"; fi
+GAN_FLAGS=(--train_records="$RECORDS/train-*" --val_records="$RECORDS/val-*"
            --image_size=256 --batch_size="$BATCH" --num_res_blocks="${BLOCKS:-8}"
            --filters="${FILTERS:-32}" --discriminator_filters="${D_FILTERS:-16}" --image_skip
            --content_loss=l1 --adversarial_weight=1e-4 --feature_extractor="$FEATURE_NET"
@@ -62,7 +66,8 @@ for step in $RECIPE_STEPS; do
           --adversarial_dir="$WORK/adv_val" --clean_dir="$VAL" --labels="$VAL/val.txt" \
           --crop=damagenet --holdout_subset=$TEST_IMAGES --val_fraction=0.05 --workers=2 \
           --output_dir="$WORK/records_val"
-      [ -f "$WORK/records_class/manifest.json" ] || $RUN -m tfrecords_builder \
+      [ "$TRAIN_SETS" = val ] || [ -f "$WORK/records_class/manifest.json" ] || \
+        $RUN -m tfrecords_builder \
           --adversarial_dir="$WORK/adv_class" --clean_dir="$CLASS" \
           --labels="$CLASS/labels.txt" --crop=damagenet --val_fraction=0.05 --workers=2 \
           --output_dir="$WORK/records_class" ;;

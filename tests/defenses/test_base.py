@@ -1,0 +1,44 @@
+"""Tests for the purifier interface helpers in cdgan_tf.defenses.base."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cdgan_tf import image_ops
+from cdgan_tf.defenses import base
+
+
+def _images(height, width, seed=0):
+  rng = np.random.default_rng(seed)
+  return tf.constant(rng.uniform(0.0, 1.0, (2, height, width, 3)), tf.float32)
+
+
+def _to_16():
+  return base.FunctionPurifier(lambda x: image_ops.resize(x, 16), "down16",
+                               differentiable=True)
+
+
+@pytest.mark.parametrize("height,width", [(24, 24), (30, 20)])
+def test_keep_input_size_resizes_back_to_each_input(height, width):
+  images = _images(height, width)
+  purified = base.keep_input_size(_to_16())(images)
+  assert purified.shape == (2, height, width, 3)
+  # The purifier's output, then the one resize back: a hand composition.
+  expected = image_ops.resize(image_ops.resize(images, 16), (height, width))
+  np.testing.assert_allclose(purified.numpy(), expected.numpy(), atol=1e-6)
+
+
+def test_keep_input_size_in_a_function_with_unknown_sizes():
+  wrapped = base.keep_input_size(_to_16())
+  fn = tf.function(wrapped, input_signature=[tf.TensorSpec([None, None, None, 3])])
+  for height, width in [(24, 24), (30, 20)]:
+    out = fn(_images(height, width, seed=1))
+    assert out.shape == (2, height, width, 3)
+    assert 0.0 <= float(tf.reduce_min(out)) and float(tf.reduce_max(out)) <= 1.0
+
+
+def test_keep_input_size_keeps_name_and_differentiability():
+  jpeg_like = base.FunctionPurifier(tf.identity, "jpeg75", differentiable=False)
+  assert base.keep_input_size(jpeg_like).name == "jpeg75"
+  assert not base.keep_input_size(jpeg_like).differentiable
+  assert base.keep_input_size(_to_16()).differentiable
