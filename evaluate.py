@@ -66,6 +66,10 @@ flags.DEFINE_integer("purifier_size", None, "Purifier working size (default: as 
                      lower_bound=1)
 flags.DEFINE_integer("purifier_scale", None, "The resize baseline's scale when no CD-GAN "
                      "gives it (default 4).", lower_bound=1)
+flags.DEFINE_enum("purifier_dtype", "float32", ["float32", "bfloat16", "float16"],
+                  "Arithmetic of the CD-GAN generators (bfloat16: CPUs with AVX512-BF16, "
+                  "TPUs; float16: GPUs). Inputs and outputs stay float32.")
+flags.DEFINE_bool("jit_compile", False, "Compile the CD-GAN generators with XLA.")
 flags.DEFINE_list("defenses", None, "Defenses to compare: cdgan, sub_only, super_only, "
                   "resize, jpeg<q>, bits<k>, median<k>, identity. Default: cdgan when a "
                   "purifier is given, else none.")
@@ -124,7 +128,9 @@ def main(argv):
   classifiers = [classifiers_lib.load_classifier(spec, crop_fraction=FLAGS.center_crop)
                  for spec in FLAGS.classifiers]
   defenses = registry.build_defenses(defense_names, FLAGS.sub_model, FLAGS.super_model,
-                                     FLAGS.purifier, FLAGS.purifier_size, FLAGS.purifier_scale)
+                                     FLAGS.purifier, FLAGS.purifier_size, FLAGS.purifier_scale,
+                                     compute_dtype=FLAGS.purifier_dtype,
+                                     jit_compile=FLAGS.jit_compile)
   logging.info("Evaluating %s: %s x %s", stream.source.description,
                ", ".join(c.name for c in classifiers), ", ".join(defenses) or "no defense")
   os.makedirs(FLAGS.output_dir, exist_ok=True)
@@ -143,7 +149,8 @@ def main(argv):
       "crop": FLAGS.crop, "center_crop": FLAGS.center_crop,
       "classifiers": {c.name: repr(c) for c in classifiers},
       "defenses": list(defenses), "attacks": FLAGS.attack,
-      "eps": FLAGS.eps, "steps": FLAGS.steps}
+      "eps": FLAGS.eps, "steps": FLAGS.steps,
+      "purifier_dtype": FLAGS.purifier_dtype, "jit_compile": FLAGS.jit_compile}
   paths = reports.write_reports(results, FLAGS.output_dir)
   if first is not None and FLAGS.num_samples:
     columns, titles, captions = samples.sample_columns(

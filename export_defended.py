@@ -7,11 +7,20 @@ Examples:
   # The purifier alone (images in, purified images out).
   python export_defended.py --sub_model=runs/sub --super_model=runs/super \
       --export_dir=exported/purifier
+  # The purifier as TFLite (fixed input size; float32, float16 or dynamic-range int8).
+  python export_defended.py --sub_model=runs/sub --super_model=runs/super \
+      --export_dir=exported/purifier_tflite --tflite=float16
 
 Signatures: serving_default (float32 images [N, H, W, 3] in [0, 1], any size) and
 serving_bytes (tf.string [N] of encoded JPEG/PNG); the defended model returns logits,
 probabilities and classes (ILSVRC 0..999), the purifier returns purified images.
+With --tflite the purifier alone is written as <export_dir>/purifier_<quantization>.tflite:
+float32 [--tflite_batch, S, S, 3] in [0, 1] in (S = --tflite_input_size, default the
+working size W) -> float32 [--tflite_batch, W, W, 3] in [0, 1] out.
 """
+
+import os
+
 
 from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
 
@@ -19,7 +28,9 @@ from absl import flags  # pylint: disable=g-bad-import-order
 
 from cdgan_tf import classifiers
 from cdgan_tf.defenses import cdgan as cdgan_lib
+from cdgan_tf.models import inference
 from cdgan_tf.serving import saving
+from cdgan_tf.serving import tflite_export
 
 flags.DEFINE_string("sub_model", None, "Sub generator: .keras file or training model_dir.")
 flags.DEFINE_string("super_model", None, "Super generator: .keras file or model_dir.")
@@ -30,14 +41,37 @@ flags.DEFINE_float("center_crop", 1.0, "Central fraction the classifier sees.")
 flags.DEFINE_integer("image_size", None, "Purifier working size (default: as trained).")
 flags.DEFINE_string("export_dir", None, "Destination folder of the SavedModel.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing export_dir.")
+flags.DEFINE_enum("purifier_dtype", "float32", inference.COMPUTE_DTYPES,
+                  "Arithmetic of the exported generators (SavedModel only).")
+flags.DEFINE_bool("jit_compile", False, "Compile the generators with XLA in the "
+                  "SavedModel (its server then needs XLA).")
+flags.DEFINE_enum("tflite", "", ["", *tflite_export.QUANTIZATIONS],
+                  "Write the purifier as a .tflite file with these weights instead of a "
+                  "SavedModel (int8: dynamic-range quantization).")
+flags.DEFINE_integer("tflite_input_size", None, "Fixed input side of the TFLite purifier "
+                     "(default: the working size).", lower_bound=1)
+flags.DEFINE_integer("tflite_batch", 1, "Fixed batch of the TFLite purifier.",
+                     lower_bound=1)
 flags.mark_flags_as_required(["sub_model", "super_model", "export_dir"])
 FLAGS = flags.FLAGS
 
 
 def main(argv):
   del argv  # cli.run refuses extra arguments.
-  purifier = cdgan_lib.CdganPurifier.from_files(FLAGS.sub_model, FLAGS.super_model,
-                                                image_size=FLAGS.image_size)
+  if FLAGS.tflite and (FLAGS.classifier or FLAGS.purifier_dtype != "float32"
+                       or FLAGS.jit_compile):
+    raise cli.UsageError("--tflite exports the float purifier alone: drop --classifier, "
+                         "--purifier_dtype and --jit_compile")
+  purifier = cdgan_lib.CdganPurifier.from_files(
+      FLAGS.sub_model, FLAGS.super_model, image_size=FLAGS.image_size,
+      compute_dtype=FLAGS.purifier_dtype, jit_compile=FLAGS.jit_compile)
+  if FLAGS.tflite:
+    path = os.path.join(FLAGS.export_dir, f"purifier_{FLAGS.tflite}.tflite")
+    tflite_export.export_tflite(purifier, path, FLAGS.tflite, FLAGS.tflite_input_size,
+                                FLAGS.tflite_batch, FLAGS.overwrite)
+    print(f"Exported the CD-GAN purifier ({FLAGS.tflite}) to {path} "
+          f"({os.path.getsize(path) / 1e6:.2f} MB)")
+    return
   if FLAGS.classifier:
     classifier = classifiers.load_classifier(FLAGS.classifier,
                                              crop_fraction=FLAGS.center_crop)

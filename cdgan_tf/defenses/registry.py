@@ -26,18 +26,28 @@ MODE_OF = {"cdgan": "chain", "sub_only": "sub_only", "super_only": "super_only"}
 
 
 def load_cdgan(sub_model: str = "", super_model: str = "", purifier_dir: str = "",
-               image_size: Optional[int] = None) -> base.Purifier:
-  """The CD-GAN chain from its generators or from an exported purifier SavedModel."""
+               image_size: Optional[int] = None, compute_dtype: str = "float32",
+               jit_compile: bool = False) -> base.Purifier:
+  """The CD-GAN chain from its generators or from an exported purifier SavedModel.
+
+  compute_dtype and jit_compile (`cdgan.CdganPurifier`) apply to the generators only.
+  """
   if sub_model or super_model:
-    return cdgan_lib.CdganPurifier.from_files(sub_model, super_model, image_size=image_size)
+    return cdgan_lib.CdganPurifier.from_files(sub_model, super_model, image_size=image_size,
+                                              compute_dtype=compute_dtype,
+                                              jit_compile=jit_compile)
   if purifier_dir:
+    if compute_dtype != "float32" or jit_compile:
+      raise ValueError("compute_dtype and jit_compile apply to --sub_model/--super_model, "
+                       "not to an exported purifier (--purifier)")
     return exported.ExportedPurifier(purifier_dir)
   raise ValueError("CD-GAN needs --sub_model and --super_model (or --purifier)")
 
 
 def build_defenses(names: Sequence[str], sub_model: str = "", super_model: str = "",
                    purifier_dir: str = "", image_size: Optional[int] = None,
-                   scale: Optional[int] = None) -> Dict[str, base.Purifier]:
+                   scale: Optional[int] = None, compute_dtype: str = "float32",
+                   jit_compile: bool = False) -> Dict[str, base.Purifier]:
   """Builds the named defenses, in the order given.
 
   Args:
@@ -49,6 +59,8 @@ def build_defenses(names: Sequence[str], sub_model: str = "", super_model: str =
     image_size: The purifier's working size; default: the one recorded with the
       generators. Also the `resize` baseline's.
     scale: The `resize` baseline's scale when no CD-GAN gives it.
+    compute_dtype: The generators' arithmetic: "float32", "bfloat16" or "float16".
+    jit_compile: Compile the generators with XLA.
 
   Returns:
     name -> Purifier.
@@ -59,7 +71,8 @@ def build_defenses(names: Sequence[str], sub_model: str = "", super_model: str =
   names = list(names)
   cdgan = None
   if any(n in CDGAN_NAMES for n in names):
-    cdgan = load_cdgan(sub_model, super_model, purifier_dir, image_size)
+    cdgan = load_cdgan(sub_model, super_model, purifier_dir, image_size, compute_dtype,
+                       jit_compile)
   geometry = config_lib.DataConfig()
   size = cdgan.image_size if cdgan is not None else (image_size or geometry.image_size)
   scale = cdgan.scale if cdgan is not None else (scale or geometry.scale)
