@@ -178,6 +178,11 @@ def _attack_batch(batch, done, members, attack: settings_lib.AttackSettings, see
   return records
 
 
+def _percent(fraction: Optional[float]) -> str:
+  """0.7661538 -> "76.62 %" (figures for people); None -> "n/a"."""
+  return "n/a" if fraction is None else f"{100.0 * fraction:.2f} %"
+
+
 def _attack_all(batches, is_done, members, attack: settings_lib.AttackSettings, seed: int,
                 crop: str, output_dir: pathlib.Path, failed: list, header: Optional[dict],
                 log_every: int, total: int) -> dict:
@@ -292,6 +297,6 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
   logging.info("%s: %d images (%d attacked now, %d already done, %d failed) in %.1f s; "
                "surrogate top-1 %s -> %s; RMSD %.2f, L-inf %.2f (0-255)", output_dir,
                manifest["counts"]["images"], counts["attacked"], counts["skipped_done"],
-               len(failed), seconds, top1["before"], top1["after"],
+               len(failed), seconds, _percent(top1["before"]), _percent(top1["after"]),
                perturbation["rmsd_255_mean"] or 0.0, perturbation["linf_255_max"] or 0.0)
   return manifest
