@@ -15,40 +15,27 @@ the rest being bias adds, batch norm, activations).
 the trained ones.
 
 Usage:
-  python benchmarks/model_size.py [--num_res_blocks 16] [--filters 64] [--scale 4]
-      [--image_size 256]
+  python benchmarks/model_size.py [--num_res_blocks=16 --filters=64 --scale=4 \
+      --image_size=256 --output_json=results/bench/model_size.json]
 """
 
-import argparse
-import os
+from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from absl import flags  # pylint: disable=g-bad-import-order
+import keras
+import tensorflow as tf
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from tensorflow.python.framework import convert_to_constants  # noqa: E402
-from tensorflow.python.profiler import model_analyzer  # noqa: E402
-from tensorflow.python.profiler import option_builder  # noqa: E402
+import benchlib
+from cdgan_tf.models import discriminator
+from cdgan_tf.models import generators
 
-from cdgan_tf.models import discriminator  # noqa: E402
-from cdgan_tf.models import generators  # noqa: E402
-
-
-def profiler_flops(model: keras.Model, input_side: int) -> int:
-  """FLOPs of one forward pass on [1, input_side, input_side, 3], by the TF profiler."""
-  fn = tf.function(lambda x: model(x, training=False))
-  concrete = fn.get_concrete_function(
-      tf.TensorSpec([1, input_side, input_side, 3], tf.float32))
-  frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
-  graph_def = frozen.graph.as_graph_def()
-  with tf.Graph().as_default() as graph:
-    tf.graph_util.import_graph_def(graph_def, name="")
-    options = (option_builder.ProfileOptionBuilder(
-        option_builder.ProfileOptionBuilder.float_operation())
-               .with_empty_output().build())
-    result = model_analyzer.profile(graph, run_meta=tf.compat.v1.RunMetadata(),
-                                    cmd="op", options=options)
-  return int(result.total_float_ops)
+flags.DEFINE_integer("num_res_blocks", 16, "Generator residual blocks.", lower_bound=0)
+flags.DEFINE_integer("filters", 64, "Generator filters.", lower_bound=1)
+flags.DEFINE_integer("discriminator_filters", 64, "Discriminator filters.", lower_bound=1)
+flags.DEFINE_integer("scale", 4, "Scale factor.", lower_bound=1)
+flags.DEFINE_integer("image_size", 256, "Large image side.", lower_bound=2)
+flags.DEFINE_string("output_json", "", "Write the figures to this JSON file.")
+FLAGS = flags.FLAGS
 
 
 def layer_macs(model: keras.Model, input_side: int) -> int:
@@ -74,34 +61,34 @@ def layer_macs(model: keras.Model, input_side: int) -> int:
   return total
 
 
-def main():
-  tf.get_logger().setLevel("ERROR")  # The profiler's v1 deprecation notices.
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--num_res_blocks", type=int, default=16)
-  parser.add_argument("--filters", type=int, default=64)
-  parser.add_argument("--discriminator_filters", type=int, default=64)
-  parser.add_argument("--scale", type=int, default=4)
-  parser.add_argument("--image_size", type=int, default=256)
-  args = parser.parse_args()
-  large, small = args.image_size, args.image_size // args.scale
-  gen = dict(scale=args.scale, num_res_blocks=args.num_res_blocks, filters=args.filters)
+def main(argv):
+  del argv
+  large, small = FLAGS.image_size, FLAGS.image_size // FLAGS.scale
+  gen = dict(scale=FLAGS.scale, num_res_blocks=FLAGS.num_res_blocks, filters=FLAGS.filters)
   models = [
       (f"sub generator {large}->{small}", generators.build_sub_generator(**gen), large),
       (f"super generator {small}->{large}", generators.build_super_generator(**gen), small),
       (f"discriminator {small}", discriminator.build_discriminator(
-          small, args.discriminator_filters), small),
+          small, FLAGS.discriminator_filters), small),
       (f"discriminator {large}", discriminator.build_discriminator(
-          large, args.discriminator_filters), large),
+          large, FLAGS.discriminator_filters), large),
   ]
   print(f"{'model':<28}{'params':>12}{'trainable':>12}{'profiler GFLOPs':>17}"
         f"{'conv/dense GMACs':>18}")
+  rows = []
   for name, model, side in models:
-    flops = profiler_flops(model, side)
+    flops = benchlib.profiler_flops(model, side)
     macs = layer_macs(model, side)
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    rows.append({"model": name, "input_side": side, "params": model.count_params(),
+                 "trainable": trainable, "gflops_per_image": flops / 1e9,
+                 "conv_dense_gmacs": macs / 1e9})
     print(f"{name:<28}{model.count_params():>12,}{trainable:>12,}{flops / 1e9:>17.3f}"
           f"{macs / 1e9:>18.3f}")
+  benchlib.write_results(FLAGS.output_json, "model_size", benchlib.flag_values(
+      FLAGS, ["num_res_blocks", "filters", "discriminator_filters", "scale",
+              "image_size"]), rows)
 
 
 if __name__ == "__main__":
-  main()
+  cli.run(main)

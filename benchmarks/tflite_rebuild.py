@@ -18,19 +18,18 @@ the three take turns, so the ratios hold on a noisy machine.
       --output_json=/tmp/tflite_rebuild.json]
 """
 
-import json
-import os
-import pathlib
-import statistics
-import time
+from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
 
-from absl import app
+import os  # pylint: disable=g-bad-import-order
+import pathlib
+
 from absl import flags
 import numpy as np
 import tensorflow as tf
 
-from ai_edge_litert import interpreter as litert
+import benchlib
 from cdgan_tf.classifiers import tflite_rebuild
+from cdgan_tf.classifiers import tflite_runner
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 flags.DEFINE_string("shared_dir", os.environ.get("CDGAN_SHARED_DIR",
@@ -41,24 +40,14 @@ flags.DEFINE_integer("batch_size", 8, "Images per measured batch.")
 flags.DEFINE_integer("repeats", 20, "Timed rounds (median reported).")
 flags.DEFINE_integer("warmup", 2, "Untimed batches before each measurement.")
 flags.DEFINE_integer("num_threads", 2, "TFLite interpreter threads.")
-flags.DEFINE_string("output_json", "", "Optional file for the measured numbers.")
+flags.DEFINE_string("output_json", "", "Write the figures to this JSON file.")
 FLAGS = flags.FLAGS
 
 
 def median_ms_per_image(runs: dict) -> dict:
-  """{name: median ms per image} of each run() over --repeats rounds; the runs take
-  turns within each round, so a load change on the machine hits them alike."""
-  for run in runs.values():
-    for _ in range(FLAGS.warmup):
-      run()
-  times = {name: [] for name in runs}
-  for _ in range(FLAGS.repeats):
-    for name, run in runs.items():
-      start = time.perf_counter()
-      run()
-      times[name].append(time.perf_counter() - start)
-  return {name: 1000.0 * statistics.median(t) / FLAGS.batch_size
-          for name, t in times.items()}
+  """{name: median ms per image} of each run() over --repeats interleaved rounds."""
+  seconds = benchlib.interleaved_seconds(runs, FLAGS.repeats, FLAGS.warmup)
+  return {name: 1000.0 * t["median"] / FLAGS.batch_size for name, t in seconds.items()}
 
 
 def measure(path: pathlib.Path) -> dict:
@@ -66,7 +55,8 @@ def measure(path: pathlib.Path) -> dict:
   rng = np.random.default_rng(0)
   pixels = rng.integers(0, 256, (FLAGS.batch_size, *model.input_size, 3), dtype=np.uint8)
 
-  interpreter = litert.Interpreter(model_path=str(path), num_threads=FLAGS.num_threads)
+  interpreter_cls, _ = tflite_runner.interpreter_api()
+  interpreter = interpreter_cls(model_path=str(path), num_threads=FLAGS.num_threads)
   interpreter.allocate_tensors()
   inp = interpreter.get_input_details()[0]
 
@@ -99,8 +89,15 @@ def main(argv):
   model_dir = pathlib.Path(FLAGS.shared_dir) / "models/tflite"
   paths = ([model_dir / f"{m}.tflite" for m in FLAGS.models] if FLAGS.models
            else sorted(model_dir.glob("*.tflite")))
-  if not paths:
-    raise SystemExit(f"no .tflite files in {model_dir} (set --shared_dir)")
+  missing = [str(p) for p in paths if not p.exists()]
+  if missing and model_dir.is_dir():
+    raise cli.UsageError(f"--models: no such file {', '.join(missing)}")
+  if not paths or missing:  # No shared data on this machine: nothing to measure.
+    reason = f"no .tflite files in {model_dir} (set --shared_dir)"
+    print(f"tflite_rebuild: skipped, {reason}")
+    benchlib.write_results(FLAGS.output_json, "tflite_rebuild",
+                           {"shared_dir": FLAGS.shared_dir}, {"skipped": reason})
+    return
   rows = []
   for path in paths:
     rows.append(measure(path))
@@ -113,12 +110,10 @@ def main(argv):
     print(f"{row['model']:48} {row['input_size'][0]:4d} {row['interpreter']:8.2f} "
           f"{row['forward']:8.2f} {row['forward_backward']:8.2f} "
           f"{row['forward_ratio']:8.2f} {row['forward_backward_ratio']:8.2f}")
-  if FLAGS.output_json:
-    pathlib.Path(FLAGS.output_json).write_text(json.dumps(
-        {"batch_size": FLAGS.batch_size, "repeats": FLAGS.repeats,
-         "num_threads": FLAGS.num_threads, "cpu_count": os.cpu_count(),
-         "tensorflow": tf.__version__, "rows": rows}, indent=1) + "\n")
+  benchlib.write_results(FLAGS.output_json, "tflite_rebuild", dict(
+      benchlib.flag_values(FLAGS, ["models", "batch_size", "repeats", "warmup",
+                                   "num_threads"]), shared_dir=FLAGS.shared_dir), rows)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
