@@ -12,6 +12,15 @@
 #               sub generator
 #   feature_chained  feature loss for both GANs, the super GAN chained on its sub generator
 #
+# Two more steps act on the chosen run, SHIP (default feature_chained_w0.2_s4000: the
+# best defense under the transfer attack, see docs/results/cifar10/recipes.md):
+#   adaptive  pgd_classifier, pgd_defended and bpda at eps 8/255 on 300 test images
+#             (the white-box rows of docs/results.md)
+#   ship      copies its generators to weights/cifar10/cdgan/{sub,super} (the demo's)
+# The shipped run is made with:
+#   TAG=_w0.2_s4000 FEATURE_WEIGHT=0.2 STEPS=4000 bash experiments/cifar10/recipes.sh \
+#       feature_chained adaptive ship
+#
 # TAG (default "") is appended to the run folders, so variants of a recipe (other
 # STEPS, FEATURE_WEIGHT, CLEAN_FRACTION) live side by side: TAG=_w0.2 FEATURE_WEIGHT=0.2.
 #
@@ -41,6 +50,7 @@ GAN_FLAGS=(--train_records="$WORK/records/train-*" --val_records="$WORK/records/
 RUNS="$WORK/recipes"
 TAG=${TAG:-}
 RECIPES=${*:-paper clean chained feature combo}
+SHIP=${SHIP:-feature_chained_w0.2_s4000}
 
 train() {  # train ROLE MODEL_DIR [FLAGS...]
   local role=$1 dir=$2
@@ -88,6 +98,19 @@ for recipe in $RECIPES; do
       train sub "$dir/sub" "${FEATURE[@]}"
       train super "$dir/super" "${FEATURE[@]}" --sub_model="$dir/sub"
       evaluate feature_chained$TAG "$dir/sub" "$dir/super" ;;
+    adaptive)
+      out=$RUNS/$SHIP/results_adaptive
+      [ -f "$out/results.json" ] || $PY evaluate.py --clean_dir="$DATA/test" \
+          --classifiers="$TARGETS" --sub_model="$RUNS/$SHIP/sub" \
+          --super_model="$RUNS/$SHIP/super" --defenses=cdgan,resize,jpeg75 \
+          --attack=pgd_classifier,pgd_defended,bpda --eps=8/255 --steps=10 \
+          --max_images=300 --batch_size=100 --output_dir="$out" ;;
+    ship)
+      for role in sub super; do
+        mkdir -p $W/cdgan/$role
+        cp "$RUNS/$SHIP/$role/export/generator.keras" \
+           "$RUNS/$SHIP/$role/export/generator.json" $W/cdgan/$role/
+      done ;;
     *) echo "unknown recipe $recipe" >&2; exit 2 ;;
   esac
 done
