@@ -21,7 +21,8 @@
 # Usage (from the repo root): bash experiments/imagenet/run_cdgan.sh [STEP...]
 #   default: transfer records gans evaluate adaptive ship
 # Environment: WORK (default /work/scratch/imagenet), SHARED (../shared), PY, SCALES
-# (default "4 2"), STEPS (GAN steps, default 3000), BATCH (8), BLOCKS (8), FILTERS (32),
+# (default "4 2"), STEPS (GAN steps, default 3000), SUPER_STEPS (the super GAN's, default
+# STEPS: its 256-px output and discriminator make its steps ~3x the sub GAN's), BATCH (8), BLOCKS (8), FILTERS (32),
 # D_FILTERS (16), FEATURE_WEIGHT (default 0.2), ADAPTIVE_IMAGES (100), TRAIN_SETS (the
 # pair sets the GANs train on: "val class" (default) or "val" = the 650 train val images
 # only, for when the class-sample transfer set is not there yet).
@@ -33,6 +34,7 @@ PY=${PY:-.venv/bin/python}
 RUN="nice -n ${NICE:-5} $PY"
 SCALES=${SCALES:-4 2}
 STEPS=${STEPS:-3000}
+SUPER_STEPS=${SUPER_STEPS:-$STEPS}
 BATCH=${BATCH:-8}
 FEATURE_WEIGHT=${FEATURE_WEIGHT:-0.2}
 ADAPTIVE_IMAGES=${ADAPTIVE_IMAGES:-100}
@@ -48,8 +50,7 @@ GAN_FLAGS=(--train_records="$RECORDS/train-*" --val_records="$RECORDS/val-*"
            --image_size=256 --batch_size="$BATCH" --num_res_blocks="${BLOCKS:-8}"
            --filters="${FILTERS:-32}" --discriminator_filters="${D_FILTERS:-16}" --image_skip
            --content_loss=l1 --adversarial_weight=1e-4 --feature_extractor="$FEATURE_NET"
-           --feature_weight="$FEATURE_WEIGHT" --train_steps="$STEPS"
-           --warmup_steps=$((STEPS / 2)) --summary_every=50 --checkpoint_every=250
+           --feature_weight="$FEATURE_WEIGHT" --summary_every=50 --checkpoint_every=250
            --eval_every=500 --eval_steps=10 --seed=0)
 EVAL_FLAGS=(--clean_dir="$VAL" --adversarial_dir="$WORK/adv_val" --labels="$VAL/val.txt"
             --crop=damagenet --center_crop=1.0 --classifiers="$TARGETS" --batch_size=32)
@@ -74,9 +75,11 @@ for step in $RECIPE_STEPS; do
     gans)  # Recipe: feature loss on the embedding network, super GAN chained on sub G.
       for scale in $SCALES; do
         runs=$WORK/runs/scale$scale
-        $RUN train_sub.py "${GAN_FLAGS[@]}" --scale="$scale" --model_dir="$runs/sub"
+        $RUN train_sub.py "${GAN_FLAGS[@]}" --scale="$scale" --model_dir="$runs/sub" \
+            --train_steps="$STEPS" --warmup_steps=$((STEPS / 2))
         $RUN train_super.py "${GAN_FLAGS[@]}" --scale="$scale" --model_dir="$runs/super" \
-            --sub_model="$runs/sub"
+            --sub_model="$runs/sub" --train_steps="$SUPER_STEPS" \
+            --warmup_steps=$((SUPER_STEPS / 2))
       done ;;
     evaluate)
       for scale in $SCALES; do
