@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test test-fast clean
+.PHONY: install demo test test-fast bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,23 @@ test: $(STAMP)
 # Everything except tests marked slow.
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -ra -m "not slow"
+
+# Every benchmark with fast-enough settings, each writing its figures as JSON to
+# $(BENCH_DIR)/<name>.json (about 15 minutes on a busy 2-core CPU). Only ratios measured in
+# the same run are comparable across runs; see README "Throughput".
+BENCH_DIR ?= results/bench
+BENCH := nice -n 5 $(PY) benchmarks
+bench: $(STAMP)
+	mkdir -p $(BENCH_DIR)
+	$(BENCH)/model_size.py --output_json=$(BENCH_DIR)/model_size.json
+	$(BENCH)/purifier_inference.py --repeats=3 --output_json=$(BENCH_DIR)/purifier_inference.json
+	$(BENCH)/tflite_purifier.py --repeats=5 --output_json=$(BENCH_DIR)/tflite_purifier.json
+	$(BENCH)/serve_throughput.py --output_json=$(BENCH_DIR)/serve_throughput.json
+	$(BENCH)/tflite_rebuild.py --models=mobilenet_v1_0.25_128_quant,mobilenet_v2_1.0_224_quant \
+	    --repeats=5 --output_json=$(BENCH_DIR)/tflite_rebuild.json
+	$(BENCH)/train_throughput.py --steps=200 --num_res_blocks=8 --filters=32 \
+	    --discriminator_filters=32 --output_json=$(BENCH_DIR)/train_throughput.json
+	$(BENCH)/mixed_precision.py --output_json=$(BENCH_DIR)/mixed_precision.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

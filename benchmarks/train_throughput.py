@@ -1,48 +1,85 @@
 """Training throughput: the real loop next to a bare step, side by side in one run.
 
-For each GAN role this measures, on the same trainer and at the same size:
+For each GAN role this measures, at the same size and from the same starting point:
 
-  real loop   records on disk -> tf.data pipeline -> multi-step tf.function, with
-              summaries (scalars and image grids), checkpoints and console progress on
-  bare step   the same tf.function on one in-memory batch repeated (no input pipeline,
-              no summaries, no checkpoints)
+  real run    `controller.Controller(step, total).run()`: records on disk -> tf.data
+              pipeline -> the multi-step tf.function, with TensorBoard summaries
+              (scalars and image grids), checkpoints and console progress at each
+              --summary_every cadence, plus its start (lock, settings check, writers,
+              the grid batch) and end (final checkpoint, evaluation, generator export)
+  loop        the same run's loop alone, first chunk to last summary: what each step
+              of a long run costs (the start and end, ~0.5 s here, are paid once)
+  bare step   `GanStep.train(n)` on one in-memory batch repeated (no input pipeline,
+              summaries, checkpoints or export)
+  input step  `GanStep.train(n)` fed by the same records pipeline, no controller: splits
+              the overhead into the input pipeline's (input / bare) and the
+              controller's (loop / input)
 
-and prints images/s of both and their ratio (real / bare). Both are timed after a
-warm-up (tracing excluded), so the ratio is the overhead of everything around the
-step, and it holds on a noisy machine because both run back to back.
+and prints images/s of each; "ratio" in the JSON is loop / bare (in images/s),
+"whole_run_ratio" run / bare. They take turns: the real GanStep's `train` is wrapped
+so that every --turn_steps steps of the real loop are followed by as many steps of the
+other two, timed apart; a load change on a shared machine therefore hits all sides
+alike, and only the ratios are meant to be compared across runs. Every GanStep is built
+before any trains, and warmed up (tracing, a first checkpoint, summary and export, in
+another folder) before it is timed; the timed run starts in a fresh model_dir as a new
+run does. Ratios are given in wall time and in this process's CPU time (less sensitive
+to other jobs; blind to waiting on disk).
 
   python benchmarks/train_throughput.py [--image_size=32 --scale=2 --batch_size=8 \
-      --steps=40 --num_res_blocks=16 --filters=64]
+      --steps=300 --summary_every=100,10 --checkpoint_every=1000 \
+      --output_json=results/bench/train_throughput.json]
+
+Defaults are the TrainConfig cadence (summaries every 100 steps, checkpoints every 1000,
+steps_per_loop 10), plus summaries every 10 steps for comparison.
 """
 
+from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+
+import dataclasses  # pylint: disable=g-bad-import-order
 import os
 import tempfile
 import time
 
-from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
 import tensorflow as tf
 
+import benchlib
 from cdgan_tf import config as config_lib
 from cdgan_tf.data import features
 from cdgan_tf.data import pipeline
 from cdgan_tf.training import controller as controller_lib
 from cdgan_tf.training import gan_step as gan_step_lib
 
-flags.DEFINE_integer("image_size", 32, "Large image side.")
-flags.DEFINE_integer("scale", 2, "Scale factor.")
-flags.DEFINE_integer("batch_size", 8, "Global batch size.")
-flags.DEFINE_integer("steps", 40, "Timed steps of each measurement.")
-flags.DEFINE_integer("warmup", 10, "Untimed steps before each measurement.")
-flags.DEFINE_integer("num_res_blocks", 16, "Generator residual blocks.")
-flags.DEFINE_integer("filters", 64, "Generator filters.")
-flags.DEFINE_integer("examples", 256, "Synthetic training examples written to records.")
+_TRAIN = config_lib.TrainConfig()
+flags.DEFINE_integer("image_size", 32, "Large image side.", lower_bound=2)
+flags.DEFINE_integer("scale", 2, "Scale factor (a power of 2).", lower_bound=1)
+flags.DEFINE_integer("batch_size", 8, "Global batch size.", lower_bound=1)
+flags.DEFINE_integer("steps", 300, "Timed steps of each measurement.", lower_bound=1)
+flags.DEFINE_integer("warmup", 10, "Untimed steps before each measurement.", lower_bound=1)
+flags.DEFINE_integer("num_res_blocks", 16, "Generator residual blocks.", lower_bound=0)
+flags.DEFINE_integer("filters", 64, "Generator filters.", lower_bound=1)
+flags.DEFINE_integer("discriminator_filters", 64, "Discriminator filters of the first "
+                     "conv.", lower_bound=1)
+flags.DEFINE_list("summary_every", [str(_TRAIN.summary_every), "10"],
+                  "Summary cadences of the real loop, one measurement each.")
+flags.DEFINE_integer("checkpoint_every", _TRAIN.checkpoint_every, "Checkpoint cadence.",
+                     lower_bound=1)
+flags.DEFINE_integer("steps_per_loop", _TRAIN.steps_per_loop, "Steps per tf.function "
+                     "call.", lower_bound=1)
+flags.DEFINE_integer("turn_steps", _TRAIN.steps_per_loop, "Real-loop steps between two "
+                     "turns of the reference steps (short turns: a load change on a "
+                     "shared machine hits all sides alike).", lower_bound=1)
+flags.DEFINE_list("roles", ["sub", "super"], "GAN roles to measure.")
+flags.DEFINE_integer("examples", 256, "Synthetic training examples written to records.",
+                     lower_bound=1)
+flags.DEFINE_string("output_json", "", "Write the figures to this JSON file.")
 FLAGS = flags.FLAGS
 
 
-def _write_records(directory: str, size: int, count: int) -> str:
+def write_records(directory: str, size: int, count: int) -> str:
+  """`count` random (noisy, clean) PNG pairs of size x size; returns the glob."""
   rng = np.random.default_rng(0)
   path = os.path.join(directory, "train-00000-of-00001.tfrecord")
   with tf.io.TFRecordWriter(path) as writer:
@@ -55,47 +92,192 @@ def _write_records(directory: str, size: int, count: int) -> str:
   return os.path.join(directory, "train-*")
 
 
-def measure(role: str, records: str, model_dir: str) -> dict:
-  """Images/s of the real loop (controller) and of the bare step for one role."""
-  experiment = config_lib.ExperimentConfig(
+def _experiment(role: str, records: str, model_dir: str,
+                summary_every: int) -> config_lib.ExperimentConfig:
+  return config_lib.ExperimentConfig(
       model=config_lib.ModelConfig(num_res_blocks=FLAGS.num_res_blocks,
-                                   filters=FLAGS.filters),
+                                   filters=FLAGS.filters,
+                                   discriminator_filters=FLAGS.discriminator_filters),
       data=config_lib.DataConfig(train_pattern=records, image_size=FLAGS.image_size,
                                  scale=FLAGS.scale, batch_size=FLAGS.batch_size),
       train=config_lib.TrainConfig(role=role, model_dir=model_dir,
-                                   train_steps=FLAGS.warmup, steps_per_loop=10,
-                                   summary_every=10, checkpoint_every=20))
-  strategy = tf.distribute.get_strategy()
-  step = gan_step_lib.GanStep(experiment, strategy)
-  controller_lib.Controller(step, FLAGS.warmup).run()  # Traces, writes the first files.
-  start = time.perf_counter()
-  controller_lib.Controller(step, FLAGS.warmup + FLAGS.steps).run()
-  real = FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)
+                                   train_steps=FLAGS.warmup + FLAGS.steps,
+                                   steps_per_loop=FLAGS.steps_per_loop,
+                                   summary_every=summary_every,
+                                   checkpoint_every=FLAGS.checkpoint_every))
 
-  batch = next(iter(pipeline.build_dataset(experiment.data, role, training=True)))
-  bare_step = gan_step_lib.GanStep(
-      experiment, strategy,
-      train_dataset_fn=lambda ctx: tf.data.Dataset.from_tensors(batch).repeat())
-  bare_step.train(FLAGS.warmup)
-  start = time.perf_counter()
-  bare_step.train(FLAGS.steps)
-  bare = FLAGS.steps * FLAGS.batch_size / (time.perf_counter() - start)
-  return {"role": role, "real": real, "bare": bare, "ratio": real / bare}
+
+class _Tandem:
+  """Runs reference steps in turns with the real loop, timing each apart.
+
+  Installed as the real GanStep's `train`: after every --turn_steps real steps (the
+  controller's chunks add up) each reference step trains as many steps, and the rest
+  at the end, so a load change on the machine hits all sides alike. Each turn is one
+  `train` call of the chunk size the controller uses (steps_per_loop). The input
+  pipelines keep prefetching during the other sides' turns (at most their prefetch
+  buffers, a few batches), for the real loop and the input step alike.
+
+  Args:
+    real: The GanStep the controller drives.
+    references: name -> GanStep trained in turns with it.
+    turn_steps: Real steps per turn.
+  """
+
+  def __init__(self, real: gan_step_lib.GanStep, references: dict, turn_steps: int):
+    self._real_train, self._references, self._turn = real.train, references, turn_steps
+    self.seconds = {name: 0.0 for name in references}
+    self.cpu = {name: 0.0 for name in references}
+    self.steps = self._owed = 0
+    self.loop_start = self.loop_end = None  # (wall, CPU) clocks.
+    self.references_at_end = (0.0, 0.0)
+
+  def _clocks(self):
+    return time.perf_counter(), time.process_time()
+
+  def train(self, num_steps: int) -> None:
+    if self.loop_start is None:
+      self.loop_start = self._clocks()
+    self._real_train(num_steps)
+    self.steps += num_steps
+    self._owed += num_steps
+    if self._owed >= self._turn:
+      self.settle()
+    self.mark_loop_end()
+
+  def mark_loop_end(self) -> None:
+    """Called after every chunk and summary: the loop so far ends here."""
+    self.loop_end = self._clocks()
+    self.references_at_end = (sum(self.seconds.values()), sum(self.cpu.values()))
+
+  def loop_times(self):
+    """(wall s, CPU s) of the controller's loop (first chunk to last summary), the
+    reference turns taken inside it excluded."""
+    return tuple(end - start - refs for end, start, refs in
+                 zip(self.loop_end, self.loop_start, self.references_at_end))
+
+  def settle(self) -> None:
+    """Trains each reference step for the steps owed so far."""
+    if not self._owed:
+      return
+    for name, reference in self._references.items():
+      wall, cpu = time.perf_counter(), time.process_time()
+      reference.train(self._owed)
+      self.seconds[name] += time.perf_counter() - wall
+      self.cpu[name] += time.process_time() - cpu
+    self._owed = 0
+
+
+def _timed_run(step: gan_step_lib.GanStep, references: dict, model_dir: str) -> dict:
+  """{name: (wall s, CPU s)} over --steps steps, taken in turns, of
+
+    real   Controller.run() as a whole: the start (lock, settings check, writers, the
+           grid batch), the loop, the final checkpoint, evaluation and export
+    loop   its loop alone: every chunk, summary, periodic checkpoint and progress line
+           from the first chunk to the last summary (a long run's cost per step)
+    bare, input   as many steps of each reference
+  """
+  # A fresh model_dir: the timed run starts as a new run does (nothing to restore).
+  step.experiment = dataclasses.replace(
+      step.experiment, train=dataclasses.replace(step.experiment.train, model_dir=model_dir))
+  tandem = _Tandem(step, references, FLAGS.turn_steps)
+  step.train = tandem.train
+  controller = controller_lib.Controller(step, FLAGS.warmup + FLAGS.steps)
+  write_summaries = controller._write_train_summaries  # pylint: disable=protected-access
+
+  def write_and_mark(*args):
+    write_summaries(*args)
+    tandem.mark_loop_end()
+
+  controller._write_train_summaries = write_and_mark  # pylint: disable=protected-access
+  wall, cpu = time.perf_counter(), time.process_time()
+  controller.run()
+  tandem.settle()
+  wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+  assert tandem.steps == FLAGS.steps, tandem.steps
+  times = {name: (tandem.seconds[name], tandem.cpu[name]) for name in references}
+  times["real"] = (wall - sum(tandem.seconds.values()), cpu - sum(tandem.cpu.values()))
+  times["loop"] = tandem.loop_times()
+  return times
+
+
+def measure(role: str, records: str, root: str) -> list:
+  """Images/s of the real loop at each summary cadence, of the bare step and of the
+  step fed by the input pipeline (no controller), side by side.
+
+  Every GanStep is built before any of them trains: a step built after another one had
+  traced and trained ran 10-20 % faster than that one here (memory placement), which
+  would bias the ratio by as much as the overhead being measured.
+  """
+  cadences = [int(c) for c in FLAGS.summary_every]
+  strategy = tf.distribute.get_strategy()
+  base = _experiment(role, records, os.path.join(root, f"{role}_bare"), cadences[0])
+  batch = next(iter(pipeline.build_dataset(base.data, role, training=True)))
+  references = {
+      "bare": gan_step_lib.GanStep(
+          base, strategy,
+          train_dataset_fn=lambda ctx: tf.data.Dataset.from_tensors(batch).repeat()),
+      "input": gan_step_lib.GanStep(base, strategy)}
+  reals = {c: gan_step_lib.GanStep(_experiment(
+      role, records, os.path.join(root, f"{role}_warmup{c}"), c), strategy)
+           for c in cadences}
+  for reference in references.values():
+    reference.train(FLAGS.warmup)
+  for step in reals.values():
+    # Traces the loop and the grid, writes a first summary, checkpoint and export.
+    controller_lib.Controller(step, FLAGS.warmup).run()
+  images = FLAGS.steps * FLAGS.batch_size
+  rows = []
+  for cadence, step in reals.items():
+    t = _timed_run(step, references, os.path.join(root, f"{role}_every{cadence}"))
+    (real, real_cpu), (bare, bare_cpu), (fed, fed_cpu) = t["real"], t["bare"], t["input"]
+    loop, loop_cpu = t["loop"]
+    rows.append({"role": role, "summary_every": cadence,
+                 "checkpoint_every": FLAGS.checkpoint_every,
+                 "loop_images_per_sec": images / loop,
+                 "real_images_per_sec": images / real,
+                 "bare_images_per_sec": images / bare,
+                 "input_step_images_per_sec": images / fed,
+                 "ratio": bare / loop, "cpu_ratio": bare_cpu / loop_cpu,
+                 "whole_run_ratio": bare / real, "whole_run_cpu_ratio": bare_cpu / real_cpu,
+                 "start_and_end_seconds": real - loop,
+                 "input_step_over_bare": bare / fed, "real_over_input_step": fed / loop,
+                 "seconds": {k: v[0] for k, v in t.items()},
+                 "cpu_seconds": {k: v[1] for k, v in t.items()}})
+  return rows
+
+
+def _print_table(rows: list) -> None:
+  print(f"{'role':6} {'summary':>8} {'loop':>7} {'run':>7} {'bare':>7} {'input':>7} "
+        f"{'loop/bare':>10} {'(CPU)':>6} {'run/bare':>9} {'input/bare':>10} "
+        f"{'loop/input':>10} {'start+end s':>11}")
+  for row in rows:
+    print(f"{row['role']:6} {row['summary_every']:8d} {row['loop_images_per_sec']:7.1f} "
+          f"{row['real_images_per_sec']:7.1f} {row['bare_images_per_sec']:7.1f} "
+          f"{row['input_step_images_per_sec']:7.1f} {row['ratio']:10.3f} "
+          f"{row['cpu_ratio']:6.3f} {row['whole_run_ratio']:9.3f} "
+          f"{row['input_step_over_bare']:10.3f} {row['real_over_input_step']:10.3f} "
+          f"{row['start_and_end_seconds']:11.2f}")
+  print("images/s; loop: the controller's loop (chunks, summaries, checkpoints, progress); "
+        "run: Controller.run() with its start and end (grid batch, final checkpoint, "
+        "export); bare: GanStep.train on one batch; input: GanStep.train fed by the "
+        "records pipeline, no controller")
 
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
+  logging.set_verbosity(logging.WARNING)  # The controller's progress lines.
   with tempfile.TemporaryDirectory() as tmp:
-    records = _write_records(tmp, FLAGS.image_size, FLAGS.examples)
-    rows = [measure(role, records, os.path.join(tmp, role)) for role in ("sub", "super")]
+    records = write_records(tmp, FLAGS.image_size, FLAGS.examples)
+    rows = [row for role in FLAGS.roles for row in measure(role, records, tmp)]
   print(f"\nimage_size={FLAGS.image_size} scale={FLAGS.scale} batch={FLAGS.batch_size} "
         f"blocks={FLAGS.num_res_blocks} filters={FLAGS.filters} steps={FLAGS.steps} "
-        f"(CPU threads: {os.cpu_count()})")
-  print(f"{'role':6} {'real loop img/s':>16} {'bare step img/s':>16} {'real/bare':>10}")
-  for row in rows:
-    print(f"{row['role']:6} {row['real']:16.1f} {row['bare']:16.1f} {row['ratio']:10.3f}")
+        f"checkpoint_every={FLAGS.checkpoint_every} (CPU threads: {os.cpu_count()})")
+  _print_table(rows)
+  benchlib.write_results(FLAGS.output_json, "train_throughput", benchlib.flag_values(
+      FLAGS, ["image_size", "scale", "batch_size", "steps", "warmup", "num_res_blocks",
+              "filters", "discriminator_filters", "summary_every", "checkpoint_every",
+              "steps_per_loop", "turn_steps", "roles", "examples"]), rows)
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)
