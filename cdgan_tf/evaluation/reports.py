@@ -15,6 +15,18 @@ from cdgan_tf.evaluation.table import CONDITIONS
 from cdgan_tf.evaluation.table import PRIMARY_DEFENSE
 
 
+def _readable(key: str, value) -> str:
+  """A parameter for people: budgets in 1/255 units (0.0313725... -> "8/255")."""
+  if isinstance(value, float) and key in ("eps", "step_size"):
+    in_255 = value * 255.0
+    if abs(in_255 - round(in_255)) < 1e-6:
+      return f"{int(round(in_255))}/255"
+    return f"{in_255:.3g}/255"
+  if isinstance(value, float):
+    return f"{value:.4g}"
+  return str(value)
+
+
 def _pct(value) -> str:
   return "" if value is None else f"{100.0 * value:.2f}"
 
@@ -41,7 +53,7 @@ def markdown_table(results: dict) -> str:
         cells.append(f"{_pct(values.get('defense'))} / {_pct(values.get('defense_clean'))}")
       lines.append("| " + " | ".join([name] + cells) + " |")
   for attack, block in results.get("attacks", {}).items():
-    params = ", ".join(f"{k}={v}" for k, v in block.get("params", {}).items())
+    params = ", ".join(f"{k}={_readable(k, v)}" for k, v in block.get("params", {}).items())
     lines += ["", f"## Attack `{attack}`" + (f" ({params})" if params else ""), ""]
     header = ["classifier", "n", "attack"] + [f"{d} defense" for d in defenses]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
