@@ -14,12 +14,14 @@
 #
 # Two more steps act on the chosen run, SHIP (default feature_chained_w0.2_s4000: the
 # best defense under the transfer attack, see docs/results/cifar10/recipes.md):
+#   full      every defense and ablation (bits4, median3 too) on the 2,000 test images
+#             under the strong transfer attack, with the sample grid (docs/results.md)
 #   adaptive  pgd_classifier, pgd_defended and bpda at eps 8/255 on 300 test images
 #             (the white-box rows of docs/results.md)
 #   ship      copies its generators to weights/cifar10/cdgan/{sub,super} (the demo's)
 # The shipped run is made with:
 #   TAG=_w0.2_s4000 FEATURE_WEIGHT=0.2 STEPS=4000 bash experiments/cifar10/recipes.sh \
-#       feature_chained adaptive ship
+#       feature_chained full adaptive ship
 #
 # TAG (default "") is appended to the run folders, so variants of a recipe (other
 # STEPS, FEATURE_WEIGHT, CLEAN_FRACTION) live side by side: TAG=_w0.2 FEATURE_WEIGHT=0.2.
@@ -98,6 +100,13 @@ for recipe in $RECIPES; do
       train sub "$dir/sub" "${FEATURE[@]}"
       train super "$dir/super" "${FEATURE[@]}" --sub_model="$dir/sub"
       evaluate feature_chained$TAG "$dir/sub" "$dir/super" ;;
+    full)
+      out=$RUNS/$SHIP/results_full
+      [ -f "$out/results.json" ] || $PY evaluate.py --clean_dir="$DATA/test" \
+          --adversarial_dir="$WORK/adv_test" --classifiers="$TARGETS" \
+          --sub_model="$RUNS/$SHIP/sub" --super_model="$RUNS/$SHIP/super" \
+          --defenses=cdgan,resize,jpeg75,bits4,median3,sub_only,super_only \
+          --batch_size=100 --max_images=2000 --output_dir="$out" ;;
     adaptive)
       out=$RUNS/$SHIP/results_adaptive
       [ -f "$out/results.json" ] || $PY evaluate.py --clean_dir="$DATA/test" \
