@@ -119,7 +119,10 @@ for recipe in $RECIPES; do
         mkdir -p $W/cdgan/$role
         cp "$RUNS/$SHIP/$role/export/generator.keras" \
            "$RUNS/$SHIP/$role/export/generator.json" $W/cdgan/$role/
-      done ;;
+      done
+      # The super generator records the sub generator it was trained on: the shipped one.
+      sed -i "s|\"sub_model\": \"$RUNS/$SHIP/sub\"|\"sub_model\": \"$W/cdgan/sub\"|" \
+          $W/cdgan/super/generator.json ;;
     *) echo "unknown recipe $recipe" >&2; exit 2 ;;
   esac
 done
