@@ -62,7 +62,8 @@ class CdganPurifier(tf.Module, base.Purifier):
     mode: "chain" (the paper's), "sub_only" or "super_only".
     compute_dtype: "float32" (default), "bfloat16" or "float16": the generators'
       arithmetic (bfloat16 suits CPUs with AVX512-BF16 and TPUs, float16 GPUs). On the
-      shipped CIFAR-10 generators bfloat16 changes pixels by up to ~1e-2.
+      shipped CIFAR-10 generators and 100 sample images, bfloat16 changed pixels by at
+      most 0.006 (mean 0.0009), float16 by at most 0.0006.
     jit_compile: Compile the generators (and the resize between them) with XLA; their
       image-skip resizes become matrix products (XLA has no ScaleAndTranslate).
   """

@@ -74,3 +74,25 @@ def test_bad_requests_are_refused(purifier, tmp_path):
   runner = tflite_export.TFLitePurifierRunner(tflite_export.convert(purifier, "float32"))
   with pytest.raises(ValueError, match="takes"):
     runner(_images(side=20))
+
+
+@pytest.mark.slow
+def test_export_defended_writes_the_tflite_purifier(purifier, tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from tests.conftest import REPO_ROOT  # pylint: disable=g-import-not-at-top
+  sub, sup = purifier.trained_generators
+  sub.save(str(tmp_path / "sub.keras"))
+  sup.save(str(tmp_path / "super.keras"))
+  run = subprocess.run(
+      [sys.executable, "export_defended.py", f"--sub_model={tmp_path / 'sub.keras'}",
+       f"--super_model={tmp_path / 'super.keras'}", f"--export_dir={tmp_path / 'out'}",
+       "--tflite=float16", "--image_size=16", "--tflite_input_size=20",
+       "--tflite_batch=3"], cwd=REPO_ROOT, capture_output=True, text=True, check=False)
+  assert run.returncode == 0, run.stderr[-2000:]
+  path = tmp_path / "out" / "purifier_float16.tflite"
+  assert str(path) in run.stdout
+  runner = tflite_export.TFLitePurifierRunner(path.read_bytes())
+  images = _images()
+  diff = np.abs(runner(images) - purifier(tf.constant(images)).numpy()).max()
+  assert diff < FLOAT16_ATOL
