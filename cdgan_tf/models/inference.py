@@ -149,6 +149,8 @@ def inference_copy(model: keras.Model, compute_dtype: str = "float32",
     ValueError: an unknown compute_dtype, or a model without convolutions.
   """
   checks.check_choice("compute_dtype", compute_dtype, COMPUTE_DTYPES)
+  if compute_dtype == "float32" and not matrix_resizes:
+    return model  # Nothing to change (any model, also one without convolutions).
   policy = "float32" if compute_dtype == "float32" else f"mixed_{compute_dtype}"
   if not _needs_copy(model, policy, matrix_resizes):
     return model
