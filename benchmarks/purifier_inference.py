@@ -14,10 +14,11 @@ and, for reference, a bfloat16 one. All take turns in every round
 (`benchlib.interleaved_seconds`), so a load change hits them alike. Reported per option:
 images/s, achieved GFLOP/s (profiler FLOPs of the float32 chain / median time), its
 fraction of the float32 matmul peak, its speed relative to float32, and its largest
-pixel difference from float32 on the same batch.
+pixel difference from float32 on the same batch. TensorFlow uses every core it is
+given; measure fewer with `taskset -c 0 python benchmarks/purifier_inference.py`.
 
   python benchmarks/purifier_inference.py [--batch_size=8 --repeats=5 \
-      --options=float32,bfloat16,jit --threads=0 \
+      --options=float32,bfloat16,jit \
       --output_json=results/bench/purifier_inference.json]
 """
 
@@ -45,8 +46,6 @@ flags.DEFINE_list("options", ["float32", "bfloat16", "jit"],
 flags.DEFINE_integer("repeats", 5, "Timed rounds (medians reported).", lower_bound=1)
 flags.DEFINE_integer("matmul_size", 2048, "Side of the peak-measuring matmul.",
                      lower_bound=64)
-flags.DEFINE_integer("threads", 0, "TensorFlow intra-op threads (0: TensorFlow's "
-                     "default, one per core).", lower_bound=0)
 flags.DEFINE_string("output_json", "", "Write the figures to this JSON file.")
 FLAGS = flags.FLAGS
 
@@ -57,8 +56,6 @@ def main(argv):
   if unknown or "float32" not in FLAGS.options:
     raise cli.UsageError(f"--options: {unknown or FLAGS.options} (choose from "
                          f"{', '.join(OPTIONS)}; float32 is the reference and required)")
-  if FLAGS.threads:
-    tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
   keras.utils.set_random_seed(0)
   size, scale, batch = FLAGS.image_size, FLAGS.scale, FLAGS.batch_size
   gen = dict(scale=scale, num_res_blocks=FLAGS.num_res_blocks, filters=FLAGS.filters)
@@ -107,7 +104,7 @@ def main(argv):
           f"{row['max_abs_diff_vs_float32']:9.2e}")
   benchlib.write_results(FLAGS.output_json, "purifier_inference", benchlib.flag_values(
       FLAGS, ["image_size", "scale", "batch_size", "num_res_blocks", "filters", "options",
-              "repeats", "matmul_size", "threads"]), results)
+              "repeats", "matmul_size"]), results)
 
 
 if __name__ == "__main__":

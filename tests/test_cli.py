@@ -71,6 +71,10 @@ def _cases(w):
       "existing export folder": (
           ["export_defended.py", f"--sub_model={w / 'sub'}", f"--super_model={w / 'super'}",
            f"--export_dir={w / 'export'}"], "exists and is not empty"),
+      "tflite with a classifier": (
+          ["export_defended.py", f"--sub_model={w / 'sub'}", f"--super_model={w / 'super'}",
+           f"--export_dir={w / 'export2'}", "--tflite=int8", "--classifier=resnet50_v2"],
+          "--tflite exports the float purifier alone"),
       "swapped generators": (
           ["export_defended.py", f"--sub_model={w / 'super'}", f"--super_model={w / 'sub'}",
            f"--export_dir={w / 'export2'}"], "swapped"),
