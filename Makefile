@@ -28,7 +28,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -ra -m "not slow"
 
 # Every benchmark with fast-enough settings, each writing its figures as JSON to
-# $(BENCH_DIR)/<name>.json (about 15 minutes on a busy 2-core CPU). Only ratios measured in
+# $(BENCH_DIR)/<name>.json (about 7 minutes on a busy 2-core CPU). Only ratios measured in
 # the same run are comparable across runs; see README "Throughput".
 BENCH_DIR ?= results/bench
 BENCH := nice -n 5 $(PY) benchmarks
