@@ -57,7 +57,7 @@ def test_reports_are_written(tmp_path):
   paths = reports.write_reports(results, str(tmp_path))
   markdown = open(paths["markdown"]).read()
   assert "| m | 3 | 100.00 | 33.33 | 66.67 | 100.00 |" in markdown
-  assert "## Attack `pgd_classifier` (eps=0.03)" in markdown
+  assert "## Attack `pgd_classifier` (eps=7.65/255)" in markdown  # 0.03 * 255
   assert json.load(open(paths["json"])) == results
   with Image.open(paths["chart"]) as chart:
     assert chart.size[0] >= 600
