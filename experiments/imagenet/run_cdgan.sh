@@ -103,7 +103,10 @@ for step in $RECIPE_STEPS; do
         mkdir -p weights/imagenet/cdgan/$role
         cp "$WORK/runs/scale4/$role/export/generator.keras" \
            "$WORK/runs/scale4/$role/export/generator.json" weights/imagenet/cdgan/$role/
-      done ;;
+      done
+      # The super generator records the sub generator it was trained on: the shipped one.
+      sed -i "s|\"sub_model\": \"[^\"]*\"|\"sub_model\": \"weights/imagenet/cdgan/sub\"|" \
+          weights/imagenet/cdgan/super/generator.json ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -1,0 +1,90 @@
+"""The shipped ImageNet purifier (weights/imagenet/cdgan): loads, takes photos of any size.
+
+A user puts it in front of an ImageNet classifier: it must load from the committed
+generator files alone, take a 224x224 and a 500x375 image, and (wrapped by
+`base.keep_input_size`) hand back each image's own size in [0, 1]; the chain itself
+works at the paper's geometry recorded in generator.json (256 -> 64 -> 256).
+"""
+
+import json
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from cdgan_tf import image_ops
+from cdgan_tf.defenses import base
+from cdgan_tf.defenses import cdgan
+from tests.conftest import REPO_ROOT
+
+WEIGHTS = REPO_ROOT / "weights" / "imagenet" / "cdgan"
+
+
+@pytest.fixture(scope="module")
+def purifier():
+  return cdgan.CdganPurifier.from_files(str(WEIGHTS / "sub"), str(WEIGHTS / "super"))
+
+
+def test_generator_files_record_the_papers_geometry():
+  for role in ("sub", "super"):
+    info = json.loads((WEIGHTS / role / "generator.json").read_text())
+    assert info["role"] == role
+    assert info["image_size"] == 256 and info["scale"] == 4
+
+
+def test_chain_works_at_256_through_64(purifier):
+  assert (purifier.image_size, purifier.scale) == (256, 4)
+  rng = np.random.default_rng(0)
+  images = tf.constant(rng.random((1, 256, 256, 3)), tf.float32)
+  resized, small, purified = purifier.run_stages(images)
+  assert small.shape == (1, 64, 64, 3) and purified.shape == (1, 256, 256, 3)
+  # A trained purifier is not the identity, and not far from its input either.
+  difference = float(tf.reduce_mean(tf.abs(purified - resized)))
+  assert 0.0 < difference < 0.25
+
+
+@pytest.mark.parametrize("height,width", [(224, 224), (375, 500)])
+def test_any_photo_size_comes_back_in_its_size(purifier, height, width):
+  rng = np.random.default_rng(1)
+  # A smooth photo-like image (random pixels are not what the GAN was trained on).
+  coarse = rng.random((1, 8, 8, 3)).astype(np.float32)
+  image = image_ops.resize(coarse, (height, width))
+  purified = base.keep_input_size(purifier)(image)
+  assert purified.shape == (1, height, width, 3)
+  assert purified.dtype == tf.float32
+  assert float(tf.reduce_min(purified)) >= 0.0 and float(tf.reduce_max(purified)) <= 1.0
+  # Close to the bottleneck's own reading of the image: a smooth image survives 256->64.
+  assert float(tf.reduce_mean(tf.abs(purified - image))) < 0.1
+
+
+class _FakeHubClassifier(tf.Module):
+  """A 1001-way TF-Hub-style ImageNet classifier at 224x224: pooled pixels, fixed map."""
+
+  def __init__(self):
+    super().__init__()
+    rng = np.random.default_rng(0)
+    self.w = tf.Variable(rng.normal(size=(48, 1001)).astype("float32"))
+
+  @tf.function(input_signature=[tf.TensorSpec([None, 224, 224, 3], tf.float32)])
+  def __call__(self, images):
+    pooled = tf.image.resize(images, (4, 4), method="area")
+    return tf.matmul(tf.reshape(pooled, (-1, 48)), self.w)
+
+
+@pytest.mark.slow
+def test_export_defended_with_the_shipped_weights_and_a_hub_module(purifier, tmp_path):
+  from cdgan_tf import classifiers  # pylint: disable=import-outside-toplevel
+  from cdgan_tf.serving import saving  # pylint: disable=import-outside-toplevel
+
+  hub_dir = str(tmp_path / "hub_module")
+  tf.saved_model.save(_FakeHubClassifier(), hub_dir)
+  classifier = classifiers.load_classifier(hub_dir, name="fake_hub")
+  export_dir = saving.export_defended(classifier, purifier, str(tmp_path / "defended"))
+  served = tf.saved_model.load(export_dir).signatures["serving_default"]
+  rng = np.random.default_rng(2)
+  for height, width in [(224, 224), (375, 500)]:
+    image = image_ops.resize(rng.random((1, 8, 8, 3)).astype(np.float32), (height, width))
+    out = served(images=image)
+    expected = classifier(purifier(image))  # The chain: purifier at 256, then the model.
+    np.testing.assert_allclose(out["logits"].numpy(), expected.numpy(), atol=1e-4)
+    assert out["logits"].shape == (1, 1000)  # Background logit dropped: ILSVRC 0..999.
