@@ -220,6 +220,37 @@ def test_bpda_gradient_is_classifier_gradient_at_purified_point(models, data):
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-7)
 
 
+def test_bpda_of_a_size_changing_purifier_maps_the_gradient_back_through_the_resize():
+  """CD-GAN returns its working size: BPDA's approximation is then the bicubic resize."""
+  rng = np.random.default_rng(3)
+  images = tf.constant(rng.random((2, 20, 20, 3)), tf.float32)
+  weights = tf.constant(rng.normal(size=(1, 28, 28, 3)), tf.float32)
+
+  def linear_loss(x):  # A linear "classifier": its gradient is `weights` everywhere.
+    return tf.reduce_sum(x * weights)
+
+  def purifier(x):  # 20 -> 28 px, and no gradient of its own.
+    return tf.stop_gradient(tf.image.adjust_contrast(tf.image.resize(x, (28, 28)), 0.5))
+
+  with tf.GradientTape() as tape:
+    tape.watch(images)
+    loss = linear_loss(bpda.bpda(purifier)(images))
+  grad = tape.gradient(loss, images)
+  # By hand: the gradient of the loss through the antialiased bicubic resize 20 -> 28.
+  with tf.GradientTape() as tape:
+    tape.watch(images)
+    loss = linear_loss(tf.image.resize(images, (28, 28), method="bicubic", antialias=True))
+  expected = tape.gradient(loss, images)
+  assert grad.shape == images.shape
+  np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
+  # An attack through it runs and keeps the input's size.
+  labels = tf.constant([0, 1])
+  classifier = lambda x: tf.reshape(x, (2, -1))[:, :2] * 10.0  # noqa: E731
+  adversarial = attacks.pgd(lambda x: classifier(bpda.bpda(purifier)(x)), images, labels,
+                            eps=EPS, steps=2)
+  assert adversarial.shape == images.shape
+
+
 def test_pgd_through_bpda_of_keras_purifier(models, data):
   surrogate, _ = models
   images, labels = data
