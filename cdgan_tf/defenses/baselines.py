@@ -142,6 +142,13 @@ def median(kernel: int = 3) -> FunctionPurifier:
 _PATTERN = re.compile(r"^(jpeg|bits|median)(\d+)$")
 
 
+def is_baseline_name(name: str) -> bool:
+  """Whether `name` has a baseline's form ("resize", "jpeg75", ...; its parameter's range
+  is checked by `make_baseline`)."""
+  text = str(name).strip().lower()
+  return text in ("identity", "resize") or _PATTERN.match(text) is not None
+
+
 def make_baseline(name: str, image_size: int, scale: int) -> FunctionPurifier:
   """Builds a baseline purifier from its name.
 

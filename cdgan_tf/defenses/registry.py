@@ -69,11 +69,15 @@ def build_defenses(names: Sequence[str], sub_model: str = "", super_model: str =
     ValueError: an unknown name, or CD-GAN defenses without generators.
   """
   names = list(names)
+  geometry = config_lib.DataConfig()
+  for name in names:  # Checked before loading anything: a typo fails in a moment.
+    if name not in CDGAN_NAMES and not baselines.is_baseline_name(name):
+      raise ValueError(f"unknown defense {name!r}; valid: {', '.join(CDGAN_NAMES)}, "
+                       f"{', '.join(baselines.VALID_FORMS)}")
   cdgan = None
   if any(n in CDGAN_NAMES for n in names):
     cdgan = load_cdgan(sub_model, super_model, purifier_dir, image_size, compute_dtype,
                        jit_compile)
-  geometry = config_lib.DataConfig()
   size = cdgan.image_size if cdgan is not None else (image_size or geometry.image_size)
   scale = cdgan.scale if cdgan is not None else (scale or geometry.scale)
   defenses: Dict[str, base.Purifier] = {}

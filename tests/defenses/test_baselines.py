@@ -124,3 +124,14 @@ def test_resize_rejects_indivisible_size_and_bad_input():
     baselines.make_baseline("bits4", 16, 4)(np.zeros((8, 8, 3), np.float32))
   with pytest.raises(ValueError, match="too small"):
     baselines.make_baseline("median5", 16, 4)(np.zeros((1, 2, 2, 3), np.float32))
+
+
+def test_registry_refuses_an_unknown_name_before_loading_any_generator(tmp_path):
+  from cdgan_tf.defenses import registry  # pylint: disable=import-outside-toplevel
+
+  missing = str(tmp_path / "no_such_generator")
+  with pytest.raises(ValueError, match=r"unknown defense 'blur3'; valid: cdgan, sub_only, "
+                                       r"super_only, identity, resize, jpeg<q>"):
+    registry.build_defenses(["cdgan", "blur3"], sub_model=missing, super_model=missing)
+  assert baselines.is_baseline_name("jpeg75") and baselines.is_baseline_name("Resize")
+  assert not baselines.is_baseline_name("blur3") and not baselines.is_baseline_name("cdgan")
