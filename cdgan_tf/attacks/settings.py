@@ -51,6 +51,18 @@ def parse_eps(value) -> float:
   return result
 
 
+def format_eps(value: float) -> str:
+  """An attack budget or step for people, the inverse of `parse_eps`.
+
+  0.0313725... -> "8/255" (whole 255ths), 0.00196... -> "0.5/255"; always in 1/255
+  units, the scale of 8-bit pixels.
+  """
+  in_255 = float(value) * 255.0
+  if abs(in_255 - round(in_255)) < 1e-6:
+    return f"{int(round(in_255))}/255"
+  return f"{in_255:.3g}/255"
+
+
 def default_step_size(name: str, eps: float, steps: int) -> float:
   """The step size an attack uses when none is given."""
   if name == "fgsm":

@@ -10,6 +10,7 @@ from typing import Dict, Sequence
 
 import numpy as np
 
+from cdgan_tf.attacks import settings
 from cdgan_tf.common import files
 from cdgan_tf.evaluation.table import CONDITIONS
 from cdgan_tf.evaluation.table import PRIMARY_DEFENSE
@@ -18,10 +19,7 @@ from cdgan_tf.evaluation.table import PRIMARY_DEFENSE
 def _readable(key: str, value) -> str:
   """A parameter for people: budgets in 1/255 units (0.0313725... -> "8/255")."""
   if isinstance(value, float) and key in ("eps", "step_size"):
-    in_255 = value * 255.0
-    if abs(in_255 - round(in_255)) < 1e-6:
-      return f"{int(round(in_255))}/255"
-    return f"{in_255:.3g}/255"
+    return settings.format_eps(value)
   if isinstance(value, float):
     return f"{value:.4g}"
   return str(value)

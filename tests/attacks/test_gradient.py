@@ -286,6 +286,12 @@ def test_parse_eps():
       settings.parse_eps(bad)
 
 
+def test_format_eps_is_the_inverse_of_parse_eps():
+  for text in ("8/255", "16/255", "1/255", "0.5/255", "0/255"):
+    assert settings.format_eps(settings.parse_eps(text)) == text
+  assert settings.format_eps(0.03) == "7.65/255"
+
+
 def test_bad_arguments_raise_clear_errors(models, data):
   surrogate, _ = models
   images, labels = data
