@@ -41,6 +41,7 @@ from cdgan_tf.defenses import registry
 from cdgan_tf.evaluation import evaluator as evaluator_lib
 from cdgan_tf.evaluation import reports
 from cdgan_tf.evaluation import samples
+from cdgan_tf.models import inference
 from cdgan_tf.serving import saving
 
 flags.DEFINE_string("clean_dir", "", "Clean images: flat with --labels, else class folders.")
@@ -66,7 +67,7 @@ flags.DEFINE_integer("purifier_size", None, "Purifier working size (default: as 
                      lower_bound=1)
 flags.DEFINE_integer("purifier_scale", None, "The resize baseline's scale when no CD-GAN "
                      "gives it (default 4).", lower_bound=1)
-flags.DEFINE_enum("purifier_dtype", "float32", ["float32", "bfloat16", "float16"],
+flags.DEFINE_enum("purifier_dtype", "float32", inference.COMPUTE_DTYPES,
                   "Arithmetic of the CD-GAN generators (bfloat16: CPUs with AVX512-BF16, "
                   "TPUs; float16: GPUs). Inputs and outputs stay float32.")
 flags.DEFINE_bool("jit_compile", False, "Compile the CD-GAN generators with XLA.")
