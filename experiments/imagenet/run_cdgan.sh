@@ -15,7 +15,8 @@
 #             (default 10/255: the next setting of the search, the one that meets the
 #             <= 20 % target) and evaluated like `evaluate` (the GANs keep their 9/255
 #             training pairs: a budget they were not trained on)
-#   ship      copies the scale-4 generators to weights/imagenet/cdgan/{sub,super}
+#   ship      copies the generators of each SCALES entry to weights/imagenet/: scale 4
+#             (the paper's) to cdgan/{sub,super}, scale N to cdgan_scaleN/{sub,super}
 #
 # Roles: surrogate MobileNet-v1 0.75 (attack only); feature network the MobileNet-v1 1.0
 # embedding extractor (training only, neither a target nor the surrogate); targets
@@ -118,15 +119,19 @@ for step in $RECIPE_STEPS; do
             --super_model="$runs/super" --max_images=$TEST_IMAGES \
             --defenses=cdgan,resize,jpeg75,median3 --output_dir="$out"
       done ;;
-    ship)
-      for role in sub super; do
-        mkdir -p weights/imagenet/cdgan/$role
-        cp "$WORK/runs/scale4/$role/export/generator.keras" \
-           "$WORK/runs/scale4/$role/export/generator.json" weights/imagenet/cdgan/$role/
-      done
-      # The super generator records the sub generator it was trained on: the shipped one.
-      sed -i "s|\"sub_model\": \"[^\"]*\"|\"sub_model\": \"weights/imagenet/cdgan/sub\"|" \
-          weights/imagenet/cdgan/super/generator.json ;;
+    ship)  # Scale 4 (the paper's) to weights/imagenet/cdgan, others to cdgan_scale<N>.
+      for scale in $SCALES; do
+        dest=weights/imagenet/cdgan
+        [ "$scale" = 4 ] || dest=weights/imagenet/cdgan_scale$scale
+        for role in sub super; do
+          mkdir -p $dest/$role
+          cp "$WORK/runs/scale$scale/$role/export/generator.keras" \
+             "$WORK/runs/scale$scale/$role/export/generator.json" $dest/$role/
+        done
+        # The super generator records the sub generator it was trained on: the shipped one.
+        sed -i "s|\"sub_model\": \"[^\"]*\"|\"sub_model\": \"$dest/sub\"|" \
+            $dest/super/generator.json
+      done ;;
     *) echo "unknown step $step" >&2; exit 2 ;;
   esac
 done

@@ -1,9 +1,11 @@
-"""The shipped ImageNet purifier (weights/imagenet/cdgan): loads, takes photos of any size.
+"""The shipped ImageNet purifiers: load, take photos of any size.
 
-A user puts it in front of an ImageNet classifier: it must load from the committed
-generator files alone, take a 224x224 and a 500x375 image, and (wrapped by
-`base.keep_input_size`) hand back each image's own size in [0, 1]; the chain itself
-works at the paper's geometry recorded in generator.json (256 -> 64 -> 256).
+weights/imagenet/cdgan (the paper's geometry, 256 -> 64 -> 256) and
+weights/imagenet/cdgan_scale2 (256 -> 128 -> 256). A user puts one in front of an
+ImageNet classifier: it must load from the committed generator files alone, take a
+224x224 and a 500x375 image, and (wrapped by `base.keep_input_size`) hand back each
+image's own size in [0, 1]; the chain itself works at the geometry recorded in
+generator.json.
 """
 
 import json
@@ -18,33 +20,53 @@ from cdgan_tf.defenses import cdgan
 from tests.conftest import REPO_ROOT
 
 WEIGHTS = REPO_ROOT / "weights" / "imagenet" / "cdgan"
+SHIPPED = {"cdgan": 4, "cdgan_scale2": 2}  # folder -> bottleneck scale at 256 px
+
+
+def _load(folder: str) -> cdgan.CdganPurifier:
+  weights = WEIGHTS.parent / folder
+  return cdgan.CdganPurifier.from_files(str(weights / "sub"), str(weights / "super"))
+
+
+@pytest.fixture(scope="module", params=sorted(SHIPPED))
+def shipped(request):
+  return request.param, _load(request.param)
 
 
 @pytest.fixture(scope="module")
 def purifier():
-  return cdgan.CdganPurifier.from_files(str(WEIGHTS / "sub"), str(WEIGHTS / "super"))
+  """The paper's geometry (weights/imagenet/cdgan)."""
+  return _load("cdgan")
 
 
-def test_generator_files_record_the_papers_geometry():
+@pytest.mark.parametrize("folder", sorted(SHIPPED))
+def test_generator_files_record_their_geometry(folder):
   for role in ("sub", "super"):
-    info = json.loads((WEIGHTS / role / "generator.json").read_text())
+    info = json.loads((WEIGHTS.parent / folder / role / "generator.json").read_text())
     assert info["role"] == role
-    assert info["image_size"] == 256 and info["scale"] == 4
+    assert info["image_size"] == 256 and info["scale"] == SHIPPED[folder]
+  # The super generator was trained on the shipped sub generator's outputs.
+  super_info = json.loads((WEIGHTS.parent / folder / "super" / "generator.json").read_text())
+  assert super_info["sub_model"] == f"weights/imagenet/{folder}/sub"
 
 
-def test_chain_works_at_256_through_64(purifier):
-  assert (purifier.image_size, purifier.scale) == (256, 4)
+def test_chain_works_at_256_through_the_bottleneck(shipped):
+  folder, purifier = shipped  # pylint: disable=redefined-outer-name
+  scale = SHIPPED[folder]
+  assert (purifier.image_size, purifier.scale) == (256, scale)
   rng = np.random.default_rng(0)
   images = tf.constant(rng.random((1, 256, 256, 3)), tf.float32)
   resized, small, purified = purifier.run_stages(images)
-  assert small.shape == (1, 64, 64, 3) and purified.shape == (1, 256, 256, 3)
+  assert small.shape == (1, 256 // scale, 256 // scale, 3)
+  assert purified.shape == (1, 256, 256, 3)
   # A trained purifier is not the identity, and not far from its input either.
   difference = float(tf.reduce_mean(tf.abs(purified - resized)))
   assert 0.0 < difference < 0.25
 
 
 @pytest.mark.parametrize("height,width", [(224, 224), (375, 500)])
-def test_any_photo_size_comes_back_in_its_size(purifier, height, width):
+def test_any_photo_size_comes_back_in_its_size(shipped, height, width):
+  purifier = shipped[1]  # pylint: disable=redefined-outer-name
   rng = np.random.default_rng(1)
   # A smooth photo-like image (random pixels are not what the GAN was trained on).
   coarse = rng.random((1, 8, 8, 3)).astype(np.float32)
