@@ -43,6 +43,7 @@ bench: $(STAMP)
 	$(BENCH)/train_throughput.py --steps=200 --num_res_blocks=8 --filters=32 \
 	    --discriminator_filters=32 --output_json=$(BENCH_DIR)/train_throughput.json
 	$(BENCH)/mixed_precision.py --output_json=$(BENCH_DIR)/mixed_precision.json
+	$(BENCH)/gan_sizing.py --steps=10 --output_json=$(BENCH_DIR)/gan_sizing.json
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache
