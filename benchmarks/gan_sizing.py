@@ -6,8 +6,8 @@ no warm-up) trains on one in-memory batch repeated (no input pipeline, summaries
 checkpoints: `train_throughput.py` measures those apart). All steps are built and traced
 first, then train in turns of --turn_steps steps, so a load change on a shared machine
 hits every sizing alike; images/s is the median turn's, and "speed_vs_first" (over the
-first sizing's, same role and scale) is the figure to compare across runs. Generator and discriminator parameter counts
-are listed with each.
+first sizing's, same role and scale) is the figure to compare across runs. Generator and
+discriminator parameter counts are listed with each.
 
   python benchmarks/gan_sizing.py [--image_size=256 --scales=4,2 --batch_size=8 \
       --sizings=8x32d16,8x32d64 --roles=sub,super --steps=20 \
@@ -132,7 +132,8 @@ def main(argv):
                  "generator_params": int(step.generator.count_params()),
                  "discriminator_params": int(step.discriminator.count_params())})
   print(f"\n{FLAGS.image_size} px, batch {FLAGS.batch_size}, {FLAGS.steps} adversarial "
-        f"steps each in turns of {FLAGS.turn_steps} (median turn), feature loss: {FLAGS.feature_extractor or 'none'}")
+        f"steps each in turns of {FLAGS.turn_steps} (median turn), feature loss: "
+        f"{FLAGS.feature_extractor or 'none'}")
   print(f"{'role':6} {'scale':>5} {'sizing':>10} {'images/s':>9} {'speed':>6} "
         f"{'G params':>9} {'D params':>9}")
   for row in rows:
