@@ -30,6 +30,7 @@ import tensorflow as tf
 
 import benchlib
 from cdgan_tf import config as config_lib
+from cdgan_tf.common import checks
 from cdgan_tf.training import gan_step as gan_step_lib
 
 flags.DEFINE_integer("image_size", 256, "Large image side.", lower_bound=2)
@@ -69,12 +70,12 @@ def parse_sizing(text: str) -> tuple:
 def _parse_scales(values) -> list:
   scales = []
   for text in values:
-    if not text.isdigit() or int(text) < 1 or int(text) & (int(text) - 1):
-      raise cli.UsageError(f"--scales: {text!r} is not a power of 2")
-    if FLAGS.image_size % int(text):
-      raise cli.UsageError(f"--scales: {text} does not divide --image_size="
+    scale = checks.check_power_of_two(
+        "--scales", int(text) if text.isdigit() else text, cli.UsageError)
+    if FLAGS.image_size % scale:
+      raise cli.UsageError(f"--scales: {scale} does not divide --image_size="
                            f"{FLAGS.image_size}")
-    scales.append(int(text))
+    scales.append(scale)
   return scales
 
 
@@ -103,9 +104,8 @@ def main(argv):
   del argv
   sizings = [(text, parse_sizing(text)) for text in FLAGS.sizings]
   scales = _parse_scales(FLAGS.scales)
-  bad = [r for r in FLAGS.roles if r not in ("sub", "super")]
-  if bad or not FLAGS.roles:
-    raise cli.UsageError(f"--roles={','.join(FLAGS.roles)}: give sub and/or super")
+  for role in FLAGS.roles:
+    checks.check_choice("--roles", role, ("sub", "super"), cli.UsageError)
   steps = {}
   for role in FLAGS.roles:
     for scale in scales:

@@ -27,7 +27,11 @@
 #   default: transfer records gans evaluate adaptive ship   (stronger only on request)
 # Environment: WORK (default /work/scratch/imagenet), SHARED (../shared), PY, SCALES
 # (default "4 2"), STRONG_EPS (10/255), STEPS (GAN steps, default 3000), SUPER_STEPS (the super GAN's, default
-# STEPS: its 256-px output and discriminator make its steps ~3x the sub GAN's), BATCH (8), BLOCKS (8), FILTERS (32),
+# STEPS: its 256-px output and discriminator make its steps ~3x the sub GAN's), WARMUP and
+# SUPER_WARMUP (content-only warm-up steps, default half of STEPS / SUPER_STEPS),
+# RUN_TAG (suffix of the run and result folders, e.g. "_long": $WORK/runs/scale2_long),
+# ALLOW_CONFIG_CHANGE (1: continue runs with changed settings, recorded in each run's
+# config_history.json), BATCH (8), BLOCKS (8), FILTERS (32),
 # D_FILTERS (16), FEATURE_WEIGHT (default 0.2), ADAPTIVE_IMAGES (100), TRAIN_SETS (the
 # pair sets the GANs train on: "val class" (default) or "val" = the 650 train val images
 # only, for when the class-sample transfer set is not there yet).
@@ -40,6 +44,9 @@ RUN="nice -n ${NICE:-5} $PY"
 SCALES=${SCALES:-4 2}
 STEPS=${STEPS:-3000}
 SUPER_STEPS=${SUPER_STEPS:-$STEPS}
+WARMUP=${WARMUP:-$((STEPS / 2))}
+SUPER_WARMUP=${SUPER_WARMUP:-$((SUPER_STEPS / 2))}
+RUN_TAG=${RUN_TAG:-}
 BATCH=${BATCH:-8}
 FEATURE_WEIGHT=${FEATURE_WEIGHT:-0.2}
 ADAPTIVE_IMAGES=${ADAPTIVE_IMAGES:-100}
@@ -57,7 +64,8 @@ GAN_FLAGS=(--train_records="$RECORDS/train-*" --val_records="$RECORDS/val-*"
            --filters="${FILTERS:-32}" --discriminator_filters="${D_FILTERS:-16}" --image_skip
            --content_loss=l1 --adversarial_weight=1e-4 --feature_extractor="$FEATURE_NET"
            --feature_weight="$FEATURE_WEIGHT" --summary_every=50 --checkpoint_every=250
-           --eval_every=500 --eval_steps=10 --seed=0)
+           --eval_every=500 --eval_steps=10 --seed=0
+           ${ALLOW_CONFIG_CHANGE:+--allow_config_change})
 EVAL_FLAGS=(--clean_dir="$VAL" --labels="$VAL/val.txt" --crop=damagenet --center_crop=1.0
             --classifiers="$TARGETS" --batch_size=32)
 RECIPE_STEPS=${*:-transfer records gans evaluate adaptive ship}
@@ -80,16 +88,16 @@ for step in $RECIPE_STEPS; do
           --output_dir="$WORK/records_class" ;;
     gans)  # Recipe: feature loss on the embedding network, super GAN chained on sub G.
       for scale in $SCALES; do
-        runs=$WORK/runs/scale$scale
+        runs=$WORK/runs/scale$scale$RUN_TAG
         $RUN train_sub.py "${GAN_FLAGS[@]}" --scale="$scale" --model_dir="$runs/sub" \
-            --train_steps="$STEPS" --warmup_steps=$((STEPS / 2))
+            --train_steps="$STEPS" --warmup_steps="$WARMUP"
         $RUN train_super.py "${GAN_FLAGS[@]}" --scale="$scale" --model_dir="$runs/super" \
             --sub_model="$runs/sub" --train_steps="$SUPER_STEPS" \
-            --warmup_steps=$((SUPER_STEPS / 2))
+            --warmup_steps="$SUPER_WARMUP"
       done ;;
     evaluate)
       for scale in $SCALES; do
-        runs=$WORK/runs/scale$scale out=$WORK/results/cdgan_scale$scale
+        runs=$WORK/runs/scale$scale$RUN_TAG out=$WORK/results/cdgan_scale$scale$RUN_TAG
         [ -f "$out/results.json" ] || $RUN evaluate.py "${EVAL_FLAGS[@]}" \
             --adversarial_dir="$WORK/adv_val" --sub_model="$runs/sub" \
             --super_model="$runs/super" --max_images=$TEST_IMAGES \
@@ -97,7 +105,7 @@ for step in $RECIPE_STEPS; do
       done ;;
     adaptive)
       for scale in $SCALES; do
-        runs=$WORK/runs/scale$scale out=$WORK/results/adaptive_scale$scale
+        runs=$WORK/runs/scale$scale$RUN_TAG out=$WORK/results/adaptive_scale$scale$RUN_TAG
         [ -f "$out/results.json" ] || $RUN evaluate.py --clean_dir="$VAL" \
             --labels="$VAL/val.txt" --crop=damagenet --center_crop=1.0 \
             --classifiers="$TFLITE/mobilenet_v2_1.0_224_quant.tflite" \
@@ -113,7 +121,7 @@ for step in $RECIPE_STEPS; do
           --steps=40 --diversity_prob=1.0 --max_images=$TEST_IMAGES \
           --output_dir="$WORK/adv_val_test_$tag"
       for scale in $SCALES; do
-        runs=$WORK/runs/scale$scale out=$WORK/results/cdgan_scale${scale}_$tag
+        runs=$WORK/runs/scale$scale$RUN_TAG out=$WORK/results/cdgan_scale$scale${RUN_TAG}_$tag
         [ -f "$out/results.json" ] || $RUN evaluate.py "${EVAL_FLAGS[@]}" \
             --adversarial_dir="$WORK/adv_val_test_$tag" --sub_model="$runs/sub" \
             --super_model="$runs/super" --max_images=$TEST_IMAGES \
@@ -125,8 +133,8 @@ for step in $RECIPE_STEPS; do
         [ "$scale" = 4 ] || dest=weights/imagenet/cdgan_scale$scale
         for role in sub super; do
           mkdir -p $dest/$role
-          cp "$WORK/runs/scale$scale/$role/export/generator.keras" \
-             "$WORK/runs/scale$scale/$role/export/generator.json" $dest/$role/
+          cp "$WORK/runs/scale$scale$RUN_TAG/$role/export/generator.keras" \
+             "$WORK/runs/scale$scale$RUN_TAG/$role/export/generator.json" $dest/$role/
         done
         # The super generator records the sub generator it was trained on: the shipped one.
         sed -i "s|\"sub_model\": \"[^\"]*\"|\"sub_model\": \"$dest/sub\"|" \
