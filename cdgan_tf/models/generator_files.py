@@ -114,6 +114,31 @@ def read_info(path: str) -> Optional[GeneratorInfo]:
   return None
 
 
+def resolve_sub_model(path: str, info: Optional[GeneratorInfo] = None) -> str:
+  """Where the sub generator named by a super generator's `generator.json` is, or "".
+
+  The shipped weights record it relative to the repository root
+  ("weights/imagenet/cdgan_scale2/sub"); that path is tried as given (absolute, or
+  relative to the working folder), then relative to the `cdgan_tf` package folder,
+  which holds `weights/` both in the repository (a symlink) and once installed.
+
+  Args:
+    path: The super generator (.keras file, export folder or training model_dir).
+    info: Its `GeneratorInfo` (read from `path` when None).
+  """
+  info = info if info is not None else read_info(path)
+  if info is None or not info.sub_model:
+    return ""
+  package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  for candidate in (info.sub_model, os.path.join(package, info.sub_model)):
+    try:
+      find_generator(candidate)
+      return candidate
+    except GeneratorFileError:
+      continue
+  return ""
+
+
 def load_generator(path: str) -> Tuple[keras.Model, Optional[GeneratorInfo]]:
   """Loads an exported generator and its metadata.
 

@@ -1,0 +1,1 @@
+"""Adapters to other libraries: a Keras layer, the Adversarial Robustness Toolbox."""
