@@ -9,7 +9,10 @@ On resume the new configuration is compared with the run's current one:
     refused: the folder holds another run;
   * operational fields (OPERATIONAL_FIELDS: cadences, strategy, paths) change freely and
     are recorded;
-  * every other change (learning rate, losses, data, length, ...) is refused unless
+  * a longer run (LENGTH_FIELDS: a higher train_steps, or a higher epochs while
+    train_steps is unset) continues the run and is recorded: it changes none of the
+    steps already taken (`extension`);
+  * every other change (learning rate, losses, data, a shorter run, ...) is refused unless
     `allow_changes`, and then recorded with the step it took effect at.
 
 `clean_leftovers` removes what a killed run leaves behind (temporary checkpoints and
@@ -38,6 +41,7 @@ SHAPE_FIELDS = ("model.num_res_blocks", "model.filters", "model.discriminator_fi
 OPERATIONAL_FIELDS = ("train.model_dir", "train.steps_per_loop", "train.checkpoint_every",
                       "train.summary_every", "train.eval_every", "train.eval_steps",
                       "train.strategy", "train.tpu")
+LENGTH_FIELDS = ("train.train_steps", "train.epochs")
 Changes = Dict[str, Tuple[object, object]]
 
 
@@ -66,6 +70,33 @@ def _describe(changes: Changes) -> str:
                    for k, (old, new) in changes.items())
 
 
+def extension(old: dict, new: dict, changes: Changes) -> Changes:
+  """The changes in `changes` that only lengthen the run ({} when they do not).
+
+  A run lengthens when its effective length grows: train_steps rises (both set; epochs
+  is then unused), or epochs rises while train_steps is unset in both. A switch between
+  the two (train_steps set on one side only) is not judged here: its length in steps
+  depends on the data, so it stays a change that needs `allow_changes`.
+
+  Args:
+    old, new: The run's and the new configuration (`ExperimentConfig.to_dict()`).
+    changes: `differences(old, new)`.
+  """
+  length = {k: v for k, v in changes.items() if k in LENGTH_FIELDS}
+  if not length:
+    return {}
+  old_steps = old.get("train", {}).get("train_steps")
+  new_steps = new.get("train", {}).get("train_steps")
+  if old_steps is not None and new_steps is not None:
+    longer = new_steps > old_steps if "train.train_steps" in length else True
+  elif old_steps is None and new_steps is None:
+    old_epochs, new_epochs = length.get("train.epochs", (1, 1))
+    longer = new_epochs > old_epochs if "train.epochs" in length else False
+  else:
+    longer = False
+  return length if longer else {}
+
+
 def current_config(model_dir: str) -> dict:
   """The run's configuration in effect: the last recorded change, else config.json
   ({} for a new folder)."""
@@ -86,7 +117,8 @@ def check_and_record(model_dir: str, experiment: config_lib.ExperimentConfig, st
     model_dir: The run's folder.
     experiment: The new configuration.
     step: The step the run resumes at (recorded with a change).
-    allow_changes: Accept non-shape changes (--allow_config_change).
+    allow_changes: Accept non-shape changes (--allow_config_change); a longer run
+      (`extension`) and operational changes need no permission.
 
   Returns:
     The recorded changes ({} for a new run or the same settings).
@@ -108,7 +140,9 @@ def check_and_record(model_dir: str, experiment: config_lib.ExperimentConfig, st
     raise ConfigChangeError(
         f"{model_dir} holds another run: {_describe(shape)} change the models' shapes; "
         "use a new --model_dir")
-  refused = {k: v for k, v in changes.items() if k not in OPERATIONAL_FIELDS}
+  longer = extension(old, new, changes)
+  refused = {k: v for k, v in changes.items()
+             if k not in OPERATIONAL_FIELDS and k not in longer}
   if refused and not allow_changes:
     raise ConfigChangeError(
         f"the settings differ from the run in {model_dir} (step {step}): "
@@ -119,7 +153,8 @@ def check_and_record(model_dir: str, experiment: config_lib.ExperimentConfig, st
   history.append({"step": int(step),
                   "utc": datetime.datetime.now(datetime.timezone.utc).strftime(
                       "%Y-%m-%dT%H:%M:%SZ"),
-                  "changes": {k: list(v) for k, v in changes.items()}, "config": new})
+                  "changes": {k: list(v) for k, v in changes.items()},
+                  "extended": sorted(longer), "config": new})
   files.write_json(history_path, history)
   logging.warning("resuming %s at step %d with changed settings (recorded in %s): %s",
                   model_dir, step, HISTORY_FILE, _describe(changes))
