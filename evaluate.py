@@ -1,4 +1,4 @@
-"""Evaluates classifiers with and without CD-GAN: the paper's Table 1 and more.
+r"""Evaluates classifiers with and without CD-GAN: the paper's Table 1 and more.
 
 For each classifier it reports top-1 accuracy on:
   normal         clean images, no defense

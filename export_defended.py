@@ -1,4 +1,4 @@
-"""Exports the CD-GAN defended classifier (or the purifier alone) as a SavedModel.
+r"""Exports the CD-GAN defended classifier (or the purifier alone) as a SavedModel.
 
 Examples:
   # Purifier + TF-Hub ResNet50-v2 in one SavedModel, ready for TF Serving.

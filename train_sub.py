@@ -1,4 +1,4 @@
-"""Trains the CD-GAN sub-resolution GAN: large adversarial image -> small clean image
+r"""Trains the CD-GAN sub-resolution GAN: large adversarial image -> small clean image
 (paper: 256x256 -> 64x64, 20 epochs).
 
 Example:

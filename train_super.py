@@ -1,4 +1,4 @@
-"""Trains the CD-GAN super-resolution GAN: small adversarial image -> large clean image
+r"""Trains the CD-GAN super-resolution GAN: small adversarial image -> large clean image
 (paper: 64x64 -> 256x256, 250 epochs).
 
 Example:

@@ -1,4 +1,4 @@
-"""GAN sizing: training speed of several generator / discriminator sizes and bottlenecks.
+r"""GAN sizing: training speed of several generator / discriminator sizes and bottlenecks.
 
 What sets how long a GAN takes to train at the paper's geometry (256 px) on a given
 machine: for each role, bottleneck scale and sizing, one `GanStep` (adversarial steps,

@@ -1,4 +1,4 @@
-"""Mixed-precision training next to float32: step speed and the PSNR both reach.
+r"""Mixed-precision training next to float32: step speed and the PSNR both reach.
 
 Two `GanStep`s of the same role, size, seed, data order and initial weights, one per
 Keras policy (--policies, default float32 and mixed_bfloat16), train in turns of

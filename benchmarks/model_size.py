@@ -1,4 +1,4 @@
-"""Parameter counts and FLOPs per image of the CD-GAN networks.
+r"""Parameter counts and FLOPs per image of the CD-GAN networks.
 
 FLOPs are measured by the TensorFlow profiler (`model_analyzer.profile` with
 `ProfileOptionBuilder.float_operation()`) on the inference graph of each model: a

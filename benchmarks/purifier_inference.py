@@ -1,4 +1,4 @@
-"""Purifier inference next to the machine's matmul peak, measured in the same run.
+r"""Purifier inference next to the machine's matmul peak, measured in the same run.
 
 The CD-GAN chain at the paper's size (256 input -> sub G -> 64 -> super G -> 256; 16
 residual blocks x 64 filters; random weights, the cost does not depend on them) is run

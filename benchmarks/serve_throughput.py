@@ -1,4 +1,4 @@
-"""Serving throughput: the exported defended SavedModel, the same chain in-process, and
+r"""Serving throughput: the exported defended SavedModel, the same chain in-process, and
 the classifier alone, measured side by side in one run.
 
   exported      tf.saved_model.load(export_dir).signatures["serving_default"]

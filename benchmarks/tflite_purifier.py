@@ -1,4 +1,4 @@
-"""The purifier as TFLite (float32, float16, dynamic-range int8): size, speed, pixels.
+r"""The purifier as TFLite (float32, float16, dynamic-range int8): size, speed, pixels.
 
 The chained purifier of --sub_model / --super_model (default: the shipped CIFAR-10
 CD-GAN, weights/cifar10/cdgan) is converted by `cdgan_tf.serving.tflite_export` at its

@@ -1,4 +1,4 @@
-"""Speed of the float TFLite rebuild next to the interpreter, side by side in one run.
+r"""Speed of the float TFLite rebuild next to the interpreter, side by side in one run.
 
 For each TFLite model in <shared>/models/tflite this measures, on the same random uint8
 batch:

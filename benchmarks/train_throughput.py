@@ -1,4 +1,4 @@
-"""Training throughput: the real loop next to a bare step, side by side in one run.
+r"""Training throughput: the real loop next to a bare step, side by side in one run.
 
 For each GAN role this measures, at the same size and from the same starting point:
 

@@ -1,4 +1,4 @@
-"""Writes a noisy copy of an image folder: the stand-in 'attack' of the training check.
+r"""Writes a noisy copy of an image folder: the stand-in 'attack' of the training check.
 
 Before real attack sets exist, the training side is checked on pairs (clean image, the
 same image plus Gaussian noise): a generator that learns anything must beat plain

@@ -1,4 +1,4 @@
-"""Plots GAN training curves from TensorBoard event files into one PNG.
+r"""Plots GAN training curves from TensorBoard event files into one PNG.
 
   python experiments/plot_training.py --runs=sub=/tmp/cdgan_cifar/runs/sub,\
 super=/tmp/cdgan_cifar/runs/super --output=docs/results/cifar10/training.png
