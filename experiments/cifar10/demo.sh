@@ -30,6 +30,10 @@ $PY evaluate.py --clean_dir="$DATA/test" --adversarial_dir="$OUT/adversarial" \
     --sub_model=$W/cdgan/sub --super_model=$W/cdgan/super \
     --defenses=cdgan,resize,jpeg75,bits4,median3 --batch_size=100 --max_images="$IMAGES" \
     --output_dir="$OUT" > "$OUT/evaluate.log"
+# The sample grid: a spread of classes, CD-GAN's successes and failures, class names.
+$PY -m experiments.cifar10.demo_samples --clean_dir="$DATA/test" \
+    --adversarial_dir="$OUT/adversarial" --classifier=$W/resnet_v2.keras \
+    --purifier=$W/cdgan --max_images="$IMAGES" --output="$OUT/samples.png" > /dev/null
 echo "[3/3] the defended ResNet-v2 as a SavedModel"
 $PY export_defended.py --sub_model=$W/cdgan/sub --super_model=$W/cdgan/super \
     --classifier=$W/resnet_v2.keras --export_dir="$OUT/exported/cdgan_resnet_v2" --overwrite \
@@ -40,7 +44,8 @@ echo
 echo "Done in $(( $(date +%s) - start )) s. Files in $OUT:"
 echo "  results.md, results.json   the tables above"
 echo "  accuracy.png               clean and adversarial accuracy per defense and classifier"
-echo "  samples.png                clean | adversarial | after sub G | after super G"
+echo "  samples.png                clean | adversarial | after sub G | after super G, for a"
+echo "                             spread of classes, right and wrong behind CD-GAN (ResNet-v2)"
 echo "  predictions.csv            one row per image, classifier and condition"
 echo "  adversarial/               the transfer set (attack_manifest.json: RMSD, L-inf)"
 echo "  exported/cdgan_resnet_v2   the defended SavedModel (saved_model_cli show --dir ... --all)"
