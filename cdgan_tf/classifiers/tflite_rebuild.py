@@ -205,6 +205,7 @@ class TFLiteRebuild(tf.Module):
         if self.input_tensor.quantized else None)
     self._weights: Dict[str, tf.Variable] = {}
     self._functions: Dict[str, Any] = {}
+    self._saturated: set = set()
     self._ops, self._producer = self._build(graph, where)
     self.output_tensor = graph.tensors[graph.outputs[0]]
     self._logits_index, self.ends_in_softmax = self._find_logits(self.output_tensor.index)
@@ -232,9 +233,12 @@ class TFLiteRebuild(tf.Module):
           raise TFLiteRebuildError(f"{what}: input tensor {info.index} ({info.name!r}) is "
                                    "not computed by an earlier operator")
       context = tflite_ops.OpContext(op.name, op.options, inputs,
-                                     [tensors[op.outputs[0]]], self._make_weight, what)
+                                     [tensors[op.outputs[0]]], self._make_weight, what,
+                                     fake_quant=self.fake_quant)
       producer[op.outputs[0]] = len(ops)
       ops.append((op, tflite_ops.BUILDERS[op.name](context)))
+      if context.saturated:  # Its activation already clamps it (OpContext.activation).
+        self._saturated.add(op.outputs[0])
     return ops, producer
 
   def _find_logits(self, index: int) -> Tuple[int, bool]:
@@ -344,8 +348,9 @@ class TFLiteRebuild(tf.Module):
     values = {self.input_tensor.index: self.input_values(images)}
     for op, fn in reversed(plan):
       out = self._graph.tensors[op.outputs[0]]
-      values[out.index] = tflite_ops.saturate(fn([values.get(i) for i in op.inputs]), out,
-                                              self.fake_quant)
+      value = fn([values.get(i) for i in op.inputs])
+      values[out.index] = (value if out.index in self._saturated else
+                           tflite_ops.saturate(value, out, self.fake_quant))
     return [values[i] for i in indices]
 
   def _compiled(self, indices: Tuple[int, ...]):
