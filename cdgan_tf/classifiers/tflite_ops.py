@@ -172,6 +172,7 @@ class OpContext:
       constant; the same (tensor, tag) gives the same variable.
     where: "operator 12 (CONV_2D) of <file>", for error messages.
     fake_quant: Whether outputs will be rounded onto their grid (`saturate`).
+    merge_clamps: Let `activation()` merge RELU / RELU6 with the output's clamp.
     saturated: Set by `activation()` when the activation it returns already clamps the
       output to its quantized range, so `saturate` need not clamp again.
   """
@@ -182,6 +183,7 @@ class OpContext:
   make_weight: Callable[[TensorInfo, str, np.ndarray], tf.Variable]
   where: str
   fake_quant: bool = False
+  merge_clamps: bool = True
   saturated: bool = False
 
   def error(self, message: str) -> TFLiteRebuildError:
@@ -233,7 +235,7 @@ class OpContext:
     act = _ACTIVATIONS[code][1]
     self._weight_scale = 1.0
     real_range = self.outputs[0].real_range() if self.outputs else None
-    if self.fake_quant or real_range is None or code not in (1, 3) or real_range[0] > 0:
+    if (self.fake_quant or not self.merge_clamps) or real_range is None or code not in (1, 3) or real_range[0] > 0:
       return act
     high = real_range[1]
     if code == 3 and high >= 6.0:
