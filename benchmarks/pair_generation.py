@@ -125,7 +125,7 @@ def _feature_loop(feature_fn):
   return _FEATURE_LOOPS[id(feature_fn)][1]
 
 
-def _label_step(fn, labels_shape):
+def _label_step(fn):
   """One forward + input gradient of the cross-entropy (label 0), for FLOPs / profile."""
   def step(x):
     with tf.GradientTape() as tape:
@@ -133,7 +133,6 @@ def _label_step(fn, labels_shape):
       loss = tf.reduce_sum(tf.nn.sparse_softmax_cross_entropy_with_logits(
           labels=tf.zeros([tf.shape(x)[0]], tf.int64), logits=fn(x)))
     return tape.gradient(loss, x)
-  del labels_shape
   return step
 
 
@@ -155,7 +154,7 @@ def build_paths():
               for name, merge in (("old", False), ("new", True))}
   paths = {"old": (surrogate_old, features["old"]),
            "new": (transfer_set.attack_functions(surrogate_new)[0], features["new"])}
-  label_flops = benchlib.function_flops(_label_step(paths["new"][0], None),
+  label_flops = benchlib.function_flops(_label_step(paths["new"][0]),
                                         [1, 224, 224, 3])
   feature_flops = benchlib.function_flops(_feature_step(features["new"]), [1, 224, 224, 3])
   return paths, {"label": label_flops, "feature": feature_flops}, surrogate_new[0].rebuild
@@ -175,7 +174,7 @@ def xla_step(rebuild, images):
   """Seconds of one label gradient step of the (new) rebuild without and with XLA, same
   run, on images at its input size (XLA has no kernel for the antialiased resize)."""
   images = tf.image.resize(images, rebuild.input_size)
-  step = _label_step(rebuild, None)
+  step = _label_step(rebuild)
   runs = {"no_xla": tf.function(step), "xla": tf.function(step, jit_compile=True)}
   return benchlib.interleaved_seconds(
       {k: (lambda f=f: f(images).numpy()) for k, f in runs.items()}, FLAGS.repeats)
@@ -261,7 +260,7 @@ def main(argv):
     results["profile"] = {}
     for name, path in paths.items():
       fn = path[0].rebuilt_scores if name == "old" else path[0]
-      profile = benchlib.op_time_profile(_label_step(fn, None),
+      profile = benchlib.op_time_profile(_label_step(fn),
                                          [FLAGS.batch_size, 224, 224, 3])
       benchlib.print_profile(f"{name} step (batch {FLAGS.batch_size})", profile)
       results["profile"][name] = profile

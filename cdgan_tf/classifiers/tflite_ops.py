@@ -235,7 +235,8 @@ class OpContext:
     act = _ACTIVATIONS[code][1]
     self._weight_scale = 1.0
     real_range = self.outputs[0].real_range() if self.outputs else None
-    if (self.fake_quant or not self.merge_clamps) or real_range is None or code not in (1, 3) or real_range[0] > 0:
+    if (self.fake_quant or not self.merge_clamps or real_range is None
+        or code not in (1, 3) or real_range[0] > 0):
       return act
     high = real_range[1]
     if code == 3 and high >= 6.0:
