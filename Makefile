@@ -35,13 +35,19 @@ BENCH := nice -n 5 $(PY) benchmarks
 bench: $(STAMP)
 	mkdir -p $(BENCH_DIR)
 	$(BENCH)/model_size.py --output_json=$(BENCH_DIR)/model_size.json
-	$(BENCH)/purifier_inference.py --repeats=3 --output_json=$(BENCH_DIR)/purifier_inference.json
+	$(BENCH)/purifier_inference.py --repeats=3 --batch_sizes=1,2,4,8,16 \
+	    --output_json=$(BENCH_DIR)/purifier_inference.json
 	$(BENCH)/tflite_purifier.py --repeats=5 --output_json=$(BENCH_DIR)/tflite_purifier.json
 	$(BENCH)/serve_throughput.py --output_json=$(BENCH_DIR)/serve_throughput.json
 	$(BENCH)/tflite_rebuild.py --models=mobilenet_v1_0.25_128_quant,mobilenet_v2_1.0_224_quant \
 	    --repeats=5 --output_json=$(BENCH_DIR)/tflite_rebuild.json
 	$(BENCH)/train_throughput.py --steps=200 --num_res_blocks=8 --filters=32 \
 	    --discriminator_filters=32 --output_json=$(BENCH_DIR)/train_throughput.json
+	$(BENCH)/train_throughput.py --image_size=256 --scale=2 --steps=10 --warmup=2 \
+	    --num_res_blocks=8 --filters=32 --discriminator_filters=32 --summary_every=10 \
+	    --examples=32 --output_json=$(BENCH_DIR)/train_throughput_256.json
+	$(BENCH)/pair_generation.py --repeats=3 --batch_size=8 \
+	    --output_json=$(BENCH_DIR)/pair_generation.json
 	$(BENCH)/mixed_precision.py --output_json=$(BENCH_DIR)/mixed_precision.json
 	$(BENCH)/gan_sizing.py --steps=10 --output_json=$(BENCH_DIR)/gan_sizing.json
 

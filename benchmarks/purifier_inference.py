@@ -46,6 +46,11 @@ flags.DEFINE_list("options", ["float32", "bfloat16", "jit"],
 flags.DEFINE_integer("repeats", 5, "Timed rounds (medians reported).", lower_bound=1)
 flags.DEFINE_integer("matmul_size", 2048, "Side of the peak-measuring matmul.",
                      lower_bound=64)
+flags.DEFINE_list("batch_sizes", [], "Also time the float32 chain at each of these "
+                  "batch sizes (images/s against batch size, `batch_sweep` in the JSON); "
+                  "empty: skip.")
+flags.DEFINE_integer("sweep_images", 16, "Images per timed unit of the batch-size sweep "
+                     "(cut into batches of each size).", lower_bound=1)
 flags.DEFINE_string("output_json", "", "Write the figures to this JSON file.")
 FLAGS = flags.FLAGS
 
@@ -86,10 +91,11 @@ def main(argv):
         "speed_vs_float32": reference / median,
         "max_abs_diff_vs_float32": float(tf.reduce_max(tf.abs(
             outputs[name] - outputs["float32"])))})
+  sweep = batch_sweep(purifiers["float32"], size, matmul, matmul_flops, flops_per_image)
   results = {"gflops_per_image": flops_per_image / 1e9,
              "matmul_float32_peak_gflops_per_sec": peak / 1e9,
              "matmul_bfloat16_gflops_per_sec": peak_bf16 / 1e9,
-             "options": rows, "seconds": seconds}
+             "options": rows, "seconds": seconds, "batch_sweep": sweep}
 
   print(f"\nCD-GAN chain {size} -> {size // scale} -> {size}, {FLAGS.num_res_blocks} blocks x "
         f"{FLAGS.filters} filters, batch {batch}: {flops_per_image / 1e9:.2f} GFLOP/image "
@@ -102,9 +108,36 @@ def main(argv):
     print(f"{row['option']:10} {row['images_per_sec']:9.2f} {row['gflops_per_sec']:9.1f} "
           f"{100 * row['fraction_of_float32_peak']:7.1f}% {row['speed_vs_float32']:8.2f} "
           f"{row['max_abs_diff_vs_float32']:9.2e}")
+  for row in sweep:
+    print(f"batch {row['batch_size']:3d}: {row['images_per_sec']:7.2f} images/s "
+          f"({100 * row['fraction_of_float32_peak']:.0f} % of the peak)")
   benchlib.write_results(FLAGS.output_json, "purifier_inference", benchlib.flag_values(
       FLAGS, ["image_size", "scale", "batch_size", "num_res_blocks", "filters", "options",
-              "repeats", "matmul_size"]), results)
+              "repeats", "matmul_size", "batch_sizes", "sweep_images"]), results)
+
+
+def batch_sweep(purifier, size: int, matmul, matmul_flops: int, flops_per_image: int):
+  """Images/s of the float32 chain on --sweep_images images cut into batches of each
+  --batch_sizes size, in interleaved rounds with the matmul; [] without --batch_sizes."""
+  if not FLAGS.batch_sizes:
+    return []
+  sizes = [int(b) for b in FLAGS.batch_sizes]
+  count = FLAGS.sweep_images
+  images = tf.random.stateless_uniform((count, size, size, 3), seed=[2, 3])
+  function = tf.function(purifier.__call__, reduce_retracing=True)
+
+  def run(batch):
+    chunks = [images[i:i + batch] for i in range(0, count, batch)]
+    return lambda: [function(chunk).numpy() for chunk in chunks]
+
+  runs = {"matmul_float32": matmul}
+  runs.update({f"batch_{b}": run(b) for b in sizes})
+  seconds = benchlib.interleaved_seconds(runs, FLAGS.repeats)
+  peak = matmul_flops / seconds["matmul_float32"]["median"]
+  return [{"batch_size": b, "images_per_sec": count / seconds[f"batch_{b}"]["median"],
+           "fraction_of_float32_peak":
+               flops_per_image * count / seconds[f"batch_{b}"]["median"] / peak,
+           "matmul_float32_peak_gflops_per_sec": peak / 1e9} for b in sizes]
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from cdgan_tf.data import features
 from cdgan_tf.data import pipeline
 from cdgan_tf.training import controller as controller_lib
 from cdgan_tf.training import gan_step as gan_step_lib
+from cdgan_tf.training import losses
 
 _TRAIN = config_lib.TrainConfig()
 flags.DEFINE_integer("image_size", 32, "Large image side.", lower_bound=2)
@@ -74,6 +75,12 @@ flags.DEFINE_integer("turn_steps", _TRAIN.steps_per_loop, "Real-loop steps betwe
 flags.DEFINE_list("roles", ["sub", "super"], "GAN roles to measure.")
 flags.DEFINE_integer("examples", 256, "Synthetic training examples written to records.",
                      lower_bound=1)
+flags.DEFINE_string("feature_extractor", "", "Feature network of the feature loss "
+                    "(a classifier spec, e.g. a .tflite embedding extractor); \"\": none.")
+flags.DEFINE_float("feature_weight", 1.0, "Weight of the feature loss (with "
+                   "--feature_extractor).", lower_bound=0.0)
+flags.DEFINE_integer("matmul_size", 2048, "Side of the peak-measuring matmul.",
+                     lower_bound=64)
 flags.DEFINE_string("output_json", "", "Write the figures to this JSON file.")
 FLAGS = flags.FLAGS
 
@@ -94,7 +101,11 @@ def write_records(directory: str, size: int, count: int) -> str:
 
 def _experiment(role: str, records: str, model_dir: str,
                 summary_every: int) -> config_lib.ExperimentConfig:
+  loss = config_lib.LossConfig(
+      feature_weight=FLAGS.feature_weight if FLAGS.feature_extractor else 0.0,
+      feature_extractor=FLAGS.feature_extractor)
   return config_lib.ExperimentConfig(
+      loss=loss,
       model=config_lib.ModelConfig(num_res_blocks=FLAGS.num_res_blocks,
                                    filters=FLAGS.filters,
                                    discriminator_filters=FLAGS.discriminator_filters),
@@ -226,8 +237,12 @@ def measure(role: str, records: str, root: str) -> list:
     # Traces the loop and the grid, writes a first summary, checkpoint and export.
     controller_lib.Controller(step, FLAGS.warmup).run()
   images = FLAGS.steps * FLAGS.batch_size
+  flops = step_flops(references["bare"], batch)
+  matmul, matmul_flops = benchlib.matmul_runner(FLAGS.matmul_size)
+  matmul_seconds = []
   rows = []
   for cadence, step in reals.items():
+    matmul_seconds.append(benchlib.interleaved_seconds({"m": matmul}, 3)["m"]["median"])
     t = _timed_run(step, references, os.path.join(root, f"{role}_every{cadence}"))
     (real, real_cpu), (bare, bare_cpu), (fed, fed_cpu) = t["real"], t["bare"], t["input"]
     loop, loop_cpu = t["loop"]
@@ -243,7 +258,51 @@ def measure(role: str, records: str, root: str) -> list:
                  "input_step_over_bare": bare / fed, "real_over_input_step": fed / loop,
                  "seconds": {k: v[0] for k, v in t.items()},
                  "cpu_seconds": {k: v[1] for k, v in t.items()}})
+  matmul_seconds.append(benchlib.interleaved_seconds({"m": matmul}, 3)["m"]["median"])
+  # The peak before and after each timed run (the GAN step cannot share its rounds).
+  _add_flops(rows, flops, matmul_flops / float(np.median(matmul_seconds)))
+  for row in rows:
+    row["feature_loss"] = bool(FLAGS.feature_extractor)
   return rows
+
+
+def step_flops(step: gan_step_lib.GanStep, batch) -> int:
+  """Profiler FLOPs of one adversarial train step on `batch` (`benchlib.function_flops`):
+  the generator and discriminator forward passes, the losses (with the feature network
+  when configured) and both gradients, as `GanStep._replica_step` computes them, but
+  with batch normalization in inference mode (the moving-average updates cannot be
+  frozen into a graph; batch statistics are a few FLOPs per activation against a conv's
+  hundreds). The Adam updates (about 10 FLOPs per weight) are not counted."""
+  target = batch[1]
+  config = step.experiment.loss
+  feature_fn = step._feature_extractor  # pylint: disable=protected-access
+
+  def gradients(inputs):
+    with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+      generated = step.generator(step.generator_input(inputs), training=False)
+      fake_logits = step.discriminator(generated, training=False)
+      g_loss = tf.reduce_mean(losses.generator_loss(
+          target, generated, fake_logits, config, feature_extractor=feature_fn)["total"])
+      real_logits = step.discriminator(target, training=False)
+      d_loss = tf.reduce_mean(losses.discriminator_loss(real_logits, fake_logits,
+                                                        config.adversarial_loss))
+    return (g_tape.gradient(g_loss, step.generator.trainable_variables) +
+            d_tape.gradient(d_loss, step.discriminator.trainable_variables))
+
+  return benchlib.function_flops(gradients, batch[0].shape.as_list())
+
+
+def _add_flops(rows: list, flops: int, peak: float) -> None:
+  for row in rows:
+    per_image = flops / FLAGS.batch_size
+    row.update({"gflop_per_step": flops / 1e9,
+                "matmul_float32_peak_gflops_per_sec": peak / 1e9,
+                "bare_gflops_per_sec": per_image * row["bare_images_per_sec"] / 1e9,
+                "loop_gflops_per_sec": per_image * row["loop_images_per_sec"] / 1e9,
+                "bare_fraction_of_float32_peak":
+                    per_image * row["bare_images_per_sec"] / peak,
+                "loop_fraction_of_float32_peak":
+                    per_image * row["loop_images_per_sec"] / peak})
 
 
 def _print_table(rows: list) -> None:
@@ -257,6 +316,12 @@ def _print_table(rows: list) -> None:
           f"{row['cpu_ratio']:6.3f} {row['whole_run_ratio']:9.3f} "
           f"{row['input_step_over_bare']:10.3f} {row['real_over_input_step']:10.3f} "
           f"{row['start_and_end_seconds']:11.2f}")
+  for row in rows:
+    print(f"{row['role']:6} every {row['summary_every']}: {row['gflop_per_step']:.2f} "
+          f"GFLOP/step; bare {row['bare_gflops_per_sec']:.1f} GFLOP/s "
+          f"({100 * row['bare_fraction_of_float32_peak']:.0f} % of the "
+          f"{row['matmul_float32_peak_gflops_per_sec']:.0f} GFLOP/s matmul peak), loop "
+          f"{row['loop_gflops_per_sec']:.1f} GFLOP/s")
   print("images/s; loop: the controller's loop (chunks, summaries, checkpoints, progress); "
         "run: Controller.run() with its start and end (grid batch, final checkpoint, "
         "export); bare: GanStep.train on one batch; input: GanStep.train fed by the "
@@ -276,7 +341,8 @@ def main(argv):
   benchlib.write_results(FLAGS.output_json, "train_throughput", benchlib.flag_values(
       FLAGS, ["image_size", "scale", "batch_size", "steps", "warmup", "num_res_blocks",
               "filters", "discriminator_filters", "summary_every", "checkpoint_every",
-              "steps_per_loop", "turn_steps", "roles", "examples"]), rows)
+              "steps_per_loop", "turn_steps", "roles", "examples", "feature_extractor",
+              "feature_weight", "matmul_size"]), rows)
 
 
 if __name__ == "__main__":

@@ -54,6 +54,11 @@ _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder of the adversarial
 _LOG_EVERY = flags.DEFINE_integer("log_every", 500, "Log progress every N images.",
                                   lower_bound=1)
 
+_ATTACK_PATH = flags.DEFINE_enum(
+    "attack_path", "rebuild", transfer_set.ATTACK_PATHS, "TFLite surrogates: attack "
+    "their float rebuild alone (fast) or the interpreter's forward with the rebuild's "
+    "gradient (the old, slower path); a folder may be resumed with either.")
+
 flags.mark_flags_as_required(["clean_dir", "surrogate", "output_dir"])
 
 
@@ -65,7 +70,8 @@ def main(argv):
       step_size=_STEP_SIZE.value, decay=_DECAY.value,
       diversity_prob=_DIVERSITY_PROB.value, crop=_CROP.value,
       batch_size=_BATCH_SIZE.value, max_images=_MAX_IMAGES.value, seed=_SEED.value,
-      log_every=_LOG_EVERY.value, command={"argv": sys.argv})
+      log_every=_LOG_EVERY.value, command={"argv": sys.argv},
+      attack_path=_ATTACK_PATH.value)
 
 
 if __name__ == "__main__":

@@ -50,6 +50,10 @@ from cdgan_tf.data import folders
 from cdgan_tf.data import image_files
 
 Surrogate = Union[str, classifiers.Classifier]
+# What the attack's gradient steps run for a TFLite surrogate: its float rebuild alone
+# (default), or the interpreter's forward pass with the rebuild's gradient (the path
+# before issue 22, about as fast as the rebuild's forward + backward again per step).
+ATTACK_PATHS = ("rebuild", "interpreter")
 
 
 def batch_seed(seed: int, first_key: str) -> int:
@@ -101,6 +105,30 @@ def load_surrogates(surrogates: Sequence[Surrogate]) -> List[classifiers.Classif
   return loaded
 
 
+def attack_functions(members: Sequence[classifiers.Classifier],
+                     attack_path: str = "rebuild") -> list:
+  """The differentiable callables the attack steps follow, one per surrogate.
+
+  With attack_path="rebuild", a TFLite surrogate with a float rebuild is attacked
+  through `rebuilt_scores` (its gradient is the rebuild's, as through the classifier,
+  but no interpreter forward runs in each step; the cross-entropy's softmax then uses
+  the rebuild's scores instead of the interpreter's); other surrogates are used as
+  they are. Call once per run: the attack's compiled loops are cached per callable.
+
+  Args:
+    members: Loaded surrogates (`load_surrogates`).
+    attack_path: One of ATTACK_PATHS.
+
+  Returns:
+    A list of callables images [N, H, W, 3] in [0, 1] -> scores [N, num_classes].
+  """
+  checks.check_choice("attack_path", attack_path, ATTACK_PATHS)
+  if attack_path == "interpreter":
+    return list(members)
+  return [m.rebuilt_scores if getattr(m, "rebuild", None) is not None else m
+          for m in members]
+
+
 def _spec_of(surrogate: Surrogate) -> str:
   spec = surrogate if isinstance(surrogate, str) else (surrogate.source or surrogate.name)
   return os.path.abspath(spec) if os.path.exists(spec) else spec
@@ -144,8 +172,10 @@ def _list_items(clean_dir, labels_path, max_images: int, crop: str, surrogate):
 
 
 def _attack_batch(batch, done, members, attack: settings_lib.AttackSettings, seed: int,
-                  crop: str, output_dir: pathlib.Path, failed: list) -> List[dict]:
-  """Attacks one batch, writes the PNGs not yet done; returns their records."""
+                  crop: str, output_dir: pathlib.Path, failed: list,
+                  attack_fns=None) -> List[dict]:
+  """Attacks one batch (through `attack_fns`, default the members), writes the PNGs
+  not yet done; returns their records."""
   kept, pixels = [], []
   for item, is_done in zip(batch, done):
     try:
@@ -162,7 +192,7 @@ def _attack_batch(batch, done, members, attack: settings_lib.AttackSettings, see
     return []
   clean = np.stack(pixels).astype(np.float32) / 255.0
   labels = np.array([item[2] for item, _ in kept], np.int64)
-  adversarial = attack.run(members, clean, labels, seed=seed)
+  adversarial = attack.run(attack_fns or members, clean, labels, seed=seed)
   adv_u8 = np.clip(np.round(adversarial.numpy() * 255.0), 0, 255).astype(np.uint8)
   before = _predictions(members, clean)
   after = _predictions(members, adv_u8.astype(np.float32) / 255.0)
@@ -185,7 +215,7 @@ def _percent(fraction: Optional[float]) -> str:
 
 def _attack_all(batches, is_done, members, attack: settings_lib.AttackSettings, seed: int,
                 crop: str, output_dir: pathlib.Path, failed: list, header: Optional[dict],
-                log_every: int, total: int) -> dict:
+                log_every: int, total: int, attack_fns=None) -> dict:
   """Attacks every batch not yet done, appending records to the sidecar; returns counts."""
   counts = {"attacked": 0, "skipped_done": 0, "recomputed_batch_mates": 0}
   new_records = []
@@ -199,7 +229,7 @@ def _attack_all(batches, is_done, members, attack: settings_lib.AttackSettings, 
         continue
       counts["recomputed_batch_mates"] += sum(done)
       written = _attack_batch(batch, done, members, attack, batch_seed(seed, batch[0][0]),
-                              crop, output_dir, failed)
+                              crop, output_dir, failed, attack_fns)
       tfiles.append_records(sidecar, written)
       counts["attacked"] += len(written)
       new_records += written
@@ -223,7 +253,8 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
              eps: Union[str, float] = "16/255", steps: int = 10, step_size=None,
              decay: float = 1.0, diversity_prob: float = 0.0, crop: str = "none",
              batch_size: int = 32, max_images: int = 0, seed: int = 0,
-             log_every: int = 500, command: Optional[dict] = None) -> dict:
+             log_every: int = 500, command: Optional[dict] = None,
+             attack_path: str = "rebuild") -> dict:
   """Attacks the surrogate(s) on every clean image and writes the adversarial PNGs.
 
   Args:
@@ -244,6 +275,9 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
     seed: Seed of the attacks' randomness (PGD start, input diversity).
     log_every: Log progress every this many images.
     command: Command-line arguments to record in the manifest.
+    attack_path: What the gradient steps run for TFLite surrogates (`ATTACK_PATHS`,
+      `attack_functions`); recorded in the manifest, not a setting: a folder may be
+      resumed with either.
 
   Returns:
     The manifest (also written to output_dir/attack_manifest.json).
@@ -253,6 +287,7 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
       folders, label file or surrogates, or an output_dir made with other settings.
   """
   checks.check_choice("crop", crop, image_files.CROPS)
+  checks.check_choice("attack_path", attack_path, ATTACK_PATHS)
   if batch_size < 1 or max_images < 0:
     raise ValueError(f"batch_size={batch_size} must be >= 1 and max_images={max_images} >= 0")
   if not isinstance(attack, settings_lib.AttackSettings):
@@ -283,12 +318,13 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
          "seed": int(seed), "crop": crop, "batch_size": batch_size, "max_images": max_images,
          "clean_dir": str(clean_dir),
          "labels": None if labels_path is None else str(labels_path),
-         "output_dir": str(output_dir), "command": command}
+         "output_dir": str(output_dir), "attack_path": attack_path, "command": command}
   with locks.FolderLock(str(output_dir), "the transfer-set generator"):
     tfiles.remove_stale_temporaries(output_dir)
     started = time.perf_counter()
     counts = _attack_all(batches, is_done, members, attack, seed, crop, output_dir, failed,
-                         settings if header is None else None, log_every, len(items))
+                         settings if header is None else None, log_every, len(items),
+                         attack_functions(members, attack_path))
     seconds = time.perf_counter() - started
     counts.update(failed=len(failed))
     manifest = tfiles.write_manifest(output_dir, run, [m.name for m in members], counts,

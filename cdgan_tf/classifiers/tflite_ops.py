@@ -171,6 +171,10 @@ class OpContext:
     make_weight: (TensorInfo, layout tag, array) -> tf.Variable holding a build-time
       constant; the same (tensor, tag) gives the same variable.
     where: "operator 12 (CONV_2D) of <file>", for error messages.
+    fake_quant: Whether outputs will be rounded onto their grid (`saturate`).
+    merge_clamps: Let `activation()` merge RELU / RELU6 with the output's clamp.
+    saturated: Set by `activation()` when the activation it returns already clamps the
+      output to its quantized range, so `saturate` need not clamp again.
   """
   op_name: str
   options: Any
@@ -178,6 +182,9 @@ class OpContext:
   outputs: List[TensorInfo]
   make_weight: Callable[[TensorInfo, str, np.ndarray], tf.Variable]
   where: str
+  fake_quant: bool = False
+  merge_clamps: bool = True
+  saturated: bool = False
 
   def error(self, message: str) -> TFLiteRebuildError:
     return TFLiteRebuildError(f"{self.where}: {message}")
@@ -200,18 +207,53 @@ class OpContext:
       return lambda xs: weight
     return lambda xs: xs[k]
 
-  def bias(self, k: int) -> Optional[tf.Variable]:
-    """The optional bias at input k (int32 biases dequantized with their own scale)."""
+  def bias(self, k: int, scale: float = 1.0) -> Optional[tf.Variable]:
+    """The optional bias at input k (int32 biases dequantized with their own scale),
+    times `scale` (see `weight_scale`)."""
     if k >= len(self.inputs) or self.inputs[k] is None:
       return None
-    return self.make_weight(self.inputs[k], "bias", self.const(k, "bias"))
+    return self.make_weight(self.inputs[k], _scaled_tag("bias", scale),
+                            self.const(k, "bias") * np.float32(scale))
 
-  def activation(self) -> Callable[[tf.Tensor], tf.Tensor]:
+  def activation(self, linear: bool = False) -> Callable[[tf.Tensor], tf.Tensor]:
+    """The fused activation, merged with the output's clamp where one op does both.
+
+    A RELU / RELU6 into a quantized range [0, hi], hi < 6 (uint8 RELU6: [0, 5.99976]),
+    is clip(x, 0, hi) = (hi / 6) * relu6(x * 6 / hi) up to float32 rounding (2e-7): one
+    Relu6 / Relu6Grad kernel instead of the clamp's compare-and-select gradient (over
+    half of a MobileNet attack step; benchmarks/pair_generation.py). Sets `saturated`
+    when no further clamp is needed; never with `fake_quant`.
+
+    Args:
+      linear: The caller's pre-activation is linear in its weights and bias, which it
+        multiplies by `weight_scale()` (the activation then skips the x * 6 / hi).
+    """
     code = self.option("fusedActivationFunction", 0)
     if code not in _ACTIVATIONS:
       name = _UNSUPPORTED_ACTIVATIONS.get(code, str(code))
       raise self.error(f"fused activation {name} is not supported")
-    return _ACTIVATIONS[code][1]
+    act = _ACTIVATIONS[code][1]
+    self._weight_scale = 1.0
+    real_range = self.outputs[0].real_range() if self.outputs else None
+    if (self.fake_quant or not self.merge_clamps or real_range is None
+        or code not in (1, 3) or real_range[0] > 0):
+      return act
+    high = real_range[1]
+    if code == 3 and high >= 6.0:
+      self.saturated = True
+      return act
+    if not 0.0 < high < 6.0:
+      return act  # A RELU with a range above 6: the clamp stays.
+    self.saturated = True
+    up, down = 6.0 / high, high / 6.0
+    if linear:
+      self._weight_scale = up
+      return lambda x: tf.nn.relu6(x) * down
+    return lambda x: tf.nn.relu6(x * up) * down
+
+  def weight_scale(self) -> float:
+    """The factor `activation(linear=True)` asked the weights and bias to carry."""
+    return getattr(self, "_weight_scale", 1.0)
 
   def padding(self) -> str:
     return "SAME" if self.option("padding", 0) == 0 else "VALID"
@@ -221,6 +263,10 @@ class OpContext:
 
   def dilations(self) -> List[int]:
     return [self.option("dilationHFactor", 1), self.option("dilationWFactor", 1)]
+
+
+def _scaled_tag(tag: str, scale: float) -> str:
+  return tag if scale == 1.0 else f"{tag}*{scale!r}"
 
 
 def _add_bias(y: tf.Tensor, bias: Optional[tf.Tensor]) -> tf.Tensor:
@@ -233,8 +279,11 @@ def _conv_2d(ctx: OpContext) -> OpFn:
   if filters.ndim != 4 or filters.shape[3] != in_channels:
     raise ctx.error(f"filter shape {list(filters.shape)} for {in_channels} input channels "
                     "(grouped convolution) is not supported")
-  kernel = ctx.make_weight(ctx.inputs[1], "hwio", np.transpose(filters, (1, 2, 3, 0)))
-  bias, act = ctx.bias(2), ctx.activation()
+  act = ctx.activation(linear=True)
+  scale = ctx.weight_scale()
+  kernel = ctx.make_weight(ctx.inputs[1], _scaled_tag("hwio", scale),
+                           np.transpose(filters, (1, 2, 3, 0)) * np.float32(scale))
+  bias = ctx.bias(2, scale)
   strides, padding, dilations = ctx.strides()[1:3], ctx.padding(), ctx.dilations()
   return lambda xs: act(_add_bias(tf.nn.convolution(
       xs[0], kernel, strides=strides, padding=padding, dilations=dilations), bias))
@@ -248,9 +297,11 @@ def _depthwise_conv_2d(ctx: OpContext) -> OpFn:
                     f"{in_channels} input channels")
   # Output channel c * multiplier + m of TFLite is filter [h, w, c, m] of TF.
   _, h, w, out_channels = filters.shape
-  kernel = ctx.make_weight(ctx.inputs[1], "hwim",
-                           filters.reshape(h, w, in_channels, out_channels // in_channels))
-  bias, act = ctx.bias(2), ctx.activation()
+  act = ctx.activation(linear=True)
+  scale = ctx.weight_scale()
+  kernel = ctx.make_weight(ctx.inputs[1], _scaled_tag("hwim", scale), filters.reshape(
+      h, w, in_channels, out_channels // in_channels) * np.float32(scale))
+  bias = ctx.bias(2, scale)
   strides, padding, dilations = ctx.strides(), ctx.padding(), ctx.dilations()
   return lambda xs: act(_add_bias(tf.nn.depthwise_conv2d(
       xs[0], kernel, strides=strides, padding=padding, dilations=dilations), bias))
@@ -261,8 +312,11 @@ def _fully_connected(ctx: OpContext) -> OpFn:
   if ctx.option("weightsFormat", 0) != 0 or weights.ndim != 2:
     raise ctx.error("only DEFAULT-format [out, in] weights are supported")
   out_features, in_features = weights.shape
-  kernel = ctx.make_weight(ctx.inputs[1], "in_out", weights.T)
-  bias, act = ctx.bias(2), ctx.activation()
+  act = ctx.activation(linear=True)
+  scale = ctx.weight_scale()
+  kernel = ctx.make_weight(ctx.inputs[1], _scaled_tag("in_out", scale),
+                           weights.T * np.float32(scale))
+  bias = ctx.bias(2, scale)
   keep_dims = ctx.option("keepNumDims", False)
 
   def fn(xs):

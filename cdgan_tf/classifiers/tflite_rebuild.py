@@ -158,6 +158,9 @@ class TFLiteRebuild(tf.Module):
   Attributes:
     path: The `.tflite` file.
     fake_quant: Whether quantized activations are rounded onto their grid.
+    merge_clamps: Whether RELU / RELU6 and their output's clamp run as one op
+      (`tflite_ops.OpContext.activation`; same values up to float32 rounding; False
+      is the slower reference, for benchmarks).
     input_size: (height, width) of the model input.
     input_channels: Channels of the model input (3 for RGB).
     input_dtype: The flatbuffer input type (np.uint8, np.int8 or np.float32).
@@ -172,7 +175,7 @@ class TFLiteRebuild(tf.Module):
   """
 
   def __init__(self, path: Union[str, os.PathLike], *, fake_quant: bool = False,
-               name: Optional[str] = None):
+               name: Optional[str] = None, merge_clamps: bool = True):
     """Reads `path` and builds the float graph (weights become non-trainable variables).
 
     Raises:
@@ -184,6 +187,7 @@ class TFLiteRebuild(tf.Module):
     self._graph = graph
     self.path = graph.path
     self.fake_quant = bool(fake_quant)
+    self.merge_clamps = bool(merge_clamps)
     where = f"TFLite file {self.path}"
     unsupported = sorted({op.name for op in graph.operators} - set(tflite_ops.BUILDERS))
     if unsupported:
@@ -205,6 +209,7 @@ class TFLiteRebuild(tf.Module):
         if self.input_tensor.quantized else None)
     self._weights: Dict[str, tf.Variable] = {}
     self._functions: Dict[str, Any] = {}
+    self._saturated: set = set()
     self._ops, self._producer = self._build(graph, where)
     self.output_tensor = graph.tensors[graph.outputs[0]]
     self._logits_index, self.ends_in_softmax = self._find_logits(self.output_tensor.index)
@@ -232,9 +237,13 @@ class TFLiteRebuild(tf.Module):
           raise TFLiteRebuildError(f"{what}: input tensor {info.index} ({info.name!r}) is "
                                    "not computed by an earlier operator")
       context = tflite_ops.OpContext(op.name, op.options, inputs,
-                                     [tensors[op.outputs[0]]], self._make_weight, what)
+                                     [tensors[op.outputs[0]]], self._make_weight, what,
+                                     fake_quant=self.fake_quant,
+                                     merge_clamps=self.merge_clamps)
       producer[op.outputs[0]] = len(ops)
       ops.append((op, tflite_ops.BUILDERS[op.name](context)))
+      if context.saturated:  # Its activation already clamps it (OpContext.activation).
+        self._saturated.add(op.outputs[0])
     return ops, producer
 
   def _find_logits(self, index: int) -> Tuple[int, bool]:
@@ -344,8 +353,9 @@ class TFLiteRebuild(tf.Module):
     values = {self.input_tensor.index: self.input_values(images)}
     for op, fn in reversed(plan):
       out = self._graph.tensors[op.outputs[0]]
-      values[out.index] = tflite_ops.saturate(fn([values.get(i) for i in op.inputs]), out,
-                                              self.fake_quant)
+      value = fn([values.get(i) for i in op.inputs])
+      values[out.index] = (value if out.index in self._saturated else
+                           tflite_ops.saturate(value, out, self.fake_quant))
     return [values[i] for i in indices]
 
   def _compiled(self, indices: Tuple[int, ...]):

@@ -38,6 +38,55 @@ def check_images(images, who: str) -> tf.Tensor:
   return tf.cast(images, tf.float32)
 
 
+# Images per purifier call on CPU (benchmarks/purifier_inference.py --batch_sizes): the
+# generators' activations of bigger batches outgrow the caches; one call on 40 64-px
+# images took longer than 40 calls on one. Accelerators take whole batches.
+CPU_BATCH_SIZE = 8
+
+
+def in_batches(fn, images: tf.Tensor, batch_size: int) -> tf.Tensor:
+  """fn over `images` in consecutive chunks of at most `batch_size`, concatenated.
+
+  Works eagerly and inside tf.function (a dynamic N, including 0, with a static
+  batch_size); fn must map [n, H, W, C] -> [n, ...] with the same per-image result at
+  any n (the purifiers do).
+
+  Args:
+    fn: images [n, H, W, C] -> [n, ...].
+    images: float32 [N, H, W, C].
+    batch_size: >= 1.
+
+  Returns:
+    fn's output for all N images, in order.
+  """
+  if batch_size < 1:
+    raise ValueError(f"batch_size={batch_size} must be >= 1")
+  count = images.shape[0]
+  if count is not None and count <= batch_size:
+    return fn(images)
+  if count is not None:
+    return tf.concat([fn(images[i:i + batch_size]) for i in range(0, count, batch_size)], 0)
+  total = tf.shape(images)[0]
+
+  def chunked():
+    starts = tf.range(0, total, batch_size)
+    first = fn(images[:batch_size])
+    out = tf.TensorArray(first.dtype, size=tf.size(starts), infer_shape=False,
+                         element_shape=tf.TensorShape([None]).concatenate(first.shape[1:]))
+    out = out.write(0, first)
+    for i in tf.range(1, tf.size(starts)):
+      out = out.write(i, fn(images[starts[i]:starts[i] + batch_size]))
+    return out.concat()
+
+  return tf.cond(total <= batch_size, lambda: fn(images), chunked)
+
+
+def cpu_batch_size(devices=None) -> int:
+  """CPU_BATCH_SIZE when no GPU / TPU is visible, else 0 (no chunking)."""
+  devices = tf.config.list_logical_devices() if devices is None else devices
+  return 0 if any(d.device_type in ("GPU", "TPU") for d in devices) else CPU_BATCH_SIZE
+
+
 class Purifier(abc.ABC):
   """An image -> image defense (see the module docstring).
 

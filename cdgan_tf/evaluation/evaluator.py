@@ -120,8 +120,12 @@ class Evaluator:
     for threat in self.threats:
       if threat.attack is not None:
         self.table.set_attack_params(threat.name, threat.params())
-    self._purify = {name: tf.function(d.__call__, reduce_retracing=True)
-                    for name, d in self.defenses.items()}
+    # On CPU the purifiers run in chunks of defenses_base.CPU_BATCH_SIZE images (faster
+    # than one call on a big batch); on a GPU / TPU on the whole batch.
+    chunk = defenses_base.cpu_batch_size()
+    self._purify = {name: tf.function(
+        (lambda x, d=d: defenses_base.in_batches(d, x, chunk)) if chunk else d.__call__,
+        reduce_retracing=True) for name, d in self.defenses.items()}
     # Composed targets are built once so the attacks' compiled loops are reused.
     self._defended = {(c.name, d): defenses_base.DefendedClassifier(self.defenses[d], c)
                       for c in self.classifiers for d in self.defenses}

@@ -291,6 +291,36 @@ def test_tflite_surrogate_attacks_through_its_float_rebuild(class_set, surrogate
   assert keras_manifest["surrogate_top1"]["after"] == pytest.approx(top1["after"], abs=0.1)
 
 
+def test_rebuild_path_skips_the_interpreter_in_the_steps(class_set, surrogate, tmp_path,
+                                                        monkeypatch):
+  """attack_path="rebuild" runs the interpreter only for the top-1 before and after
+  (2 calls a batch); "interpreter" also runs it in each of the 5 steps. On a float
+  TFLite model both give the same gradient, hence the same PNGs."""
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from cdgan_tf.classifiers import tflite_runner  # pylint: disable=import-outside-toplevel
+  model = keras.models.load_model(surrogate[0])
+  tflite_path = tmp_path / "colour.tflite"
+  tflite_path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+  calls = []
+  original = tflite_runner.TFLiteRunner.__call__
+  monkeypatch.setattr(tflite_runner.TFLiteRunner, "__call__",
+                      lambda self, x: calls.append(len(x)) or original(self, x))
+  runs = {}
+  for path in ("interpreter", "rebuild"):
+    calls.clear()
+    manifest = _run(class_set, tmp_path / path, str(tflite_path), max_images=8,
+                    diversity_prob=0.0, attack_path=path)
+    assert manifest["attack_path"] == path
+    runs[path] = (list(calls), _files(tmp_path / path))
+  # The 8 images fall into batches of 4, 3 (16x16) and 1 (20x24).
+  assert runs["rebuild"][0] == [4, 4, 3, 3, 1, 1], runs["rebuild"][0]
+  assert runs["interpreter"][0] == [n for n in (4, 3, 1) for _ in range(5 + 2)], (
+      runs["interpreter"][0])
+  assert runs["rebuild"][1] == runs["interpreter"][1]
+  with pytest.raises(ValueError, match="attack_path"):
+    _run(class_set, tmp_path / "x", str(tflite_path), attack_path="fast")
+
+
 def test_changed_subset_or_batch_size_is_refused(first_run, class_set, surrogate, tmp_path):
   """Another --max_images (or --batch_size) changes which images share a batch, and so
   their bytes: a folder made with other values is refused instead of mixed."""

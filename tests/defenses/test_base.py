@@ -42,3 +42,41 @@ def test_keep_input_size_keeps_name_and_differentiability():
   assert base.keep_input_size(jpeg_like).name == "jpeg75"
   assert not base.keep_input_size(jpeg_like).differentiable
   assert base.keep_input_size(_to_16()).differentiable
+
+
+def _per_image(x):
+  """A batch-size-invariant fn: each image's sum (and a record of the call's size)."""
+  _per_image.calls.append(int(x.shape[0]) if x.shape[0] is not None else None)
+  return tf.reduce_sum(x, axis=[1, 2, 3]) * 2.0
+
+
+def test_in_batches_eager_cuts_in_order_and_equals_one_call():
+  images = tf.reshape(tf.range(11 * 2 * 2 * 1, dtype=tf.float32), [11, 2, 2, 1])
+  _per_image.calls = []
+  out = base.in_batches(_per_image, images, 4)
+  assert _per_image.calls == [4, 4, 3]
+  # By hand: image i holds 4i, 4i+1, 4i+2, 4i+3, sum 16i + 6, times 2.
+  np.testing.assert_array_equal(out.numpy(), [2.0 * (16 * i + 6) for i in range(11)])
+  _per_image.calls = []
+  base.in_batches(_per_image, images[:3], 4)
+  base.in_batches(_per_image, images[:6], 4)
+  assert _per_image.calls == [3, 4, 2]
+
+
+@pytest.mark.parametrize("count", [0, 3, 8, 9, 17])
+def test_in_batches_in_a_function_with_a_dynamic_batch(count):
+  fn = tf.function(lambda x: base.in_batches(lambda y: tf.reduce_sum(y, axis=[1, 2, 3]),
+                                             x, 8),
+                   input_signature=[tf.TensorSpec([None, 2, 2, 1], tf.float32)])
+  images = tf.random.stateless_uniform([count, 2, 2, 1], [count, 1])
+  np.testing.assert_allclose(fn(images).numpy(), tf.reduce_sum(images, [1, 2, 3]).numpy(),
+                             rtol=1e-6)
+
+
+def test_cpu_batch_size_only_without_accelerators():
+  cpu = tf.config.LogicalDevice("/device:CPU:0", "CPU")
+  gpu = tf.config.LogicalDevice("/device:GPU:0", "GPU")
+  assert base.cpu_batch_size([cpu]) == base.CPU_BATCH_SIZE
+  assert base.cpu_batch_size([cpu, gpu]) == 0
+  with pytest.raises(ValueError, match="batch_size"):
+    base.in_batches(_per_image, tf.zeros([2, 1, 1, 1]), 0)
