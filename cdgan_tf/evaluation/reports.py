@@ -100,7 +100,26 @@ def markdown_table(results: dict) -> str:
       lines.append("| " + " | ".join([name, str(entry.get("n", "")),
                                        _value(entry, "attack")] + cells) + " |")
     lines += _p_value_table(block.get("classifiers", {}), defenses, clean=False)
+    lines += _query_table(block.get("queries", {}))
   return "\n".join(lines) + "\n"
+
+
+def _query_table(queries: dict):
+  """Markdown lines: the query attack's queries and failure rate per target."""
+  if not queries:
+    return []
+  lines = ["", "Queries (images correct on the clean query are attacked; mean / median "
+           "over them and over those fooled):", "",
+           "| classifier | defense | attacked | fooled | queries mean / median | "
+           "fooled: mean / median |", "|---|---|---|---|---|---|"]
+  for name, per_defense in queries.items():
+    for defense, stats in per_defense.items():
+      cells = [name, defense, str(stats["attacked"]), str(stats["fooled"])]
+      for key in ("all", "successful"):
+        mean, median = stats.get(f"mean_{key}"), stats.get(f"median_{key}")
+        cells.append("" if mean is None else f"{mean:.0f} / {median:.0f}")
+      lines.append("| " + " | ".join(cells) + " |")
+  return lines
 
 
 def _p_value_table(classifiers: dict, defenses: Sequence[str], clean: bool = True):
