@@ -224,6 +224,44 @@ def bar_chart(results: dict, path: str) -> None:
   plt.close(fig)
 
 
+def _curves(results: dict):
+  return [(f"{attack} {name} / {defense}", stats["failure_rate"])
+          for attack, block in results.get("attacks", {}).items()
+          for name, per_defense in block.get("queries", {}).items()
+          for defense, stats in per_defense.items() if stats.get("failure_rate")]
+
+
+def query_curves(results: dict, path: str) -> bool:
+  """Writes a PNG of the query attacks' failure rate vs queries (the Square paper's plot).
+
+  One line per attack, classifier and defense (`attacks.<name>.queries` of results.json);
+  the failure rate is the fraction of the images correct on their clean query that the
+  attack has not yet misclassified. Returns False (and writes nothing) without them.
+  """
+  curves = _curves(results)
+  if not curves:
+    return False
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  fig, ax = plt.subplots(figsize=(6.0, 4.0))
+  for label, curve in curves:
+    points = [(q, 100.0 * r) for q, r in curve if r is not None]
+    if points:
+      ax.plot(*zip(*points), marker="o", markersize=3, label=label)
+  ax.set_xscale("log")
+  ax.set_xlabel("queries per image")
+  ax.set_ylabel("failure rate of the attack (%)")
+  ax.set_ylim(0, 102)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return True
+
+
 def sample_grid(columns: Sequence[np.ndarray], column_titles: Sequence[str],
                 row_captions: Sequence[Sequence[str]], path: str) -> None:
   """Writes a PNG grid of images, one column per stage, captions under each image.
@@ -264,5 +302,9 @@ def write_reports(results: dict, output_dir: str) -> Dict[str, str]:
   files.write_text(paths["markdown"], markdown_table(results))
   with files.atomic_path(paths["chart"]) as tmp:
     bar_chart(results, tmp)
+  if _curves(results):
+    paths["curves"] = os.path.join(output_dir, "query_curves.png")
+    with files.atomic_path(paths["curves"]) as tmp:
+      query_curves(results, tmp)
   files.write_json(paths["json"], results)
   return paths

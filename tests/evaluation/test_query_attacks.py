@@ -68,3 +68,12 @@ def test_query_attack_settings_are_checked():
     evaluator_lib.ThreatModel.parse("square", eps="8")
   threat = evaluator_lib.ThreatModel.parse("square_l2", eps_l2="2")
   assert threat.params() == {"eps": 2.0, "norm": "l2", "queries": 1000}
+
+
+def test_query_curves_are_drawn(tmp_path):
+  runner = evaluator_lib.Evaluator(
+      [_brightness_classifier()], {}, [evaluator_lib.ThreatModel.parse("square", queries=20)])
+  paths = reports.write_reports(runner.run([_batch()]), str(tmp_path))
+  assert paths["curves"].endswith("query_curves.png")
+  assert (tmp_path / "query_curves.png").stat().st_size > 1000
+  assert "curves" not in reports.write_reports({"classifiers": {}}, str(tmp_path / "b"))
