@@ -141,7 +141,8 @@ class Evaluator:
     for threat in self.threats:
       if threat.params():
         self.table.set_attack_params(threat.name, threat.params())
-    self._purify = {name: tf.function(d.__call__, reduce_retracing=True)
+    # One graph per purifier for every batch size (defenses.base.batch_invariant).
+    self._purify = {name: defenses_base.batch_invariant(d)
                     for name, d in self.defenses.items()}
     # Composed targets are built once so the attacks' compiled loops are reused.
     self._defended = {(c.name, d): defenses_base.DefendedClassifier(self.defenses[d], c)
