@@ -52,11 +52,14 @@ class SquareResult:
     fooled_at: int [N]: the query count at which the input was first misclassified (1:
       already misclassified clean), 0 if it never was.
     margins: float [N] final margin loss (<= 0 usually means misclassified).
+    ties: int [N] proposals whose margin equalled the best one exactly (quantized
+      scores: the change was below one score step); None when not counted.
   """
   adversarial: np.ndarray
   queries: np.ndarray
   fooled_at: np.ndarray
   margins: np.ndarray
+  ties: Optional[np.ndarray] = None
 
   @property
   def fooled(self) -> np.ndarray:
@@ -133,7 +136,8 @@ class _Progress:
 
 def square_attack(scores_fn: ScoresFn, images, labels, eps: float, norm: str = "linf",
                   queries: int = DEFAULT_QUERIES, p_init: Optional[float] = None,
-                  seed: int = 0, name: str = "square") -> SquareResult:
+                  seed: int = 0, name: str = "square",
+                  accept_ties: bool = False) -> SquareResult:
   """Runs the untargeted Square attack on a batch.
 
   Args:
@@ -148,6 +152,9 @@ def square_attack(scores_fn: ScoresFn, images, labels, eps: float, norm: str = "
       0.1 L2).
     seed: Seed of the random search.
     name: Label of the progress lines.
+    accept_ties: Also keep proposals that leave the margin unchanged (the paper keeps
+      strict improvements only); lets the search walk across the flat steps of a
+      quantized classifier's scores.
 
   Returns:
     A `SquareResult`.
@@ -177,15 +184,16 @@ def square_attack(scores_fn: ScoresFn, images, labels, eps: float, norm: str = "
   best = x.copy()
   known = y >= 0
   margin = np.full(n, np.inf)
+  ties = np.zeros(n, np.int64)
   if n == 0:
-    return SquareResult(best, used, fooled_at, margin)
+    return SquareResult(best, used, fooled_at, margin, ties)
   # Query 1: the clean images.
   margin[:], wrong = _margins(score(x), np.maximum(y, 0))
   used[:] = 1
   fooled_at[wrong & known] = 1
   active = np.flatnonzero(~wrong & known)
   if queries == 1 or not active.size:
-    return SquareResult(best, used, fooled_at, margin)
+    return SquareResult(best, used, fooled_at, margin, ties)
   # Query 2: the starting point.
   if norm == "linf":
     start = x + eps * rng.choice([-1.0, 1.0], size=[n, 1, w, c])
@@ -193,7 +201,8 @@ def square_attack(scores_fn: ScoresFn, images, labels, eps: float, norm: str = "
     start = x + _l2_start(x.shape, rng) * eps
   start = np.clip(start, 0.0, 1.0)
   step_margin, step_wrong = _margins(score(start[active]), y[active])
-  _accept(active, step_margin, step_wrong, start[active], best, margin, fooled_at, used, 2)
+  _accept(active, step_margin, step_wrong, start[active], best, margin, fooled_at, used, 2,
+          ties, accept_ties)
   progress = _Progress(name, queries)
   for iteration in range(queries - 2):
     active = active[fooled_at[active] == 0]
@@ -206,15 +215,17 @@ def square_attack(scores_fn: ScoresFn, images, labels, eps: float, norm: str = "
       proposal = _l2_proposal(x[active], best[active], eps, p, rng)
     step_margin, step_wrong = _margins(score(proposal), y[active])
     _accept(active, step_margin, step_wrong, proposal, best, margin, fooled_at, used,
-            iteration + 3)
+            iteration + 3, ties, accept_ties)
     progress(iteration + 3, int(np.sum(fooled_at[active] == 0)), n)
-  return SquareResult(best, used, fooled_at, margin)
+  return SquareResult(best, used, fooled_at, margin, ties)
 
 
 def _accept(active, step_margin, step_wrong, proposal, best, margin, fooled_at, used,
-            count) -> None:
+            count, ties, accept_ties) -> None:
   """Keeps the proposals that lower the margin (or misclassify); counts the query."""
-  improved = (step_margin < margin[active]) | step_wrong
+  tied = step_margin == margin[active]
+  ties[active[tied]] += 1
+  improved = (step_margin < margin[active]) | step_wrong | (tied & accept_ties)
   chosen = active[improved]
   best[chosen] = proposal[improved]
   margin[chosen] = step_margin[improved]

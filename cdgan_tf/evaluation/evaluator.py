@@ -246,23 +246,26 @@ class Evaluator:
                     defense=defense, attack=threat.name)
         key = (threat.name, c.name, defense or table_lib.NO_DEFENSE)
         self._query_log.setdefault(key, []).append(
-            (result.fooled_at, result.queries, np.asarray(labels)))
+            (result.fooled_at, result.queries, np.asarray(labels), result.ties))
 
   def query_report(self) -> dict:
     """{attack: {classifier: {defense: query stats + failure-rate curve}}} so far.
 
     The stats are `square.query_stats` (mean / median queries over the attacked images
     and over those it fooled); "failure_rate" is `square.failure_curve` at
-    CURVE_BUDGETS up to the budget.
+    CURVE_BUDGETS up to the budget; "tied_proposals" the fraction of the attack's
+    proposals whose margin equalled the best one exactly (quantized scores).
     """
     report = {}
     for (attack, classifier, defense), parts in self._query_log.items():
-      fooled_at, queries, labels = (np.concatenate(p) for p in zip(*parts))
+      fooled_at, queries, labels, ties = (np.concatenate(p) for p in zip(*parts))
       result = square_lib.SquareResult(None, queries, fooled_at, None)
       budget = next(t.queries for t in self.threats if t.name == attack)
       budgets = [b for b in CURVE_BUDGETS if b < budget] + [budget]
       stats = square_lib.query_stats(result, labels)
       stats["failure_rate"] = square_lib.failure_curve(result, labels, budgets)
+      proposals = np.sum(np.maximum(queries - 1, 0))
+      stats["tied_proposals"] = float(np.sum(ties) / proposals) if proposals else None
       report.setdefault(attack, {}).setdefault(classifier, {})[defense] = stats
     return report
 

@@ -79,3 +79,17 @@ def test_p_selection_schedule_and_errors():
     square.square_attack(_MeanBrightness(), _images([0.5]), [1], 0.1, queries=0)
   bump = square.pseudo_gaussian(5, np.random.default_rng(0))
   assert np.sum(bump ** 2) == pytest.approx(1.0)
+
+
+def test_quantized_scores_tie_and_ties_can_be_accepted():
+  """Scores in 1/4 steps of the mean: most proposals leave the margin unchanged."""
+  def coarse(images):
+    mean = np.floor(np.asarray(images).mean(axis=(1, 2, 3)) * 4) / 4
+    return np.stack([np.full_like(mean, 0.5), mean], axis=1)
+  images = _images([0.8])
+  strict = square.square_attack(coarse, images, [1], 0.02, queries=50, seed=0)
+  assert strict.ties[0] == 49  # the start and all 48 proposals tie the clean margin ...
+  np.testing.assert_array_equal(strict.adversarial, images)  # ... it never moves
+  walking = square.square_attack(coarse, images, [1], 0.02, queries=50, seed=0,
+                                 accept_ties=True)
+  assert np.abs(walking.adversarial - images).max() > 0  # the walk moves on plateaus

@@ -54,7 +54,9 @@ def test_square_through_the_evaluator(name):
     assert (stats["attacked"], stats["fooled"]) == (2, 1)  # the 0.9 image survives
     assert stats["failure_rate"][-1] == [200, 0.5]
     assert stats["failure_rate"][0] == [1, 1.0]
-    assert {k: v for k, v in stats.items() if k != "failure_rate"} == expected
+    assert {k: v for k, v in stats.items()
+            if k not in ("failure_rate", "tied_proposals")} == expected
+    assert stats["tied_proposals"] < 0.5  # float scores rarely tie
   worst = results["classifiers"]["bright"]["worst_case"]
   assert worst["identity"]["attack"] == name
   markdown = reports.markdown_table(results)
