@@ -39,6 +39,12 @@ ScoresFn = Callable[[np.ndarray], np.ndarray]
 NORMS = ("linf", "l2")
 DEFAULT_P_INIT = {"linf": 0.05, "l2": 0.1}  # The paper's ImageNet settings.
 DEFAULT_QUERIES = 1000
+# The paper's schedule is defined for 10,000 iterations. Rescaling it to a small budget
+# (as the reference code does) shrinks the squares within a few queries: measured on the
+# quantized MobileNet-v2, 20 ImageNet images, 200 queries, 8/255: 3 of 17 fooled
+# rescaled vs 12 of 17 with the schedule of 10,000. Budgets below it use it unscaled,
+# i.e. the attack's first N queries are those of the paper's 10,000-query run.
+SCHEDULE_ITERATIONS = 10000
 
 
 @dataclasses.dataclass
@@ -137,7 +143,8 @@ class _Progress:
 def square_attack(scores_fn: ScoresFn, images, labels, eps: float, norm: str = "linf",
                   queries: int = DEFAULT_QUERIES, p_init: Optional[float] = None,
                   seed: int = 0, name: str = "square",
-                  accept_ties: bool = False) -> SquareResult:
+                  accept_ties: bool = False,
+                  schedule: Optional[int] = SCHEDULE_ITERATIONS) -> SquareResult:
   """Runs the untargeted Square attack on a batch.
 
   Args:
@@ -155,6 +162,8 @@ def square_attack(scores_fn: ScoresFn, images, labels, eps: float, norm: str = "
     accept_ties: Also keep proposals that leave the margin unchanged (the paper keeps
       strict improvements only); lets the search walk across the flat steps of a
       quantized classifier's scores.
+    schedule: Iterations the square-size schedule spans: max(budget, schedule); None:
+      the budget (the reference code's rescaling).
 
   Returns:
     A `SquareResult`.
@@ -204,11 +213,12 @@ def square_attack(scores_fn: ScoresFn, images, labels, eps: float, norm: str = "
   _accept(active, step_margin, step_wrong, start[active], best, margin, fooled_at, used, 2,
           ties, accept_ties)
   progress = _Progress(name, queries)
+  span = max(queries - 2, schedule or 0)
   for iteration in range(queries - 2):
     active = active[fooled_at[active] == 0]
     if not active.size:
       break
-    p = p_selection(p_init, iteration, queries - 2)
+    p = p_selection(p_init, iteration, span)
     if norm == "linf":
       proposal = _linf_proposal(x[active], best[active], eps, p, rng)
     else:

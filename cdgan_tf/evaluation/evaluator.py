@@ -85,7 +85,8 @@ class ThreatModel:
   def params(self) -> dict:
     """What results.json records for it."""
     if self.queries is not None:
-      return {"eps": self.eps, "norm": QUERY_THREATS[self.name], "queries": self.queries}
+      return {"eps": self.eps, "norm": QUERY_THREATS[self.name], "queries": self.queries,
+              "schedule": max(self.queries - 2, square_lib.SCHEDULE_ITERATIONS)}
     if self.attack is None:
       return {}
     return {"eps": self.attack.eps, "steps": self.attack.steps,

@@ -93,3 +93,18 @@ def test_quantized_scores_tie_and_ties_can_be_accepted():
   walking = square.square_attack(coarse, images, [1], 0.02, queries=50, seed=0,
                                  accept_ties=True)
   assert np.abs(walking.adversarial - images).max() > 0  # the walk moves on plateaus
+
+
+def test_small_budgets_follow_the_papers_10000_query_schedule(monkeypatch):
+  spans = set()
+  original = square.p_selection
+  def recording(p_init, iteration, iterations):
+    spans.add(iterations)
+    return original(p_init, iteration, iterations)
+  monkeypatch.setattr(square, "p_selection", recording)
+  images, labels = _images([0.9]), [1]  # never flips: every iteration runs
+  square.square_attack(_MeanBrightness(), images, labels, 0.02, queries=20)
+  assert spans == {10000}
+  spans.clear()
+  square.square_attack(_MeanBrightness(), images, labels, 0.02, queries=20, schedule=None)
+  assert spans == {18}  # the reference code's rescaling to the budget

@@ -69,7 +69,7 @@ def test_query_attack_settings_are_checked():
   with pytest.raises(ValueError, match="pixel range"):
     evaluator_lib.ThreatModel.parse("square", eps="8")
   threat = evaluator_lib.ThreatModel.parse("square_l2", eps_l2="2")
-  assert threat.params() == {"eps": 2.0, "norm": "l2", "queries": 1000}
+  assert threat.params() == {"eps": 2.0, "norm": "l2", "queries": 1000, "schedule": 10000}
 
 
 def test_query_curves_are_drawn(tmp_path):
