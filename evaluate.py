@@ -75,10 +75,14 @@ flags.DEFINE_list("defenses", None, "Defenses to compare: cdgan, sub_only, super
                   "resize, jpeg<q>, bits<k>, median<k>, identity. Default: cdgan when a "
                   "purifier is given, else none.")
 flags.DEFINE_list("attack", ["transfer"], "Attacks: transfer (the given adversarial images),"
-                  " pgd_classifier, pgd_defended, bpda.")
+                  " pgd_classifier, pgd_defended, bpda, square (Square attack, L-inf "
+                  "--eps, scores only), square_l2 (L2 --eps_l2).")
 flags.DEFINE_string("eps", "8/255", "L-inf budget of the gradient attacks (e.g. 8/255).")
 flags.DEFINE_integer("steps", 10, "PGD steps.", lower_bound=1)
 flags.DEFINE_string("step_size", "", "PGD step size (default 2.5 * eps / steps).")
+flags.DEFINE_integer("queries", 1000, "Query budget per image of the query attacks "
+                     "(square, square_l2), the clean query included.", lower_bound=1)
+flags.DEFINE_string("eps_l2", "0.5", "L2 budget of square_l2 on the [0, 1] pixel scale.")
 # batch_size and seed mean the same as in the training scripts: defined once per process.
 cdgan_flags.define_once(flags.DEFINE_integer, "batch_size", 32, "Images per batch.",
                         lower_bound=1)
@@ -111,7 +115,8 @@ def _stream():
 
 def _threats():
   return [evaluator_lib.ThreatModel.parse(name, FLAGS.eps, FLAGS.steps,
-                                          FLAGS.step_size or None)
+                                          FLAGS.step_size or None, FLAGS.queries,
+                                          FLAGS.eps_l2)
           for name in FLAGS.attack]
 
 
@@ -150,7 +155,7 @@ def main(argv):
       "crop": FLAGS.crop, "center_crop": FLAGS.center_crop,
       "classifiers": {c.name: repr(c) for c in classifiers},
       "defenses": list(defenses), "attacks": FLAGS.attack,
-      "eps": FLAGS.eps, "steps": FLAGS.steps,
+      "eps": FLAGS.eps, "steps": FLAGS.steps, "queries": FLAGS.queries,
       "purifier_dtype": FLAGS.purifier_dtype, "jit_compile": FLAGS.jit_compile}
   paths = reports.write_reports(results, FLAGS.output_dir)
   if first is not None and FLAGS.num_samples:

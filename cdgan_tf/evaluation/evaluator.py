@@ -11,6 +11,9 @@ classifier without defense and behind each defense, on clean images, on the give
                   everything); only for differentiable defenses
   bpda            PGD with the purifier run forward and treated as the identity
                   backward (Athalye et al. 2018); works for any defense
+  square          the Square attack (L-inf; `square_l2`: L2), score-based black box:
+                  it queries the deployed pipeline (purifier + classifier, or the bare
+                  classifier) for output scores only, so it also runs on TFLite models
 
 Purified images are computed once per batch and defense and shared by all classifiers.
 """
@@ -28,13 +31,17 @@ import tensorflow as tf
 
 from cdgan_tf.attacks import bpda as bpda_lib
 from cdgan_tf.attacks import settings as attack_settings
+from cdgan_tf.attacks import square as square_lib
 from cdgan_tf.data.batch import Batch
 from cdgan_tf.defenses import base as defenses_base
 from cdgan_tf.evaluation import table as table_lib
 
 TRANSFER = "transfer"
 GRADIENT_THREATS = ("pgd_classifier", "pgd_defended", "bpda")
-THREATS = (TRANSFER,) + GRADIENT_THREATS
+QUERY_THREATS = {"square": "linf", "square_l2": "l2"}  # name -> norm
+THREATS = (TRANSFER,) + GRADIENT_THREATS + tuple(QUERY_THREATS)
+# Query counts at which results.json records the query attacks' failure rate.
+CURVE_BUDGETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,27 +51,42 @@ class ThreatModel:
   Attributes:
     name: One of THREATS.
     attack: L-inf PGD settings (random start) for the gradient threat models; None for
-      `transfer`.
+      `transfer` and the query attacks.
+    queries: Query budget per image of the query attacks (None for the others).
+    eps: Budget of the query attacks (L-inf, or L2 on the [0, 1] scale).
   """
   name: str
   attack: Optional[attack_settings.AttackSettings] = None
+  queries: Optional[int] = None
+  eps: Optional[float] = None
 
   @classmethod
-  def parse(cls, name: str, eps="8/255", steps: int = 10,
-            step_size=None) -> "ThreatModel":
-    """Validates the name and builds the PGD settings of a gradient threat model.
+  def parse(cls, name: str, eps="8/255", steps: int = 10, step_size=None,
+            queries: int = square_lib.DEFAULT_QUERIES, eps_l2="0.5") -> "ThreatModel":
+    """Validates the name and builds the settings of a gradient or query threat model.
 
     Raises:
-      ValueError: an unknown name or bad PGD parameters.
+      ValueError: an unknown name or bad PGD / query parameters.
     """
     if name not in THREATS:
       raise ValueError(f"unknown attack {name!r}: use {', '.join(THREATS)}")
     if name == TRANSFER:
       return cls(name)
+    if name in QUERY_THREATS:
+      if int(queries) < 1:
+        raise ValueError(f"queries={queries} must be >= 1")
+      l2 = QUERY_THREATS[name] == "l2"
+      value = attack_settings.parse_eps(eps_l2 if l2 else eps)
+      if not l2 and value > 1.0:
+        raise ValueError(f"eps={eps!r} exceeds the [0, 1] pixel range")
+      return cls(name, queries=int(queries), eps=value)
     return cls(name, attack_settings.AttackSettings.parse("pgd", eps, steps, step_size))
 
   def params(self) -> dict:
     """What results.json records for it."""
+    if self.queries is not None:
+      return {"eps": self.eps, "norm": QUERY_THREATS[self.name], "queries": self.queries,
+              "schedule": max(self.queries - 2, square_lib.SCHEDULE_ITERATIONS)}
     if self.attack is None:
       return {}
     return {"eps": self.attack.eps, "steps": self.attack.steps,
@@ -118,19 +140,20 @@ class Evaluator:
     primary = self.threats[0].name if self.threats else TRANSFER
     self.table = table_lib.AccuracyTable(primary_attack=primary)
     for threat in self.threats:
-      if threat.attack is not None:
+      if threat.params():
         self.table.set_attack_params(threat.name, threat.params())
-    # On CPU the purifiers run in chunks of defenses_base.CPU_BATCH_SIZE images (faster
-    # than one call on a big batch); on a GPU / TPU on the whole batch.
+    # One graph per purifier for every batch size (defenses.base.batch_invariant); on CPU
+    # it runs in chunks of defenses_base.CPU_BATCH_SIZE images (faster than one call on a
+    # big batch), on a GPU / TPU on the whole batch.
     chunk = defenses_base.cpu_batch_size()
-    self._purify = {name: tf.function(
-        (lambda x, d=d: defenses_base.in_batches(d, x, chunk)) if chunk else d.__call__,
-        reduce_retracing=True) for name, d in self.defenses.items()}
+    self._purify = {name: defenses_base.batch_invariant(d, chunk)
+                    for name, d in self.defenses.items()}
     # Composed targets are built once so the attacks' compiled loops are reused.
     self._defended = {(c.name, d): defenses_base.DefendedClassifier(self.defenses[d], c)
                       for c in self.classifiers for d in self.defenses}
     self._bpda = {(c.name, d): (lambda x, c=c, b=bpda_lib.bpda(self._purify[d]): c(b(x)))
                   for c in self.classifiers for d in self.defenses}
+    self._query_log = {}  # (attack, classifier, defense) -> [(fooled_at, queries, labels)]
     self.images_seen = 0
     self._keys: Sequence[str] = ()
     self._writer = None
@@ -172,6 +195,8 @@ class Evaluator:
         for c in self.classifiers:
           self._add(c, "attack", adversarial, labels, attack=TRANSFER)
         self._score_defenses(adversarial, labels, "defense", attack=TRANSFER)
+      elif batch.clean is not None and threat.name in QUERY_THREATS:
+        self._query_attack(threat, np.asarray(batch.clean, np.float32), labels)
       elif batch.clean is not None:
         self._gradient_attack(threat, tf.convert_to_tensor(batch.clean, tf.float32), labels)
     self.images_seen += len(labels)
@@ -205,6 +230,49 @@ class Evaluator:
         self._add(c, "defense", self._purify[name](adversarial), labels, defense=name,
                   attack=threat.name)
 
+  def _query_attack(self, threat: ThreatModel, clean: np.ndarray, labels) -> None:
+    """Square attack on each classifier alone and behind each defense (scores only)."""
+    if not np.any(labels >= 0):
+      return
+    for c in self.classifiers:
+      targets = [(None, c)] + [(d, lambda x, c=c, p=self._purify[d]: c(p(x)))
+                               for d in self.defenses]
+      for defense, target in targets:
+        result = square_lib.square_attack(
+            lambda x, t=target: t(tf.convert_to_tensor(x)).numpy(), clean, labels,
+            threat.eps, norm=QUERY_THREATS[threat.name], queries=threat.queries,
+            seed=self.seed, name=f"{threat.name} {c.name}/{defense or 'no defense'}")
+        adversarial = tf.convert_to_tensor(result.adversarial)
+        if defense is None:
+          self._add(c, "attack", adversarial, labels, attack=threat.name)
+        else:
+          self._add(c, "defense", self._purify[defense](adversarial), labels,
+                    defense=defense, attack=threat.name)
+        key = (threat.name, c.name, defense or table_lib.NO_DEFENSE)
+        self._query_log.setdefault(key, []).append(
+            (result.fooled_at, result.queries, np.asarray(labels), result.ties))
+
+  def query_report(self) -> dict:
+    """{attack: {classifier: {defense: query stats + failure-rate curve}}} so far.
+
+    The stats are `square.query_stats` (mean / median queries over the attacked images
+    and over those it fooled); "failure_rate" is `square.failure_curve` at
+    CURVE_BUDGETS up to the budget; "tied_proposals" the fraction of the attack's
+    proposals whose margin equalled the best one exactly (quantized scores).
+    """
+    report = {}
+    for (attack, classifier, defense), parts in self._query_log.items():
+      fooled_at, queries, labels, ties = (np.concatenate(p) for p in zip(*parts))
+      result = square_lib.SquareResult(None, queries, fooled_at, None)
+      budget = next(t.queries for t in self.threats if t.name == attack)
+      budgets = [b for b in CURVE_BUDGETS if b < budget] + [budget]
+      stats = square_lib.query_stats(result, labels)
+      stats["failure_rate"] = square_lib.failure_curve(result, labels, budgets)
+      proposals = np.sum(np.maximum(queries - 1, 0))
+      stats["tied_proposals"] = float(np.sum(ties) / proposals) if proposals else None
+      report.setdefault(attack, {}).setdefault(classifier, {})[defense] = stats
+    return report
+
   def run(self, batches: Iterable[Batch], log_every: int = 10) -> dict:
     """Consumes the stream; returns the results dict (see table.AccuracyTable)."""
     start = time.time()
@@ -218,6 +286,8 @@ class Evaluator:
                      *(_fmt(self.table.accuracy(first, k)) for k in
                        ("normal", "attack", "defense")))
     results = self.table.to_dict()
+    for attack, report in self.query_report().items():
+      results.setdefault("attacks", {}).setdefault(attack, {})["queries"] = report
     if self.notes:
       results["notes"] = list(self.notes)
     return results

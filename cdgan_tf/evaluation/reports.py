@@ -13,7 +13,12 @@ import numpy as np
 from cdgan_tf.attacks import settings
 from cdgan_tf.common import files
 from cdgan_tf.evaluation.table import CONDITIONS
+from cdgan_tf.evaluation.table import NO_DEFENSE
 from cdgan_tf.evaluation.table import PRIMARY_DEFENSE
+
+INTERVAL_NOTE = ("Accuracies in %; `a ± h`: h is half the width of the 95 % Wilson "
+                 "interval (exact bounds: `ci95` in results.json); p: two-sided exact "
+                 "McNemar test on the same images.")
 
 
 def _readable(key: str, value) -> str:
@@ -25,8 +30,31 @@ def _readable(key: str, value) -> str:
   return str(value)
 
 
-def _pct(value) -> str:
-  return "" if value is None else f"{100.0 * value:.2f}"
+def _pct(value, ci95=None) -> str:
+  """A percentage; with its interval `38.0 ± 3.7` (± half the interval's width)."""
+  if value is None:
+    return ""
+  if not ci95:
+    return f"{100.0 * value:.2f}"
+  return f"{100.0 * value:.1f} ± {50.0 * (ci95[1] - ci95[0]):.1f}"
+
+
+def _value(entry: dict, condition: str, defense=None) -> str:
+  """One accuracy of a results entry (or of one of its defenses) with its interval."""
+  if defense is not None:
+    entry = entry.get("defenses", {}).get(defense, {})
+  return _pct(entry.get(condition), entry.get("ci95", {}).get(condition))
+
+
+def _worst(entry: dict, defense: str) -> str:
+  worst = entry.get("worst_case", {}).get(defense)
+  if not worst:
+    return ""
+  return f"{_pct(worst['accuracy'], worst.get('ci95'))} ({worst['attack']})"
+
+
+def _p(value) -> str:
+  return "" if value is None else f"{value:.3g}"
 
 
 def markdown_table(results: dict) -> str:
@@ -35,11 +63,23 @@ def markdown_table(results: dict) -> str:
   classifiers = results.get("classifiers", {})
   defenses = sorted({d for e in classifiers.values() for d in e.get("defenses", {})},
                     key=lambda d: (d != PRIMARY_DEFENSE, d))
+  with_worst = any("worst_case" in e for e in classifiers.values())
+  if any("ci95" in e for e in classifiers.values()):
+    lines[1:1] = ["", INTERVAL_NOTE]
   header = ["classifier", "n", "normal", "attack", "defense", "defense_clean"]
+  header += ["worst case"] if with_worst else []
   lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
   for name, entry in classifiers.items():
     lines.append("| " + " | ".join([name, str(entry.get("n", ""))] + [
-        _pct(entry.get(c)) for c in CONDITIONS]) + " |")
+        _value(entry, c) for c in CONDITIONS] + (
+            [_worst(entry, PRIMARY_DEFENSE)] if with_worst else [])) + " |")
+  if with_worst:
+    lines += ["", "## Worst case (lowest adversarial accuracy over every attack run)", ""]
+    header = ["classifier", NO_DEFENSE] + defenses
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, entry in classifiers.items():
+      lines.append("| " + " | ".join([name] + [_worst(entry, d) for d in
+                                               [NO_DEFENSE] + defenses]) + " |")
   if defenses:
     lines += ["", "## Every defense (defense on adversarial / on clean)", ""]
     header = ["classifier"] + defenses
@@ -47,19 +87,60 @@ def markdown_table(results: dict) -> str:
     for name, entry in classifiers.items():
       cells = []
       for d in defenses:
-        values = entry.get("defenses", {}).get(d, {})
-        cells.append(f"{_pct(values.get('defense'))} / {_pct(values.get('defense_clean'))}")
+        cells.append(f"{_value(entry, 'defense', d)} / {_value(entry, 'defense_clean', d)}")
       lines.append("| " + " | ".join([name] + cells) + " |")
+    lines += _p_value_table(classifiers, defenses)
   for attack, block in results.get("attacks", {}).items():
     params = ", ".join(f"{k}={_readable(k, v)}" for k, v in block.get("params", {}).items())
     lines += ["", f"## Attack `{attack}`" + (f" ({params})" if params else ""), ""]
     header = ["classifier", "n", "attack"] + [f"{d} defense" for d in defenses]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for name, entry in block.get("classifiers", {}).items():
-      cells = [_pct(entry.get("defenses", {}).get(d, {}).get("defense")) for d in defenses]
+      cells = [_value(entry, "defense", d) for d in defenses]
       lines.append("| " + " | ".join([name, str(entry.get("n", "")),
-                                       _pct(entry.get("attack"))] + cells) + " |")
+                                       _value(entry, "attack")] + cells) + " |")
+    lines += _p_value_table(block.get("classifiers", {}), defenses, clean=False)
+    lines += _query_table(block.get("queries", {}))
   return "\n".join(lines) + "\n"
+
+
+def _query_table(queries: dict):
+  """Markdown lines: the query attack's queries and failure rate per target."""
+  if not queries:
+    return []
+  lines = ["", "Queries (images correct on the clean query are attacked; mean / median "
+           "over them and over those fooled):", "",
+           "| classifier | defense | attacked | fooled | queries mean / median | "
+           "fooled: mean / median |", "|---|---|---|---|---|---|"]
+  for name, per_defense in queries.items():
+    for defense, stats in per_defense.items():
+      cells = [name, defense, str(stats["attacked"]), str(stats["fooled"])]
+      for key in ("all", "successful"):
+        mean, median = stats.get(f"mean_{key}"), stats.get(f"median_{key}")
+        cells.append("" if mean is None else f"{mean:.0f} / {median:.0f}")
+      lines.append("| " + " | ".join(cells) + " |")
+  return lines
+
+
+def _p_value_table(classifiers: dict, defenses: Sequence[str], clean: bool = True):
+  """Markdown lines: each defense's McNemar p against no defense and the others."""
+  if not any("p_value" in v for e in classifiers.values()
+             for v in e.get("defenses", {}).values()):
+    return []
+  header = ["classifier", "defense", "adv. vs no defense"]
+  header += ["clean vs no defense"] if clean else []
+  header += [f"adv. vs {d}" for d in defenses]
+  lines = ["", "Paired tests (two-sided exact McNemar p, same images):", "",
+           "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for name, entry in classifiers.items():
+    for d in defenses:
+      p_value = entry.get("defenses", {}).get(d, {}).get("p_value", {})
+      adversarial, on_clean = p_value.get("defense", {}), p_value.get("defense_clean", {})
+      cells = [name, d, _p(adversarial.get(NO_DEFENSE))]
+      cells += [_p(on_clean.get(NO_DEFENSE))] if clean else []
+      cells += ["" if other == d else _p(adversarial.get(other)) for other in defenses]
+      lines.append("| " + " | ".join(cells) + " |")
+  return lines
 
 
 def chart_rows(entry: dict):
@@ -73,6 +154,16 @@ def chart_rows(entry: dict):
   for name in defenses:
     values = entry["defenses"][name]
     rows.append((name, values.get("defense_clean"), values.get("defense")))
+  return rows
+
+
+def chart_intervals(entry: dict):
+  """The 95 % intervals ([low, high] or None) of `chart_rows`' accuracies, row by row."""
+  ci95 = entry.get("ci95", {})
+  rows = [(ci95.get("normal"), ci95.get("attack"))]
+  for name in sorted(entry.get("defenses", {}), key=lambda d: (d != PRIMARY_DEFENSE, d)):
+    ci95 = entry["defenses"][name].get("ci95", {})
+    rows.append((ci95.get("defense_clean"), ci95.get("defense")))
   return rows
 
 
@@ -99,10 +190,17 @@ def bar_chart(results: dict, path: str) -> None:
   for ax, name in zip(axes[0], classifiers):
     entry = results.get("classifiers", {}).get(name, {})
     rows = chart_rows(entry)
+    bounds = chart_intervals(entry)
     x = np.arange(len(rows))
     for offset, (kind, column) in zip((-0.2, 0.2), (("clean", 1), ("adversarial", 2))):
       values = [100.0 * r[column] if r[column] is not None else 0.0 for r in rows]
       bars = ax.bar(x + offset, values, 0.4, color=colours[kind], label=kind)
+      errors = np.maximum(0.0, [[v - 100.0 * b[column - 1][0], 100.0 * b[column - 1][1] - v]
+                         if b[column - 1] else [0.0, 0.0] for v, b in zip(values, bounds)])
+      errors = errors.reshape(-1, 2)
+      if errors.any():  # 95 % Wilson intervals
+        ax.errorbar(x + offset, values, yerr=errors.T, fmt="none", ecolor="black",
+                    elinewidth=0.7, capsize=2)
       for bar, row in zip(bars, rows):
         if row[column] is not None:
           ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height() + 1,
@@ -119,10 +217,49 @@ def bar_chart(results: dict, path: str) -> None:
     ax.set_ylim(0, 105)
   axes[0][0].set_ylabel("top-1 accuracy (%)")
   axes[0][-1].legend(fontsize=7, loc="upper right")
-  fig.suptitle("Clean and adversarial accuracy behind each defense", fontsize=11)
+  fig.suptitle("Clean and adversarial accuracy behind each defense"
+               " (whiskers: 95 % Wilson intervals)", fontsize=11)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
   plt.close(fig)
+
+
+def _curves(results: dict):
+  return [(f"{attack} {name} / {defense}", stats["failure_rate"])
+          for attack, block in results.get("attacks", {}).items()
+          for name, per_defense in block.get("queries", {}).items()
+          for defense, stats in per_defense.items() if stats.get("failure_rate")]
+
+
+def query_curves(results: dict, path: str) -> bool:
+  """Writes a PNG of the query attacks' failure rate vs queries (the Square paper's plot).
+
+  One line per attack, classifier and defense (`attacks.<name>.queries` of results.json);
+  the failure rate is the fraction of the images correct on their clean query that the
+  attack has not yet misclassified. Returns False (and writes nothing) without them.
+  """
+  curves = _curves(results)
+  if not curves:
+    return False
+  import matplotlib  # pylint: disable=import-outside-toplevel
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=import-outside-toplevel
+
+  fig, ax = plt.subplots(figsize=(6.0, 4.0))
+  for label, curve in curves:
+    points = [(q, 100.0 * r) for q, r in curve if r is not None]
+    if points:
+      ax.plot(*zip(*points), marker="o", markersize=3, label=label)
+  ax.set_xscale("log")
+  ax.set_xlabel("queries per image")
+  ax.set_ylabel("failure rate of the attack (%)")
+  ax.set_ylim(0, 102)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+  return True
 
 
 def sample_grid(columns: Sequence[np.ndarray], column_titles: Sequence[str],
@@ -165,5 +302,9 @@ def write_reports(results: dict, output_dir: str) -> Dict[str, str]:
   files.write_text(paths["markdown"], markdown_table(results))
   with files.atomic_path(paths["chart"]) as tmp:
     bar_chart(results, tmp)
+  if _curves(results):
+    paths["curves"] = os.path.join(output_dir, "query_curves.png")
+    with files.atomic_path(paths["curves"]) as tmp:
+      query_curves(results, tmp)
   files.write_json(paths["json"], results)
   return paths

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cdgan_tf.evaluation import intervals
 from cdgan_tf.evaluation import reports
 from cdgan_tf.evaluation import table as evaluation
 
@@ -56,7 +57,8 @@ def test_reports_are_written(tmp_path):
   results = _table().to_dict()
   paths = reports.write_reports(results, str(tmp_path))
   markdown = open(paths["markdown"]).read()
-  assert "| m | 3 | 100.00 | 33.33 | 66.67 | 100.00 |" in markdown
+  assert ("| m | 3 | 100.0 ± 28.1 | 33.3 ± 36.5 | 66.7 ± 36.5 | 100.0 ± 28.1 | "
+          "66.7 ± 36.5 (transfer) |") in markdown
   assert "## Attack `pgd_classifier` (eps=7.65/255)" in markdown  # 0.03 * 255
   assert json.load(open(paths["json"])) == results
   with Image.open(paths["chart"]) as chart:
@@ -78,6 +80,46 @@ def test_chart_rows_pair_clean_and_adversarial_per_defense(tmp_path):
   assert reports.chart_rows(results["classifiers"]["c"]) == [
       ("no defense", 0.8, 0.1), ("cdgan", 0.6, 0.4), ("jpeg75", None, 0.15),
       ("resize", 0.5, 0.2)]
+  results["classifiers"]["c"]["ci95"] = {"normal": [0.5, 0.9], "attack": [0.0, 0.4]}
+  results["classifiers"]["c"]["defenses"]["cdgan"]["ci95"] = {"defense": [0.2, 0.6]}
+  assert reports.chart_intervals(results["classifiers"]["c"]) == [
+      ([0.5, 0.9], [0.0, 0.4]), (None, [0.2, 0.6]), (None, None), (None, None)]
   reports.bar_chart(results, str(tmp_path / "chart.png"))
   with Image.open(tmp_path / "chart.png") as image:
     assert image.size[0] > 300
+
+
+def test_intervals_paired_tests_and_worst_case_by_value():
+  table = evaluation.AccuracyTable()
+  labels = np.zeros(10, int)
+  right = lambda k: np.where(np.arange(10) < k, 0, 1)  # noqa: E731  first k correct
+  table.add("m", "normal", right(9), labels)
+  table.add("m", "attack", right(1), labels)
+  table.add("m", "defense", right(8), labels)  # cdgan: 7 images only it gets right
+  table.add("m", "defense", right(2), labels, defense="jpeg75")
+  table.add("m", "defense_clean", right(9), labels)
+  table.add("m", "attack", right(0), labels, attack="square")
+  table.add("m", "defense", right(5), labels, attack="square")
+  table.add("m", "defense", right(3), labels, defense="jpeg75", attack="square")
+  results = table.to_dict()
+  entry = results["classifiers"]["m"]
+  assert entry["ci95"]["attack"] == pytest.approx(list(intervals.wilson(1, 10)))
+  cdgan = entry["defenses"]["cdgan"]
+  assert cdgan["ci95"]["defense"] == pytest.approx(list(intervals.wilson(8, 10)))
+  # Hand: discordant 7 vs 0 -> 2 / 2^7; vs jpeg75 6 vs 0 -> 2 / 2^6; clean 0 vs 0 -> 1.
+  assert cdgan["p_value"]["defense"] == {"no_defense": pytest.approx(2 / 128),
+                                         "jpeg75": pytest.approx(2 / 64)}
+  assert cdgan["p_value"]["defense_clean"] == {"no_defense": 1.0}
+  square = results["attacks"]["square"]["classifiers"]["m"]["defenses"]["cdgan"]
+  assert square["p_value"]["defense"]["no_defense"] == pytest.approx(2 / 32)  # 5 vs 0
+  worst = entry["worst_case"]
+  assert worst["no_defense"] == {"accuracy": 0.0, "attack": "square",
+                                 "ci95": pytest.approx(list(intervals.wilson(0, 10)))}
+  assert (worst["cdgan"]["accuracy"], worst["cdgan"]["attack"]) == (0.5, "square")
+  assert (worst["jpeg75"]["accuracy"], worst["jpeg75"]["attack"]) == (0.2, "transfer")
+  assert results["statistics"] == {"ci95": "wilson", "p_value": "mcnemar_exact"}
+  markdown = reports.markdown_table(results)
+  assert "| m | 10 | 90.0 ±" in markdown and "50.0 ± 26.3 (square)" in markdown
+  assert "| m | cdgan | 0.0156 | 1 |  | 0.0312 |" in markdown
+  low, high = intervals.wilson(5, 10)
+  assert f"{50 * (high - low):.1f}" == "26.3"
