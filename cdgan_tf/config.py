@@ -139,12 +139,9 @@ class DataConfig:
   clean_pair_fraction: float = 0.0
 
   def __post_init__(self):
-    checks.check_power_of_two("scale", self.scale)
+    checks.check_geometry(self.image_size, self.scale)
     if not 0.0 <= self.clean_pair_fraction <= 1.0:
       raise ValueError(f"clean_pair_fraction={self.clean_pair_fraction} must be in [0, 1]")
-    if self.image_size % self.scale:
-      raise ValueError(
-          f"image_size={self.image_size} is not divisible by scale={self.scale}")
     checks.check_positive("batch_size", self.batch_size)
 
   @property
