@@ -70,11 +70,8 @@ def parse_sizing(text: str) -> tuple:
 def _parse_scales(values) -> list:
   scales = []
   for text in values:
-    scale = checks.check_power_of_two(
-        "--scales", int(text) if text.isdigit() else text, cli.UsageError)
-    if FLAGS.image_size % scale:
-      raise cli.UsageError(f"--scales: {scale} does not divide --image_size="
-                           f"{FLAGS.image_size}")
+    _, scale = checks.check_geometry(FLAGS.image_size, int(text) if text.isdigit() else text,
+                                     cli.UsageError, names=("--image_size", "--scales"))
     scales.append(scale)
   return scales
 

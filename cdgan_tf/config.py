@@ -139,12 +139,9 @@ class DataConfig:
   clean_pair_fraction: float = 0.0
 
   def __post_init__(self):
-    checks.check_power_of_two("scale", self.scale)
+    checks.check_geometry(self.image_size, self.scale)
     if not 0.0 <= self.clean_pair_fraction <= 1.0:
       raise ValueError(f"clean_pair_fraction={self.clean_pair_fraction} must be in [0, 1]")
-    if self.image_size % self.scale:
-      raise ValueError(
-          f"image_size={self.image_size} is not divisible by scale={self.scale}")
     checks.check_positive("batch_size", self.batch_size)
 
   @property
@@ -256,3 +253,37 @@ def json_ready(value):
   if isinstance(value, (list, tuple)):
     return [json_ready(v) for v in value]
   return value
+
+
+def field_paths(section: type, *names: str) -> tuple:
+  """"<section>.<field>" names of `ExperimentConfig` (as `to_dict` nests them), checked.
+
+  Args:
+    section: One of ModelConfig, LossConfig, DataConfig, TrainConfig.
+    *names: Its field names.
+
+  Raises:
+    ValueError: a class that is no section of ExperimentConfig, or a name that is no
+      field of it (so a renamed field breaks at import, not silently in a comparison).
+  """
+  sections = {f.default_factory: f.name for f in dataclasses.fields(ExperimentConfig)}
+  if section not in sections:
+    raise ValueError(f"{section.__name__} is not a section of ExperimentConfig")
+  fields = {f.name for f in dataclasses.fields(section)}
+  unknown = [n for n in names if n not in fields]
+  if unknown:
+    raise ValueError(f"{section.__name__} has no field {', '.join(unknown)}")
+  return tuple(f"{sections[section]}.{name}" for name in names)
+
+
+# Fields that change the models' shapes or their checkpoint (a resumed run must keep
+# them), and the operational ones (cadences, strategy, paths) that change freely.
+SHAPE_FIELDS = (field_paths(ModelConfig, "num_res_blocks", "filters",
+                            "discriminator_filters", "image_skip")
+                + field_paths(DataConfig, "image_size", "scale")
+                + field_paths(TrainConfig, "role", "mixed_precision"))
+OPERATIONAL_FIELDS = field_paths(TrainConfig, "model_dir", "steps_per_loop",
+                                 "checkpoint_every", "summary_every", "eval_every",
+                                 "eval_steps", "strategy", "tpu")
+# Raising one of these on resume continues the run (training.resume.extension).
+LENGTH_FIELDS = field_paths(TrainConfig, "train_steps", "epochs")

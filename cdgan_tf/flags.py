@@ -11,6 +11,7 @@ from absl import app
 from absl import flags
 
 from cdgan_tf import config as config_lib
+from cdgan_tf.common import checks
 
 _DEFAULTS = config_lib.ExperimentConfig()
 
@@ -107,6 +108,13 @@ def _training_flag_table():
   ]
 
 
+def _check_geometry_flags(values) -> bool:
+  """--scale a power of 2 dividing --image_size (`checks.check_geometry`)."""
+  checks.check_geometry(values["image_size"], values["scale"], flags.ValidationError,
+                        names=("--image_size", "--scale"))
+  return True
+
+
 def define_training_flags(flag_values=flags.FLAGS) -> None:
   """Defines the flags of train_sub.py and train_super.py (once per process)."""
   if "train_records" in flag_values:
@@ -119,12 +127,8 @@ def define_training_flags(flag_values=flags.FLAGS) -> None:
     else:
       define_once(define, name, default, help_text, flag_values=flag_values, **extra)
   flags.mark_flags_as_required(["train_records", "model_dir"], flag_values=flag_values)
-  flags.register_validator(
-      "scale", lambda s: s & (s - 1) == 0, "--scale must be a power of 2",
-      flag_values=flag_values)
   flags.register_multi_flags_validator(
-      ["image_size", "scale"], lambda d: d["image_size"] % d["scale"] == 0,
-      "--image_size must be divisible by --scale", flag_values=flag_values)
+      ["image_size", "scale"], _check_geometry_flags, flag_values=flag_values)
   flags.register_multi_flags_validator(
       ["feature_weight", "feature_extractor"],
       lambda d: d["feature_weight"] == 0 or bool(d["feature_extractor"]),

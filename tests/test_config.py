@@ -54,3 +54,16 @@ def test_bad_choices_are_refused():
     config.TrainConfig(strategy="gpu")
   with pytest.raises(ValueError, match="role"):
     config.TrainConfig(role="middle")
+
+
+def test_resume_field_lists_are_derived_from_the_config_dataclasses():
+  from cdgan_tf.training import resume  # pylint: disable=import-outside-toplevel
+  flat = {f"{section}.{name}" for section, fields in
+          config.ExperimentConfig().to_dict().items() for name in fields}
+  assert set(resume.SHAPE_FIELDS) <= flat and set(resume.OPERATIONAL_FIELDS) <= flat
+  assert not set(resume.SHAPE_FIELDS) & set(resume.OPERATIONAL_FIELDS)
+  assert config.field_paths(config.DataConfig, "scale") == ("data.scale",)
+  with pytest.raises(ValueError, match="DataConfig has no field scal"):
+    config.field_paths(config.DataConfig, "scal")
+  with pytest.raises(ValueError, match="Role is not a section"):
+    config.field_paths(config.Role, "SUB")

@@ -1,6 +1,7 @@
 """Tests of the shared image operations."""
 
 import numpy as np
+import pytest
 import tensorflow as tf
 
 from cdgan_tf import image_ops
@@ -62,3 +63,45 @@ def test_decode_jpeg_matches_pil():
   expected = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
   decoded = image_ops.decode_image(tf.constant(data)).numpy()
   np.testing.assert_array_equal(np.round(decoded * 255).astype(np.uint8), expected)
+
+
+def _keys_cubic(x, a=-0.5):
+  """The Keys (1981) cubic convolution kernel, a = -0.5 (TF's and PIL's bicubic)."""
+  x = abs(x)
+  if x < 1:
+    return (a + 2) * x ** 3 - (a + 3) * x ** 2 + 1
+  if x < 2:
+    return a * x ** 3 - 5 * a * x ** 2 + 8 * a * x - 4 * a
+  return 0.0
+
+
+def _hand_resize_1d(row, out):
+  """Antialiased bicubic by hand: the kernel stretched by the downscale factor, pixel
+  centres at i + 0.5, weights renormalised at the borders, result clipped to [0, 1]."""
+  n = len(row)
+  step = n / out
+  stretch = max(step, 1.0)
+  result = []
+  for j in range(out):
+    centre = (j + 0.5) * step
+    weights = np.array([_keys_cubic((i + 0.5 - centre) / stretch) for i in range(n)])
+    result.append((weights * row).sum() / weights.sum())
+  return np.clip(result, 0.0, 1.0)
+
+
+ROW = np.array([0, 0, 0, 0, 1, 1, 1, 1, 0.5, 0.5, 0.25, 0.25, 0, 0, 1, 1], np.float32)
+
+
+@pytest.mark.parametrize("out,expected", [
+    # Pinned values (16 -> 8 and 16 -> 4): the hand computation below gives the same.
+    (8, [0.0, 0.06564, 0.93945, 0.98145, 0.51953, 0.23242, 0.09073, 0.92573]),
+    (4, [0.09048, 0.88693, 0.37199, 0.46058]),
+    (32, None)])
+def test_resize_is_antialiased_bicubic_by_value(out, expected):
+  """Pins the method and the antialiasing: bilinear, area, or bicubic without
+  antialiasing all give other values (an earlier test only compared two resizes)."""
+  image = np.tile(ROW[None, :, None], (1, 1, 3))[None]  # [1, 1, 16, 3]
+  got = image_ops.resize(image, (1, out)).numpy()[0, 0, :, 0]
+  np.testing.assert_allclose(got, _hand_resize_1d(ROW, out), atol=1e-5)
+  if expected is not None:
+    np.testing.assert_allclose(got, expected, atol=1e-5)

@@ -33,7 +33,7 @@ from typing import Callable, Sequence, Union
 
 import tensorflow as tf
 
-from cdgan_tf.attacks import settings
+from cdgan_tf.attacks import budget
 from cdgan_tf.common import checks
 
 LogitsFn = Callable[[tf.Tensor], tf.Tensor]
@@ -141,7 +141,7 @@ def _check_inputs(images, labels):
 
 def _check_eps(eps, norm: str = "linf") -> float:
   if isinstance(eps, str):
-    eps = settings.parse_eps(eps)
+    eps = budget.parse_eps(eps)
   eps = float(eps)
   if not math.isfinite(eps) or eps < 0:
     raise ValueError(f"eps={eps} must be a finite number >= 0")

@@ -31,6 +31,28 @@ def check_power_of_two(name: str, value, error: Type[Exception] = ValueError) ->
   return value
 
 
+def check_geometry(image_size, scale, error: Type[Exception] = ValueError,
+                   names=("image_size", "scale")):
+  """The one check of a purifier's geometry: `scale` a power of 2 dividing `image_size`.
+
+  Args:
+    image_size: The large side (>= 1).
+    scale: The resolution ratio.
+    error: The exception type to raise.
+    names: How the two values are named in the message (e.g. the flags).
+
+  Returns:
+    (image_size, scale) as ints.
+  """
+  scale = check_power_of_two(names[1], scale, error)
+  if isinstance(image_size, bool) or not hasattr(image_size, "__index__") or image_size < 1:
+    raise error(f"{names[0]}={image_size!r} must be a positive integer")
+  image_size = int(image_size)
+  if image_size % scale:
+    raise error(f"{names[0]}={image_size} is not divisible by {names[1]}={scale}")
+  return image_size, scale
+
+
 def check_positive(name: str, value, error: Type[Exception] = ValueError):
   """Returns `value` if it is > 0."""
   if not value > 0:

@@ -24,6 +24,7 @@ import re
 import tensorflow as tf
 
 from cdgan_tf import image_ops
+from cdgan_tf.common import checks
 from cdgan_tf.defenses.base import FunctionPurifier
 
 VALID_FORMS = ("identity", "resize", "jpeg<q> (q in 0..100, e.g. jpeg75)",
@@ -55,13 +56,7 @@ def resize(image_size: int, scale: int) -> FunctionPurifier:
     scale: Down-scaling factor (paper: 4); image_size must be divisible by it.
       Both come from the CD-GAN being compared (or the command line), never a default.
   """
-  image_size, scale = int(image_size), int(scale)
-  if image_size < 1 or scale < 1:
-    raise ValueError(f"resize baseline: image_size={image_size} and scale={scale} "
-                     "must be positive")
-  if image_size % scale:
-    raise ValueError(f"resize baseline: image_size={image_size} is not divisible by "
-                     f"scale={scale}")
+  image_size, scale = checks.check_geometry(int(image_size), int(scale))
   small = image_size // scale
 
   def fn(images):

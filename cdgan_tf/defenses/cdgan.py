@@ -77,9 +77,7 @@ class CdganPurifier(tf.Module, base.Purifier):
     checks.check_choice("mode", mode, MODES)
     checks.check_choice("compute_dtype", compute_dtype, inference.COMPUTE_DTYPES)
     super().__init__(name=f"cdgan_{mode}")
-    checks.check_power_of_two("scale", scale)
-    if image_size % scale:
-      raise ValueError(f"image_size {image_size} is not divisible by scale {scale}")
+    checks.check_geometry(image_size, scale)
     if mode in ("chain", "sub_only") and sub_generator is None:
       raise ValueError(f"mode {mode} needs the sub generator")
     if mode in ("chain", "super_only") and super_generator is None:

@@ -21,8 +21,9 @@ from cdgan_tf.defenses import baselines
 from cdgan_tf.defenses import cdgan as cdgan_lib
 from cdgan_tf.defenses import exported
 
-CDGAN_NAMES = ("cdgan", "sub_only", "super_only")
-MODE_OF = {"cdgan": "chain", "sub_only": "sub_only", "super_only": "super_only"}
+# Defense name -> CdganPurifier mode: the inverse of the one map in `cdgan.MODE_NAMES`.
+MODE_OF = {name: mode for mode, name in cdgan_lib.MODE_NAMES.items()}
+CDGAN_NAMES = tuple(MODE_OF)
 
 
 def load_cdgan(sub_model: str = "", super_model: str = "", purifier_dir: str = "",

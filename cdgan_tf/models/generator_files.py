@@ -174,3 +174,39 @@ def save_generator(model: keras.Model, info: GeneratorInfo, export_dir: str) -> 
     model.save(tmp)
   files.write_json(os.path.join(export_dir, INFO_FILE), info.to_dict())
   return path
+
+
+def copy_generator(source: str, export_dir: str, **changes) -> str:
+  """Copies the exported generator at `source` into `export_dir`, each file atomically.
+
+  The `.keras` file is copied byte for byte; `generator.json` is rewritten from its
+  `GeneratorInfo` with `changes` applied (e.g. `sub_model=` the shipped sub generator's
+  folder, when a chained super generator is shipped next to it).
+
+  Args:
+    source: A `.keras` file, its folder, or a training model_dir.
+    export_dir: The folder to write `generator.keras` and `generator.json` into.
+    **changes: GeneratorInfo fields to record differently.
+
+  Returns:
+    The path of the copied `.keras` file.
+
+  Raises:
+    GeneratorFileError: no generator, or no generator.json, at `source`; or a change
+      that names no GeneratorInfo field.
+  """
+  model_path = find_generator(source)
+  info = read_info(source)
+  if info is None:
+    raise GeneratorFileError(f"{source}: no {INFO_FILE} next to {model_path}")
+  unknown = set(changes) - {f.name for f in dataclasses.fields(GeneratorInfo)}
+  if unknown:
+    raise GeneratorFileError(f"not GeneratorInfo fields: {', '.join(sorted(unknown))}")
+  tf.io.gfile.makedirs(export_dir)
+  path = os.path.join(export_dir, GENERATOR_FILE)
+  files.remove_stale_temporaries(export_dir)
+  with files.atomic_path(path) as tmp:
+    tf.io.gfile.copy(model_path, tmp, overwrite=True)
+  files.write_json(os.path.join(export_dir, INFO_FILE),
+                   dataclasses.replace(info, **changes).to_dict())
+  return path

@@ -35,13 +35,9 @@ from cdgan_tf.common import files
 
 CONFIG_FILE = "config.json"
 HISTORY_FILE = "config_history.json"
-SHAPE_FIELDS = ("model.num_res_blocks", "model.filters", "model.discriminator_filters",
-                "model.image_skip", "data.image_size", "data.scale", "train.role",
-                "train.mixed_precision")
-OPERATIONAL_FIELDS = ("train.model_dir", "train.steps_per_loop", "train.checkpoint_every",
-                      "train.summary_every", "train.eval_every", "train.eval_steps",
-                      "train.strategy", "train.tpu")
-LENGTH_FIELDS = ("train.train_steps", "train.epochs")
+SHAPE_FIELDS = config_lib.SHAPE_FIELDS  # Derived from config.py's dataclasses.
+OPERATIONAL_FIELDS = config_lib.OPERATIONAL_FIELDS
+LENGTH_FIELDS = config_lib.LENGTH_FIELDS  # A longer run extends without a flag.
 Changes = Dict[str, Tuple[object, object]]
 
 

@@ -1,6 +1,6 @@
 r"""The recipe-search table: every recipe's results.json side by side, with the targets.
 
-Reads <runs>/<recipe>/results_{strong,weak}/results.json (written by recipes.sh) and
+Reads <runs>/<recipe>/results_{strong,weak}/results.json (written by the stage `compare` of the cifar10_* recipes) and
 writes <output>.md and <output>.json: per recipe and target classifier, normal / attack /
 CD-GAN / CD-GAN on clean / resize / jpeg75 under the strong transfer attack, the same under
 the weak one, and whether each of the issue's targets is met.

@@ -27,7 +27,6 @@ Usage (from the repo root; about an hour for all four on one core):
 """
 
 import datetime
-import json
 import os
 import pathlib
 import time
@@ -43,6 +42,9 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import models  # pylint: disable=g-import-not-at-top,wrong-import-position  (the script's folder)
+from cdgan_tf.common import files  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cdgan_tf.data import folders  # pylint: disable=g-import-not-at-top,wrong-import-position
+from cdgan_tf.data import image_files  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[2]
 
@@ -124,7 +126,7 @@ def class_names(data_dir: pathlib.Path) -> list:
     folder = data_dir / split
     if not folder.is_dir():
       raise FileNotFoundError(f"--data_dir={data_dir}: missing folder {folder}")
-    names[split] = sorted(p.name for p in folder.iterdir() if p.is_dir())
+    names[split] = folders.class_names(folder)
   if names["train"] != names["test"] or len(names["train"]) != models.NUM_CLASSES:
     raise ValueError(f"--data_dir={data_dir}: expected the same {models.NUM_CLASSES} "
                      f"class folders in train and test, got {names['train']} and "
@@ -133,19 +135,21 @@ def class_names(data_dir: pathlib.Path) -> list:
 
 
 def load_split(data_dir: pathlib.Path, split: str, classes: list):
-  """Decodes <data_dir>/<split>/<class>/*.jpg: uint8 [N, 32, 32, 3] RGB, int64 [N]."""
-  from PIL import Image  # pylint: disable=g-import-not-at-top
+  """Decodes <data_dir>/<split>/<class>/*: uint8 [N, 32, 32, 3] RGB, int64 [N].
+
+  Listed and labelled by `folders.list_labelled_images` (label = sorted class index),
+  decoded by `image_files.load_rgb`, ordered by class then file as before.
+  """
+  listed, _ = folders.list_labelled_images(data_dir / split)
+  if folders.class_names(data_dir / split) != list(classes):
+    raise ValueError(f"--data_dir={data_dir}: {split}/ has other class folders")
   images, labels = [], []
-  for label, name in enumerate(classes):
-    files = sorted(p for p in (data_dir / split / name).iterdir()
-                   if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    for path in files:
-      with Image.open(path) as image:
-        array = np.asarray(image.convert("RGB"))
-      if array.shape != IMAGE_SHAPE:
-        raise ValueError(f"{path}: expected a 32x32 image, got {array.shape}")
-      images.append(array)
-      labels.append(label)
+  for _, path, label in sorted(listed, key=lambda item: (item[2], item[0])):
+    array = image_files.load_rgb(path)
+    if array.shape != IMAGE_SHAPE:
+      raise ValueError(f"{path}: expected a 32x32 image, got {array.shape}")
+    images.append(array)
+    labels.append(label)
   if not images:
     raise ValueError(f"--data_dir={data_dir}: no images under {split}/")
   return np.stack(images), np.asarray(labels, np.int64)
@@ -166,9 +170,8 @@ def load_cifar10(data_dir: pathlib.Path, cache: pathlib.Path) -> dict:
   arrays = {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test,
             "class_names": np.asarray(classes), "data_dir": np.asarray(str(data_dir))}
   cache.parent.mkdir(parents=True, exist_ok=True)
-  partial = cache.with_name(cache.stem + ".partial.npz")
-  np.savez(partial, **arrays)
-  os.replace(partial, cache)
+  with files.atomic_path(str(cache)) as partial:
+    np.savez(partial, **arrays)
   log(f"decoded {data_dir} in {time.time() - start:.0f} s: {len(y_train)} train, "
       f"{len(y_test)} test; cached in {cache}")
   return arrays
@@ -231,7 +234,7 @@ class ProgressAndTime(keras.callbacks.Callback):
     self.state = {"train_wall_seconds": 0.0, "train_cpu_seconds": 0.0, "sessions": 0,
                   "epochs_done": 0}
     if state_path.exists():
-      self.state.update(json.loads(state_path.read_text()))
+      self.state.update(files.read_json(str(state_path)))
 
   def on_train_begin(self, logs=None):
     self.state["sessions"] += 1
@@ -260,9 +263,7 @@ class ProgressAndTime(keras.callbacks.Callback):
 
 
 def _write_json(path: pathlib.Path, data) -> None:
-  partial = path.with_name(path.name + ".partial")
-  partial.write_text(json.dumps(data, indent=2) + "\n")
-  os.replace(partial, path)
+  files.write_json(str(path), data)
 
 
 def train_one(name: str, data: dict, epochs: int, mixed_bfloat16: bool,
@@ -278,7 +279,7 @@ def train_one(name: str, data: dict, epochs: int, mixed_bfloat16: bool,
   if final_weights.exists():
     log(f"{name}: training already finished, loading {final_weights}")
     trainable.load_weights(final_weights)
-    return models.copy_weights(trainable, export), json.loads(state_path.read_text())
+    return models.copy_weights(trainable, export), files.read_json(str(state_path))
 
   steps_per_epoch = len(data["y_train"]) // FLAGS.batch_size
   total = steps_per_epoch * epochs
@@ -314,18 +315,17 @@ def train_one(name: str, data: dict, epochs: int, mixed_bfloat16: bool,
           keras.callbacks.BackupAndRestore(str(model_dir / "backup")),
           ProgressAndTime(state_path, epochs, monitor),
       ])
-  partial = model_dir / "final.partial.weights.h5"
+  partial = model_dir / "final.partial.weights.h5"  # Keras wants the .weights.h5 suffix.
   trainable.save_weights(partial)
   os.replace(partial, final_weights)
-  return models.copy_weights(trainable, export), json.loads(state_path.read_text())
+  return models.copy_weights(trainable, export), files.read_json(str(state_path))
 
 
 def save_model(model: keras.Model, path: pathlib.Path) -> None:
-  """Saves atomically (temp name, then os.replace); the model is not compiled, so the
-  file holds no optimizer state."""
-  partial = path.with_name(f".{path.stem}.partial.keras")
-  model.save(partial)
-  os.replace(partial, path)
+  """Saves atomically (`files.atomic_path`); the model is not compiled, so the file
+  holds no optimizer state."""
+  with files.atomic_path(str(path)) as partial:
+    model.save(partial)
 
 
 def main(argv):
@@ -345,7 +345,7 @@ def main(argv):
   output_dir.mkdir(parents=True, exist_ok=True)
   work_dir.mkdir(parents=True, exist_ok=True)
   metrics_path = output_dir / "classifiers.json"
-  metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+  metrics = files.read_json(str(metrics_path)) if metrics_path.exists() else {}
 
   data = load_cifar10(data_dir, work_dir / "cifar10_uint8.npz")
   if FLAGS.train_limit:
@@ -367,7 +367,7 @@ def main(argv):
       log(f"{name}: {path} exists without a metrics entry; scoring it")
       model = keras.models.load_model(path)
       state_path = work_dir / name / "time.json"
-      state = json.loads(state_path.read_text()) if state_path.exists() else {}
+      state = files.read_json(str(state_path)) if state_path.exists() else {}
     else:
       model, state = train_one(name, data, epochs, bf16, work_dir)
       save_model(model, path)

@@ -1,4 +1,4 @@
-r"""Summarises the ImageNet transfer set into one JSON file (make_transfer_set.sh summary).
+r"""Summarises the ImageNet transfer set into one JSON file (imagenet_transfer summary).
 
 Reads, under WORK: the setting search (search/<tag>/{class,val} with their manifests and
 per-image sidecars, results/search/<tag>_<part>/results.json), the full set (adv_val,

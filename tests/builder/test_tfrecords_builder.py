@@ -338,3 +338,27 @@ def test_holdout_subset_leaves_out_what_evaluate_max_images_picks(tmp_path):
   written = set(_read(tmp_path / "out", "train"))
   assert len(written) == 6 and not written & test_keys
   assert manifest["inputs"]["held_out"] == 4 and manifest["inputs"]["pairs_found"] == 10
+
+
+def test_evaluation_and_record_building_pick_the_same_test_split(tmp_path):
+  """The images evaluate.py --max_images=N scores (FolderStream, with and without the
+  adversarial side) are exactly the ones --holdout_subset=N keeps out of the train AND
+  val records: a selection changed on one side only would leak test images into
+  training and fail here."""
+  from cdgan_tf.data import streams  # pylint: disable=import-outside-toplevel
+  for i in range(15):
+    for side in ("adv", "clean"):
+      _write(tmp_path / side / f"k{i % 3}" / f"{i:02d}.png", _pixels(seed=i))
+  builder.build(tmp_path / "adv", tmp_path / "clean", tmp_path / "out", val_fraction=0.3,
+                holdout_subset=6)
+  train, val = _read(tmp_path / "out", "train"), _read(tmp_path / "out", "val")
+  assert train and val
+  recorded = {os.path.splitext(name)[0] for name in list(train) + list(val)}
+  paired = streams.FolderStream(str(tmp_path / "clean"), str(tmp_path / "adv"),
+                                max_images=6)
+  clean_only = streams.FolderStream(str(tmp_path / "clean"), max_images=6)
+  tested = {item[0] for item in paired.items}
+  assert tested == {item[0] for item in clean_only.items}
+  assert len(tested) == 6 and len(recorded) == 9
+  assert not tested & recorded
+  assert tested | recorded == {f"k{i % 3}/{i:02d}" for i in range(15)}

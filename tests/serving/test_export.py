@@ -12,6 +12,7 @@ import tensorflow as tf
 from PIL import Image
 
 from cdgan_tf import classifiers
+from cdgan_tf import image_ops
 from cdgan_tf.defenses import cdgan
 from cdgan_tf.defenses import exported
 from cdgan_tf.models import generators
@@ -200,3 +201,41 @@ def test_serving_edge_cases(parts):
   # The model still answers after the bad calls.
   out = defended.signatures["serving_bytes"](image_bytes=tf.constant(good))["classes"]
   assert out.shape == (3,)
+
+
+def _by_hand(parts, images):
+  """The chain computed from the trained Keras generators, outside any module:
+  bicubic to the working size, sub G, super G, clip; then the classifier."""
+  sub, sup = parts["purifier"].trained_generators
+  resized = image_ops.resize(images, SIZE)
+  purified = tf.clip_by_value(sup(sub(resized, training=False), training=False), 0.0, 1.0)
+  return purified.numpy(), parts["classifier"](purified).numpy()
+
+
+def test_every_signature_is_the_hand_computed_chain(parts):
+  """Each signature of each exported module runs the whole model: a signature that
+  skipped the purifier (or one generator) while another kept it would fail here."""
+  images = parts["images"]
+  quantised = np.round(images * 255.0) / 255.0  # What the PNGs of serving_bytes hold.
+  encoded = tf.constant(_png_bytes(images))
+  purified, logits = _by_hand(parts, images)
+  purified_q, logits_q = _by_hand(parts, quantised)
+  bare = parts["classifier"](images).numpy()
+  sub, _ = parts["purifier"].trained_generators
+  sub_only = parts["classifier"](image_ops.resize(sub(image_ops.resize(images, SIZE)),
+                                                  SIZE)).numpy()
+  assert np.abs(logits - bare).max() > 1e-2  # The purifier changes the answer ...
+  assert np.abs(logits - sub_only).max() > 1e-2  # ... and so does its super generator.
+  defended = tf.saved_model.load(parts["defended_dir"]).signatures
+  purifier = tf.saved_model.load(parts["purifier_dir"]).signatures
+  assert set(defended) == set(purifier) == {"serving_default", "serving_bytes"}
+  out = defended["serving_default"](images=tf.constant(images))
+  np.testing.assert_allclose(out["logits"], logits, atol=1e-4)
+  np.testing.assert_allclose(out["probabilities"], tf.nn.softmax(logits), atol=1e-5)
+  np.testing.assert_array_equal(out["classes"], np.argmax(logits, axis=-1))
+  out = defended["serving_bytes"](image_bytes=encoded)
+  np.testing.assert_allclose(out["logits"], logits_q, atol=1e-3)
+  np.testing.assert_allclose(purifier["serving_default"](images=tf.constant(images))[
+      "purified"], purified, atol=1e-5)
+  np.testing.assert_allclose(purifier["serving_bytes"](image_bytes=encoded)["purified"],
+                             purified_q, atol=1e-4)

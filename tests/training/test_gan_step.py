@@ -163,3 +163,28 @@ def test_chained_training_feeds_the_sub_generators_output(tmp_path):
       image_ops.resize(by_hand, SIZE), targets))), rel=1e-5)
   with pytest.raises(ValueError, match="super GAN only"):
     config_lib.TrainConfig(role="sub", sub_model=str(tmp_path / "sub"))
+
+
+@pytest.mark.parametrize("kind", ["non_saturating", "least_squares"])
+def test_discriminator_loss_is_the_hand_computed_one_on_real_and_generated(kind):
+  """The step's discriminator loss = the loss by hand with D(target) as real and
+  D(G(input)) as fake: swapped inputs, a wrong batch mean or sign would differ."""
+  inputs, target = _pair("sub", BATCH, seed=3)
+  step = gan_step_lib.GanStep(_experiment("sub", warmup_steps=0, adversarial_loss=kind),
+                              tf.distribute.get_strategy(),
+                              train_dataset_fn=_fixed_batches((inputs, target)))
+  generated = step.generator(inputs, training=True)
+  real = step.discriminator(target, training=True).numpy().reshape(-1).astype(np.float64)
+  fake = step.discriminator(generated, training=True).numpy().reshape(-1).astype(
+      np.float64)
+  assert np.abs(real - fake).max() > 1e-3  # Else a swap would go unnoticed.
+  if kind == "non_saturating":  # -log sigmoid(real) - log(1 - sigmoid(fake))
+    per_example = np.log1p(np.exp(-real)) + np.log1p(np.exp(fake))
+    swapped = np.log1p(np.exp(-fake)) + np.log1p(np.exp(real))
+  else:
+    per_example = (real - 1.0) ** 2 + fake ** 2
+    swapped = (fake - 1.0) ** 2 + real ** 2
+  step.train(1)
+  got = step.take_metrics()["discriminator"]
+  np.testing.assert_allclose(got, per_example.mean(), rtol=1e-4, atol=1e-6)
+  assert abs(got - swapped.mean()) > 1e-4
