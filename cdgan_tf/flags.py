@@ -102,6 +102,11 @@ def _training_flag_table():
        "(examples).", positive),
       (f.DEFINE_integer, "seed", train.seed, "Seed of weights, data order and "
        "augmentation.", {}),
+      (f.DEFINE_bool, "restart", False, "Train from step 0 although --model_dir holds "
+       "checkpoints (they are moved to checkpoints/before-restart-<UTC>/). Without it a "
+       "folder whose checkpoints are all damaged is refused.", {}),
+      (f.DEFINE_integer, "keep_checkpoints", 3, "Newest checkpoints kept; more than one "
+       "keeps a fallback when the newest is damaged.", positive),
       (f.DEFINE_bool, "allow_config_change", False, "Resume a run with changed settings "
        "(not shapes); the change is recorded in model_dir/config_history.json.", {}),
   ]
@@ -175,7 +180,9 @@ def train_from_flags(role: config_lib.Role, argv, flag_values=flags.FLAGS) -> di
     if pattern and not _glob(pattern):
       raise ValueError(f"no file matches {flag}={pattern!r}")
   return controller.run(experiment_from_flags(role, flag_values),
-                        allow_config_change=flag_values.allow_config_change)
+                        allow_config_change=flag_values.allow_config_change,
+                        restart=flag_values.restart,
+                        keep_checkpoints=flag_values.keep_checkpoints)
 
 
 def _glob(pattern: str) -> list:

@@ -8,6 +8,7 @@ write leaves at most a `.tmp-*` file behind, which `remove_stale_temporaries` cl
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from typing import Iterator
@@ -41,6 +42,35 @@ def atomic_path(path: str) -> Iterator[str]:
   finally:
     if tf.io.gfile.exists(tmp):
       tf.io.gfile.remove(tmp)
+
+
+class WriteError(OSError):
+  """A folder that cannot be written (permissions, full disk); the message names it."""
+
+
+def check_writable(folder: str, what: str = "") -> str:
+  """Creates `folder` if needed and writes, then removes, a probe file in it.
+
+  Run before long work, so that a read-only or full folder fails at once instead of at
+  the first save, hours later.
+
+  Raises:
+    WriteError: the folder cannot be created or written; names it and the reason.
+  """
+  folder = str(folder)
+  probe = os.path.join(folder, f".write-probe{TMP_MARK}{os.getpid()}")
+  try:
+    tf.io.gfile.makedirs(folder)
+    with tf.io.gfile.GFile(probe, "w") as f:
+      f.write("probe\n" * 512)  # A few KB: a full disk fails here.
+    tf.io.gfile.remove(probe)
+  except (OSError, tf.errors.OpError) as e:
+    reason = getattr(e, "strerror", None) or " ".join(str(getattr(e, "message", e)).split())
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+      reason = "no space left on the device"
+    raise WriteError(f"cannot write to {what + ' ' if what else ''}{folder} ({reason}); "
+                     "nothing was written") from None
+  return folder
 
 
 def write_text(path: str, text: str) -> str:
