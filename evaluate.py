@@ -21,6 +21,12 @@ Examples:
 Writes results.json, results.md, accuracy.png, samples.png and predictions.csv (one
 row per image, classifier and condition) into --output_dir; with
 --export_dir also the defended SavedModel(s) and the purifier alone.
+
+One evaluation writes a --output_dir at a time (a second one is refused while the first
+runs); both folders are probed for writing before any model is loaded. On SIGTERM or
+SIGINT the current batch is finished, the reports of the images done so far are written
+(results.json says `"complete": false`), the lock is released and no temporary file is
+left; the exit code is 143 / 130.
 """
 
 import itertools
@@ -34,6 +40,8 @@ from absl import logging
 from cdgan_tf import classifiers as classifiers_lib
 from cdgan_tf import flags as cdgan_flags
 from cdgan_tf.common import files
+from cdgan_tf.common import interrupts
+from cdgan_tf.common import locks
 from cdgan_tf.data import image_files
 from cdgan_tf.data import streams
 from cdgan_tf.defenses import cdgan as cdgan_lib
@@ -115,7 +123,26 @@ def _threats():
           for name in FLAGS.attack]
 
 
+def _until_stopped(batches, stop: interrupts.StopRequests):
+  """The batches until a stop is requested (the batch under way is finished first)."""
+  for batch in batches:
+    yield batch
+    if stop.requested:
+      return
+
+
 def main(argv):
+  if os.path.exists(FLAGS.output_dir) and not os.path.isdir(FLAGS.output_dir):
+    raise NotADirectoryError(f"--output_dir {FLAGS.output_dir} exists and is not a folder")
+  files.check_writable(FLAGS.output_dir, "--output_dir")
+  if FLAGS.export_dir:
+    files.check_writable(FLAGS.export_dir, "--export_dir")
+  with locks.FolderLock(FLAGS.output_dir, "evaluate.py"), interrupts.StopRequests() as stop:
+    files.remove_stale_temporaries(FLAGS.output_dir)  # A killed evaluation's leftovers.
+    _evaluate(argv, stop)
+
+
+def _evaluate(argv, stop: interrupts.StopRequests):
   del argv  # cli.run refuses extra arguments.
   if not FLAGS.classifiers:
     raise cli.UsageError("--classifiers is required (names, handles or model files)")
@@ -139,7 +166,7 @@ def main(argv):
   with files.atomic_path(predictions_path) as tmp, open(tmp, "w", newline="") as predictions:
     runner = evaluator_lib.Evaluator(classifiers, defenses, threats, seed=FLAGS.seed,
                                      prediction_file=predictions)
-    batches = iter(stream)
+    batches = _until_stopped(iter(stream), stop)
     first = next(batches, None)
     results = runner.run(itertools.chain([first], batches) if first is not None else [])
   results["settings"] = {
@@ -151,7 +178,11 @@ def main(argv):
       "classifiers": {c.name: repr(c) for c in classifiers},
       "defenses": list(defenses), "attacks": FLAGS.attack,
       "eps": FLAGS.eps, "steps": FLAGS.steps,
-      "purifier_dtype": FLAGS.purifier_dtype, "jit_compile": FLAGS.jit_compile}
+      "purifier_dtype": FLAGS.purifier_dtype, "jit_compile": FLAGS.jit_compile,
+      "complete": not stop.requested}
+  if stop.requested:
+    results["settings"]["stopped"] = (f"by {stop.name} after {runner.images_seen} of "
+                                      f"{stream.source.count} images")
   paths = reports.write_reports(results, FLAGS.output_dir)
   if first is not None and FLAGS.num_samples:
     columns, titles, captions = samples.sample_columns(
@@ -160,6 +191,9 @@ def main(argv):
                         os.path.join(FLAGS.output_dir, "samples.png"))
   print(reports.markdown_table(results))
   print(f"Wrote {', '.join(paths.values())}")
+  stop.raise_if_requested(
+      f"wrote the results of {runner.images_seen} of {stream.source.count} images to "
+      f"{FLAGS.output_dir} (results.json: complete false); rerun to evaluate them all")
   if FLAGS.export_dir:
     _export(classifiers, defenses.get("cdgan"))
 
