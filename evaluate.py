@@ -101,6 +101,9 @@ flags.DEFINE_string("output_dir", "results", "Where the reports are written.")
 flags.DEFINE_string("export_dir", "", "Also export the defended SavedModel of each TF "
                     "classifier (<export_dir>/<name>) and the purifier (<export_dir>/purifier).")
 flags.DEFINE_bool("overwrite", False, "Replace existing exports.")
+flags.DEFINE_integer("max_pixels", image_files.MAX_PIXELS, "Images of more decoded pixels "
+                     "are skipped (and listed in results.json) before decoding; also the "
+                     "limit of the exported bytes signature. 0: no limit.", lower_bound=0)
 flags.register_validator("center_crop", lambda v: 0.0 < v <= 1.0,
                          "--center_crop must be in (0, 1]")
 flags.register_multi_flags_validator(
@@ -114,7 +117,7 @@ def _stream():
     return streams.RecordStream(FLAGS.records, FLAGS.batch_size, FLAGS.max_images)
   return streams.FolderStream(
       FLAGS.clean_dir, FLAGS.adversarial_dir or None, FLAGS.labels or None, FLAGS.crop,
-      FLAGS.batch_size, FLAGS.max_images)
+      FLAGS.batch_size, FLAGS.max_images, max_pixels=FLAGS.max_pixels)
 
 
 def _threats():
@@ -203,14 +206,14 @@ def _export(classifiers, purifier):
     purifier = None  # An exported purifier SavedModel is already exported.
   if purifier is not None:
     path = saving.export_purifier(purifier, os.path.join(FLAGS.export_dir, "purifier"),
-                                  FLAGS.overwrite)
+                                  FLAGS.overwrite, FLAGS.max_pixels)
     print(f"Exported the purifier to {path}")
   for c in classifiers:
     if c.trackable is None:
       logging.warning("not exporting %s: TFLite models cannot go into a SavedModel", c.name)
       continue
     path = saving.export_defended(c, purifier, os.path.join(FLAGS.export_dir, c.name),
-                                  FLAGS.overwrite)
+                                  FLAGS.overwrite, FLAGS.max_pixels)
     print(f"Exported the defended {c.name} to {path}")
 
 

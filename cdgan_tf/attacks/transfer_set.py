@@ -112,10 +112,14 @@ def _planned_size(path: str, crop: str) -> Tuple[int, int]:
     return (image_files.DAMAGENET_SIZE, image_files.DAMAGENET_SIZE)
   try:
     with Image.open(path) as image:
-      return (image.size[1], image.size[0])
+      width, height = image.size
   except Exception as e:  # PIL raises many types on bad files; none may crash a run.
     raise image_files.ImageError(path, f"cannot read the image header ({type(e).__name__}: {e})"
                              ) from e
+  too_big = image_files.over_limit_reason(width, height)  # Refused, listed as failed.
+  if too_big:
+    raise image_files.ImageError(path, too_big)
+  return (height, width)
 
 
 def _predictions(members, images: np.ndarray) -> np.ndarray:
