@@ -139,8 +139,8 @@ def _check_pixels(image_bytes: tf.Tensor, max_pixels: tf.Tensor) -> tf.Tensor:
   def message():
     first = over[0]
     return tf.strings.format(
-        "image_bytes[{}] is {}x{} = {} decoded pixels, over this model's limit of {} "
-        "(max_pixels); downscale it before sending",
+        "image_bytes[{}] is {}x{} = {} decoded pixels, over the limit of {} of this "
+        "model (max_pixels); downscale it before sending",
         (first, sizes[first, 0], sizes[first, 1], pixels[first], max_pixels))
 
   with tf.control_dependencies([tf.debugging.Assert(

@@ -226,8 +226,8 @@ def test_oversize_image_is_refused_by_the_server_before_decoding(parts, tmp_path
   out = _fresh_process(script, parts["defended_dir"], str(small), str(big)).splitlines()
   assert out[0].startswith("classes [")
   assert out[1].startswith("refused ") and (
-      "image_bytes[1] is 6000x6000 = 36000000 decoded pixels, over this model's limit of "
-      "8388608 (max_pixels)") in out[1], out
+      "image_bytes[1] is 6000x6000 = 36000000 decoded pixels, over the limit of 8388608 of "
+      "this model (max_pixels)") in out[1], out
   growth, limit = int(out[2].split()[1]), int(out[2].split()[3])
   assert limit == 8388608
   assert growth < 100_000, out  # KB: far below the 108 MB (uint8) the decode would take.
