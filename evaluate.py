@@ -59,6 +59,9 @@ flags.DEFINE_string("labels", "", "Label file: lines '<file name> <label>' (Imag
 flags.DEFINE_enum("crop", "none", image_files.CROPS, "Preparation of the clean side: "
                   "'damagenet' = short side 224 + centre crop, as DAmageNet prepared it.")
 flags.DEFINE_string("records", "", "TFRecords from tfrecords_builder instead of folders.")
+cdgan_flags.define_once(flags.DEFINE_bool, "skip_damaged_shards", False, "Leave out "
+                        "--records shards that differ from their manifest.json (and say "
+                        "how many records were lost) instead of refusing them.")
 flags.DEFINE_list("classifiers", [], "Classifiers: registry names (resnet50_v2, "
                   "resnet152_v2, inception_v3, mobilenet_v2; keras:NAME), TF-Hub handles, "
                   "SavedModel dirs, .keras/.h5 or .tflite files.")
@@ -114,7 +117,8 @@ FLAGS = flags.FLAGS
 
 def _stream():
   if FLAGS.records:
-    return streams.RecordStream(FLAGS.records, FLAGS.batch_size, FLAGS.max_images)
+    return streams.RecordStream(FLAGS.records, FLAGS.batch_size, FLAGS.max_images,
+                                skip_damaged_shards=FLAGS.skip_damaged_shards)
   return streams.FolderStream(
       FLAGS.clean_dir, FLAGS.adversarial_dir or None, FLAGS.labels or None, FLAGS.crop,
       FLAGS.batch_size, FLAGS.max_images, max_pixels=FLAGS.max_pixels)

@@ -127,6 +127,8 @@ class DataConfig:
     clean_pair_fraction: Share F of every training batch made of (clean -> clean)
       pairs, round(F * batch) of them, so the purifier learns to leave clean images
       alone (0: the paper's adversarial pairs only).
+    skip_damaged_shards: Leave out shards that differ from their manifest.json (and
+      say how many records were lost) instead of refusing them (`data.shards`).
   """
   train_pattern: str = ""
   val_pattern: str = ""
@@ -137,6 +139,7 @@ class DataConfig:
   deterministic: bool = False
   shuffle_buffer: int = 1024
   clean_pair_fraction: float = 0.0
+  skip_damaged_shards: bool = False
 
   def __post_init__(self):
     checks.check_power_of_two("scale", self.scale)

@@ -100,6 +100,9 @@ def _training_flag_table():
        "augmentation (slower input pipeline).", {}),
       (f.DEFINE_integer, "shuffle_buffer", data.shuffle_buffer, "Shuffle buffer "
        "(examples).", positive),
+      (f.DEFINE_bool, "skip_damaged_shards", data.skip_damaged_shards, "Leave out record "
+       "shards that differ from their manifest.json (count, sha256) and say how many "
+       "records were lost, instead of refusing to start.", {}),
       (f.DEFINE_integer, "seed", train.seed, "Seed of weights, data order and "
        "augmentation.", {}),
       (f.DEFINE_bool, "restart", False, "Train from step 0 although --model_dir holds "
@@ -157,7 +160,8 @@ def experiment_from_flags(role: config_lib.Role,
                                  batch_size=f.batch_size, augment=f.augment,
                                  deterministic=f.deterministic,
                                  shuffle_buffer=f.shuffle_buffer,
-                                 clean_pair_fraction=f.clean_pair_fraction),
+                                 clean_pair_fraction=f.clean_pair_fraction,
+                                 skip_damaged_shards=f.skip_damaged_shards),
       train=config_lib.TrainConfig(
           role=role, model_dir=f.model_dir, epochs=f.epochs or role.paper_epochs,
           train_steps=f.train_steps, learning_rate=f.learning_rate, beta_1=f.beta_1,

@@ -26,6 +26,7 @@ from cdgan_tf import image_ops
 from cdgan_tf.data import features
 from cdgan_tf.data import folders
 from cdgan_tf.data import image_files
+from cdgan_tf.data import shards
 from cdgan_tf.data.batch import Batch
 
 
@@ -139,13 +140,17 @@ class RecordStream:
     batch_size: Images per batch.
     max_images: Only the first N records (in sorted shard order); 0 for all.
     image_size: Common (height, width), or None for the first record's size.
+    skip_damaged_shards: Leave out shards that differ from their manifest.json
+      instead of refusing them (`shards.check_files`).
   """
 
   def __init__(self, pattern: str, batch_size: int = 32, max_images: int = 0,
-               image_size: Optional[Sequence[int]] = None):
+               image_size: Optional[Sequence[int]] = None,
+               skip_damaged_shards: bool = False):
     self.files = sorted(glob.glob(pattern))
     if not self.files:
       raise ValueError(f"no TFRecord files match {pattern!r}")
+    self.files = shards.check_files(self.files, skip_damaged_shards)
     dataset = tf.data.TFRecordDataset(self.files).map(features.parse_example)
     if max_images:
       dataset = dataset.take(max_images)

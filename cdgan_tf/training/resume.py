@@ -37,7 +37,7 @@ SHAPE_FIELDS = ("model.num_res_blocks", "model.filters", "model.discriminator_fi
                 "train.mixed_precision")
 OPERATIONAL_FIELDS = ("train.model_dir", "train.steps_per_loop", "train.checkpoint_every",
                       "train.summary_every", "train.eval_every", "train.eval_steps",
-                      "train.strategy", "train.tpu")
+                      "train.strategy", "train.tpu", "data.skip_damaged_shards")
 Changes = Dict[str, Tuple[object, object]]
 
 

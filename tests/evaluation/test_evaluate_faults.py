@@ -78,3 +78,37 @@ def test_unwritable_output_dir_fails_before_loading_models(data, tmp_path):  # n
       f"evaluate.py: error: cannot write to --export_dir {blocker}/export ("), lines
   assert lines[0].endswith("is not a directory); nothing was written")
   assert not (tmp_path / "out" / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_short_shard_is_refused_or_skipped_with_the_records_lost(data, tmp_path):  # noqa: F811
+  import tensorflow as tf  # pylint: disable=import-outside-toplevel
+  from tfrecords_builder import builder  # pylint: disable=import-outside-toplevel
+  root, records = data["root"], tmp_path / "records"
+  builder.build(str(root / "adversarial"), str(root / "clean"), str(records),
+                val_fraction=0.0, num_shards=2)
+  manifest = json.loads((records / "manifest.json").read_text())
+  shard = manifest["shards"]["train"][1]
+  assert [s["examples"] for s in manifest["shards"]["train"]] == [6, 6]
+  path = records / shard["file"]
+  kept = list(tf.data.TFRecordDataset(str(path)).take(4).as_numpy_iterator())
+  with tf.io.TFRecordWriter(str(path)) as writer:  # Cut at a record boundary: 4 of 6.
+    for record in kept:
+      writer.write(record)
+  command = [sys.executable, str(REPO_ROOT / "evaluate.py"),
+             f"--records={records}/train-*", f"--classifiers={data['classifier']}",
+             "--num_samples=0"]
+  refused = subprocess.run(command + [f"--output_dir={tmp_path / 'a'}"],
+                           capture_output=True, text=True, timeout=300)
+  assert refused.returncode == 2
+  assert refused.stderr.strip().splitlines() == [
+      f"evaluate.py: error: record shard {path} is damaged: it holds 4 records where "
+      "manifest.json says 6; rebuild it, or pass --skip_damaged_shards to leave its 6 "
+      "records out"], refused.stderr
+  skipped = subprocess.run(command + [f"--output_dir={tmp_path / 'b'}",
+                                      "--skip_damaged_shards"],
+                           capture_output=True, text=True, timeout=300)
+  assert skipped.returncode == 0, skipped.stderr[-3000:]
+  assert "left out 1 damaged shard(s), 6 records lost" in skipped.stderr
+  results = json.loads((tmp_path / "b" / "results.json").read_text())
+  assert results["classifiers"]["colour"]["n"] == 6
