@@ -94,7 +94,7 @@ def read_json(path: str):
 
 def _writer_alive(name: str) -> bool:
   """Whether the process whose pid is in a temporary name is still running here."""
-  digits = name.split(TMP_MARK, 1)[1].split(".", 1)[0]
+  digits = name.split(TMP_MARK, 1)[1].split(".", 1)[0][:12]
   if not digits.isdigit() or int(digits) == os.getpid():
     return False
   try:
@@ -109,14 +109,31 @@ def remove_stale_temporaries(folder: str) -> list:
 
   Files of a writer that is still running on this machine are kept. Returns the
   removed paths.
+
+  Any name is handled, including one that is not valid UTF-8 (local folders are
+  listed and cleaned with `os`, which keeps such bytes); the returned paths show them
+  as \\xNN escapes.
   """
   removed = []
-  if not tf.io.gfile.isdir(str(folder)):
+  folder = str(folder)
+  if not tf.io.gfile.isdir(folder):
     return removed
-  for name in tf.io.gfile.listdir(str(folder)):
-    path = os.path.join(str(folder), name.rstrip("/"))
-    if (name.startswith(".") and TMP_MARK in name and not tf.io.gfile.isdir(path)
-        and not _writer_alive(name)):
+  local = "://" not in folder
+  names = os.listdir(folder) if local else [n.rstrip("/") for n in tf.io.gfile.listdir(folder)]
+  for name in names:
+    path = os.path.join(folder, name)
+    if not (name.startswith(".") and TMP_MARK in name) or _writer_alive(name):
+      continue
+    if local:
+      if os.path.isdir(path):
+        continue
+      try:
+        os.remove(path)
+      except FileNotFoundError:
+        continue
+    elif tf.io.gfile.isdir(path):
+      continue
+    else:
       tf.io.gfile.remove(path)
-      removed.append(path)
+    removed.append(os.fsencode(path).decode("utf-8", "backslashreplace"))
   return removed

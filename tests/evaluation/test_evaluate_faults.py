@@ -112,3 +112,29 @@ def test_short_shard_is_refused_or_skipped_with_the_records_lost(data, tmp_path)
   assert "left out 1 damaged shard(s), 6 records lost" in skipped.stderr
   results = json.loads((tmp_path / "b" / "results.json").read_text())
   assert results["classifiers"]["colour"]["n"] == 6
+
+
+@pytest.mark.slow
+def test_latin1_file_name_is_skipped_and_listed(data, tmp_path):  # noqa: F811
+  import shutil  # pylint: disable=import-outside-toplevel
+  root = tmp_path / "data"
+  for side in ("clean", "adversarial"):
+    shutil.copytree(data["root"] / side, root / side)
+    # A latin-1 "café.png" (byte 0xe9), as an old archive would have it.
+    os.rename(root / side / "blue" / "0000.png",
+              os.path.join(os.fsencode(root / side / "blue"), b"caf\xe9.png"))
+  output_dir = tmp_path / "out"
+  output_dir.mkdir()
+  stale = os.path.join(os.fsencode(output_dir), b".caf\xe9.png.tmp-999999999.png")
+  open(stale, "wb").close()  # A killed writer's temporary with that name.
+  command = _command(dict(data, root=root), output_dir)
+  result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert not os.path.exists(stale)
+  results = json.loads((output_dir / "results.json").read_text())
+  assert results["classifiers"]["colour"]["n"] == 11  # 12 pairs, one name unreadable.
+  assert results["settings"]["skipped"] == 2
+  for side in ("clean", "adversarial"):
+    assert (f"{root / side / 'blue'}/caf\\xe9.png: file name is not valid UTF-8 (e.g. "
+            "latin-1 from an old archive); rename it to read it") in (
+                results["settings"]["skipped_examples"])
