@@ -21,6 +21,12 @@ Examples:
 Writes results.json, results.md, accuracy.png, samples.png and predictions.csv (one
 row per image, classifier and condition) into --output_dir; with
 --export_dir also the defended SavedModel(s) and the purifier alone.
+
+One evaluation writes a --output_dir at a time (a second one is refused while the first
+runs); both folders are probed for writing before any model is loaded. On SIGTERM or
+SIGINT the current batch is finished, the reports of the images done so far are written
+(results.json says `"complete": false`), the lock is released and no temporary file is
+left; the exit code is 143 / 130.
 """
 
 import itertools
@@ -34,6 +40,8 @@ from absl import logging
 from cdgan_tf import classifiers as classifiers_lib
 from cdgan_tf import flags as cdgan_flags
 from cdgan_tf.common import files
+from cdgan_tf.common import interrupts
+from cdgan_tf.common import locks
 from cdgan_tf.data import image_files
 from cdgan_tf.data import streams
 from cdgan_tf.defenses import cdgan as cdgan_lib
@@ -51,6 +59,9 @@ flags.DEFINE_string("labels", "", "Label file: lines '<file name> <label>' (Imag
 flags.DEFINE_enum("crop", "none", image_files.CROPS, "Preparation of the clean side: "
                   "'damagenet' = short side 224 + centre crop, as DAmageNet prepared it.")
 flags.DEFINE_string("records", "", "TFRecords from tfrecords_builder instead of folders.")
+cdgan_flags.define_once(flags.DEFINE_bool, "skip_damaged_shards", False, "Leave out "
+                        "--records shards that differ from their manifest.json (and say "
+                        "how many records were lost) instead of refusing them.")
 flags.DEFINE_list("classifiers", [], "Classifiers: registry names (resnet50_v2, "
                   "resnet152_v2, inception_v3, mobilenet_v2; keras:NAME), TF-Hub handles, "
                   "SavedModel dirs, .keras/.h5 or .tflite files.")
@@ -97,6 +108,9 @@ flags.DEFINE_string("output_dir", "results", "Where the reports are written.")
 flags.DEFINE_string("export_dir", "", "Also export the defended SavedModel of each TF "
                     "classifier (<export_dir>/<name>) and the purifier (<export_dir>/purifier).")
 flags.DEFINE_bool("overwrite", False, "Replace existing exports.")
+flags.DEFINE_integer("max_pixels", image_files.MAX_PIXELS, "Images of more decoded pixels "
+                     "are skipped (and listed in results.json) before decoding; also the "
+                     "limit of the exported bytes signature. 0: no limit.", lower_bound=0)
 flags.register_validator("center_crop", lambda v: 0.0 < v <= 1.0,
                          "--center_crop must be in (0, 1]")
 flags.register_multi_flags_validator(
@@ -107,10 +121,11 @@ FLAGS = flags.FLAGS
 
 def _stream():
   if FLAGS.records:
-    return streams.RecordStream(FLAGS.records, FLAGS.batch_size, FLAGS.max_images)
+    return streams.RecordStream(FLAGS.records, FLAGS.batch_size, FLAGS.max_images,
+                                skip_damaged_shards=FLAGS.skip_damaged_shards)
   return streams.FolderStream(
       FLAGS.clean_dir, FLAGS.adversarial_dir or None, FLAGS.labels or None, FLAGS.crop,
-      FLAGS.batch_size, FLAGS.max_images)
+      FLAGS.batch_size, FLAGS.max_images, max_pixels=FLAGS.max_pixels)
 
 
 def _threats():
@@ -120,7 +135,26 @@ def _threats():
           for name in FLAGS.attack]
 
 
+def _until_stopped(batches, stop: interrupts.StopRequests):
+  """The batches until a stop is requested (the batch under way is finished first)."""
+  for batch in batches:
+    yield batch
+    if stop.requested:
+      return
+
+
 def main(argv):
+  if os.path.exists(FLAGS.output_dir) and not os.path.isdir(FLAGS.output_dir):
+    raise NotADirectoryError(f"--output_dir {FLAGS.output_dir} exists and is not a folder")
+  files.check_writable(FLAGS.output_dir, "--output_dir")
+  if FLAGS.export_dir:
+    files.check_writable(FLAGS.export_dir, "--export_dir")
+  with locks.FolderLock(FLAGS.output_dir, "evaluate.py"), interrupts.StopRequests() as stop:
+    files.remove_stale_temporaries(FLAGS.output_dir)  # A killed evaluation's leftovers.
+    _evaluate(argv, stop)
+
+
+def _evaluate(argv, stop: interrupts.StopRequests):
   del argv  # cli.run refuses extra arguments.
   if not FLAGS.classifiers:
     raise cli.UsageError("--classifiers is required (names, handles or model files)")
@@ -144,7 +178,7 @@ def main(argv):
   with files.atomic_path(predictions_path) as tmp, open(tmp, "w", newline="") as predictions:
     runner = evaluator_lib.Evaluator(classifiers, defenses, threats, seed=FLAGS.seed,
                                      prediction_file=predictions)
-    batches = iter(stream)
+    batches = _until_stopped(iter(stream), stop)
     first = next(batches, None)
     results = runner.run(itertools.chain([first], batches) if first is not None else [])
   results["settings"] = {
@@ -156,7 +190,11 @@ def main(argv):
       "classifiers": {c.name: repr(c) for c in classifiers},
       "defenses": list(defenses), "attacks": FLAGS.attack,
       "eps": FLAGS.eps, "steps": FLAGS.steps, "queries": FLAGS.queries,
-      "purifier_dtype": FLAGS.purifier_dtype, "jit_compile": FLAGS.jit_compile}
+      "purifier_dtype": FLAGS.purifier_dtype, "jit_compile": FLAGS.jit_compile,
+      "complete": not stop.requested}
+  if stop.requested:
+    results["settings"]["stopped"] = (f"by {stop.name} after {runner.images_seen} of "
+                                      f"{stream.source.count} images")
   paths = reports.write_reports(results, FLAGS.output_dir)
   if first is not None and FLAGS.num_samples:
     columns, titles, captions = samples.sample_columns(
@@ -165,6 +203,9 @@ def main(argv):
                         os.path.join(FLAGS.output_dir, "samples.png"))
   print(reports.markdown_table(results))
   print(f"Wrote {', '.join(paths.values())}")
+  stop.raise_if_requested(
+      f"wrote the results of {runner.images_seen} of {stream.source.count} images to "
+      f"{FLAGS.output_dir} (results.json: complete false); rerun to evaluate them all")
   if FLAGS.export_dir:
     _export(classifiers, defenses.get("cdgan"))
 
@@ -174,14 +215,14 @@ def _export(classifiers, purifier):
     purifier = None  # An exported purifier SavedModel is already exported.
   if purifier is not None:
     path = saving.export_purifier(purifier, os.path.join(FLAGS.export_dir, "purifier"),
-                                  FLAGS.overwrite)
+                                  FLAGS.overwrite, FLAGS.max_pixels)
     print(f"Exported the purifier to {path}")
   for c in classifiers:
     if c.trackable is None:
       logging.warning("not exporting %s: TFLite models cannot go into a SavedModel", c.name)
       continue
     path = saving.export_defended(c, purifier, os.path.join(FLAGS.export_dir, c.name),
-                                  FLAGS.overwrite)
+                                  FLAGS.overwrite, FLAGS.max_pixels)
     print(f"Exported the defended {c.name} to {path}")
 
 

@@ -26,6 +26,8 @@ from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbos
 from absl import flags  # pylint: disable=g-bad-import-order
 
 from cdgan_tf import classifiers
+from cdgan_tf.common import files
+from cdgan_tf.data import image_files
 from cdgan_tf.defenses import cdgan as cdgan_lib
 from cdgan_tf.models import inference
 from cdgan_tf.serving import saving
@@ -40,6 +42,9 @@ flags.DEFINE_float("center_crop", 1.0, "Central fraction the classifier sees.")
 flags.DEFINE_integer("image_size", None, "Purifier working size (default: as trained).")
 flags.DEFINE_string("export_dir", None, "Destination folder of the SavedModel.")
 flags.DEFINE_bool("overwrite", False, "Replace an existing export_dir.")
+flags.DEFINE_integer("max_pixels", image_files.MAX_PIXELS, "The serving_bytes signature "
+                     "refuses an image of more decoded pixels (from its header, before "
+                     "decoding it), naming its index. 0: no limit.", lower_bound=0)
 flags.DEFINE_enum("purifier_dtype", "float32", inference.COMPUTE_DTYPES,
                   "Arithmetic of the exported generators (SavedModel only).")
 flags.DEFINE_bool("jit_compile", False, "Compile the generators with XLA in the "
@@ -61,6 +66,9 @@ def main(argv):
                        or FLAGS.jit_compile):
     raise cli.UsageError("--tflite exports the float purifier alone: drop --classifier, "
                          "--purifier_dtype and --jit_compile")
+  # Before loading anything: a read-only or full parent folder fails at once.
+  files.check_writable(os.path.dirname(os.path.abspath(FLAGS.export_dir)),
+                       "the parent of --export_dir")
   purifier = cdgan_lib.CdganPurifier.from_files(
       FLAGS.sub_model, FLAGS.super_model, image_size=FLAGS.image_size,
       compute_dtype=FLAGS.purifier_dtype, jit_compile=FLAGS.jit_compile)
@@ -74,10 +82,12 @@ def main(argv):
   if FLAGS.classifier:
     classifier = classifiers.load_classifier(FLAGS.classifier,
                                              crop_fraction=FLAGS.center_crop)
-    path = saving.export_defended(classifier, purifier, FLAGS.export_dir, FLAGS.overwrite)
+    path = saving.export_defended(classifier, purifier, FLAGS.export_dir, FLAGS.overwrite,
+                                  FLAGS.max_pixels)
     print(f"Exported CD-GAN + {classifier.name} to {path}")
   else:
-    path = saving.export_purifier(purifier, FLAGS.export_dir, FLAGS.overwrite)
+    path = saving.export_purifier(purifier, FLAGS.export_dir, FLAGS.overwrite,
+                                  FLAGS.max_pixels)
     print(f"Exported the CD-GAN purifier to {path}")
   print(f"Inspect it with: saved_model_cli show --dir {path} --all")
 

@@ -65,9 +65,10 @@ class UsageError(ValueError):
 
 def usage_errors() -> tuple:
   """The exception types that are a user's mistake, not a bug (printed as one line)."""
+  from cdgan_tf.common import files  # pylint: disable=import-outside-toplevel
   from cdgan_tf.common import locks  # pylint: disable=import-outside-toplevel
   return (UsageError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
-          IsADirectoryError, PermissionError, locks.LockError)
+          IsADirectoryError, PermissionError, locks.LockError, files.WriteError)
 
 
 class _OwnInfoOnly(std_logging.Filter):
@@ -137,8 +138,12 @@ def run(main: Callable[[Sequence[str]], object]) -> None:
       _quiet_logging()
     if len(argv) > 1:
       fail(f"unexpected arguments: {' '.join(argv[1:])}")
+    from cdgan_tf.common import interrupts  # pylint: disable=import-outside-toplevel
     try:
       return main(argv)
+    except interrupts.Interrupted as e:  # SIGTERM / SIGINT: the work was saved.
+      print(f"{program_name()}: {' '.join(str(e).split())}", file=sys.stderr)
+      sys.exit(e.exit_code)
     except usage_errors() as e:
       if VERBOSE or flags.FLAGS.verbose:
         raise

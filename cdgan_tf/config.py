@@ -127,6 +127,8 @@ class DataConfig:
     clean_pair_fraction: Share F of every training batch made of (clean -> clean)
       pairs, round(F * batch) of them, so the purifier learns to leave clean images
       alone (0: the paper's adversarial pairs only).
+    skip_damaged_shards: Leave out shards that differ from their manifest.json (and
+      say how many records were lost) instead of refusing them (`data.shards`).
   """
   train_pattern: str = ""
   val_pattern: str = ""
@@ -137,6 +139,7 @@ class DataConfig:
   deterministic: bool = False
   shuffle_buffer: int = 1024
   clean_pair_fraction: float = 0.0
+  skip_damaged_shards: bool = False
 
   def __post_init__(self):
     checks.check_geometry(self.image_size, self.scale)
@@ -282,8 +285,9 @@ SHAPE_FIELDS = (field_paths(ModelConfig, "num_res_blocks", "filters",
                             "discriminator_filters", "image_skip")
                 + field_paths(DataConfig, "image_size", "scale")
                 + field_paths(TrainConfig, "role", "mixed_precision"))
-OPERATIONAL_FIELDS = field_paths(TrainConfig, "model_dir", "steps_per_loop",
-                                 "checkpoint_every", "summary_every", "eval_every",
-                                 "eval_steps", "strategy", "tpu")
+OPERATIONAL_FIELDS = (field_paths(TrainConfig, "model_dir", "steps_per_loop",
+                                  "checkpoint_every", "summary_every", "eval_every",
+                                  "eval_steps", "strategy", "tpu")
+                      + field_paths(DataConfig, "skip_damaged_shards"))
 # Raising one of these on resume continues the run (training.resume.extension).
 LENGTH_FIELDS = field_paths(TrainConfig, "train_steps", "epochs")

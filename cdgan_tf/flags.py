@@ -101,8 +101,16 @@ def _training_flag_table():
        "augmentation (slower input pipeline).", {}),
       (f.DEFINE_integer, "shuffle_buffer", data.shuffle_buffer, "Shuffle buffer "
        "(examples).", positive),
+      (f.DEFINE_bool, "skip_damaged_shards", data.skip_damaged_shards, "Leave out record "
+       "shards that differ from their manifest.json (count, sha256) and say how many "
+       "records were lost, instead of refusing to start.", {}),
       (f.DEFINE_integer, "seed", train.seed, "Seed of weights, data order and "
        "augmentation.", {}),
+      (f.DEFINE_bool, "restart", False, "Train from step 0 although --model_dir holds "
+       "checkpoints (they are moved to checkpoints/before-restart-<UTC>/). Without it a "
+       "folder whose checkpoints are all damaged is refused.", {}),
+      (f.DEFINE_integer, "keep_checkpoints", 3, "Newest checkpoints kept; more than one "
+       "keeps a fallback when the newest is damaged.", positive),
       (f.DEFINE_bool, "allow_config_change", False, "Resume a run with changed settings "
        "(not shapes); the change is recorded in model_dir/config_history.json.", {}),
   ]
@@ -156,7 +164,8 @@ def experiment_from_flags(role: config_lib.Role,
                                  batch_size=f.batch_size, augment=f.augment,
                                  deterministic=f.deterministic,
                                  shuffle_buffer=f.shuffle_buffer,
-                                 clean_pair_fraction=f.clean_pair_fraction),
+                                 clean_pair_fraction=f.clean_pair_fraction,
+                                 skip_damaged_shards=f.skip_damaged_shards),
       train=config_lib.TrainConfig(
           role=role, model_dir=f.model_dir, epochs=f.epochs or role.paper_epochs,
           train_steps=f.train_steps, learning_rate=f.learning_rate, beta_1=f.beta_1,
@@ -179,7 +188,9 @@ def train_from_flags(role: config_lib.Role, argv, flag_values=flags.FLAGS) -> di
     if pattern and not _glob(pattern):
       raise ValueError(f"no file matches {flag}={pattern!r}")
   return controller.run(experiment_from_flags(role, flag_values),
-                        allow_config_change=flag_values.allow_config_change)
+                        allow_config_change=flag_values.allow_config_change,
+                        restart=flag_values.restart,
+                        keep_checkpoints=flag_values.keep_checkpoints)
 
 
 def _glob(pattern: str) -> list:

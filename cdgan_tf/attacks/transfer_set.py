@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from cdgan_tf import classifiers
 from cdgan_tf.common import checks
+from cdgan_tf.common import interrupts
 from cdgan_tf.common import locks
 from cdgan_tf.attacks import settings as settings_lib
 from cdgan_tf.attacks import stats
@@ -140,10 +141,14 @@ def _planned_size(path: str, crop: str) -> Tuple[int, int]:
     return (image_files.DAMAGENET_SIZE, image_files.DAMAGENET_SIZE)
   try:
     with Image.open(path) as image:
-      return (image.size[1], image.size[0])
+      width, height = image.size
   except Exception as e:  # PIL raises many types on bad files; none may crash a run.
     raise image_files.ImageError(path, f"cannot read the image header ({type(e).__name__}: {e})"
                              ) from e
+  too_big = image_files.over_limit_reason(width, height)  # Refused, listed as failed.
+  if too_big:
+    raise image_files.ImageError(path, too_big)
+  return (height, width)
 
 
 def _predictions(members, images: np.ndarray) -> np.ndarray:
@@ -215,8 +220,11 @@ def _percent(fraction: Optional[float]) -> str:
 
 def _attack_all(batches, is_done, members, attack: settings_lib.AttackSettings, seed: int,
                 crop: str, output_dir: pathlib.Path, failed: list, header: Optional[dict],
-                log_every: int, total: int, attack_fns=None) -> dict:
-  """Attacks every batch not yet done, appending records to the sidecar; returns counts."""
+                log_every: int, total: int, attack_fns=None, stop=None) -> dict:
+  """Attacks every batch not yet done, appending records to the sidecar; returns counts.
+
+  After a SIGTERM / SIGINT (`stop`, an `interrupts.StopRequests`) the batch under way is
+  finished and the rest left for a resume."""
   counts = {"attacked": 0, "skipped_done": 0, "recomputed_batch_mates": 0}
   new_records = []
   started, seen, next_log = time.perf_counter(), 0, log_every
@@ -245,6 +253,9 @@ def _attack_all(batches, is_done, members, attack: settings_lib.AttackSettings, 
                      seen, total, 100.0 * seen / max(total, 1), counts["attacked"], rate,
                      counts["skipped_done"], len(failed), running["before"] or 0.0,
                      running["after"] or 0.0, time.strftime("%H:%M:%S", time.gmtime(eta)))
+      if stop is not None and stop.requested:
+        counts["stopped_by"] = f"{stop.name} after {seen} of {total} images"
+        break
   return counts
 
 
@@ -319,16 +330,20 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
          "clean_dir": str(clean_dir),
          "labels": None if labels_path is None else str(labels_path),
          "output_dir": str(output_dir), "attack_path": attack_path, "command": command}
-  with locks.FolderLock(str(output_dir), "the transfer-set generator"):
+  with locks.FolderLock(str(output_dir), "the transfer-set generator"), \
+      interrupts.StopRequests() as stop:
     tfiles.remove_stale_temporaries(output_dir)
     started = time.perf_counter()
     counts = _attack_all(batches, is_done, members, attack, seed, crop, output_dir, failed,
                          settings if header is None else None, log_every, len(items),
-                         attack_functions(members, attack_path))
+                         attack_functions(members, attack_path), stop)
     seconds = time.perf_counter() - started
     counts.update(failed=len(failed))
     manifest = tfiles.write_manifest(output_dir, run, [m.name for m in members], counts,
                                      failed, inputs_skipped, seconds)
+    stop.raise_if_requested(
+        f"wrote the {counts['attacked']} images attacked so far to {output_dir} "
+        f"({counts.get('stopped_by', '')}); rerun the same command to resume")
   top1, perturbation = manifest["surrogate_top1"], manifest["perturbation"]
   logging.info("%s: %d images (%d attacked now, %d already done, %d failed) in %.1f s; "
                "surrogate top-1 %s -> %s; RMSD %.2f, L-inf %.2f (0-255)", output_dir,

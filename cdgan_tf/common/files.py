@@ -8,6 +8,7 @@ write leaves at most a `.tmp-*` file behind, which `remove_stale_temporaries` cl
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 from typing import Iterator
@@ -43,6 +44,35 @@ def atomic_path(path: str) -> Iterator[str]:
       tf.io.gfile.remove(tmp)
 
 
+class WriteError(OSError):
+  """A folder that cannot be written (permissions, full disk); the message names it."""
+
+
+def check_writable(folder: str, what: str = "") -> str:
+  """Creates `folder` if needed and writes, then removes, a probe file in it.
+
+  Run before long work, so that a read-only or full folder fails at once instead of at
+  the first save, hours later.
+
+  Raises:
+    WriteError: the folder cannot be created or written; names it and the reason.
+  """
+  folder = str(folder)
+  probe = os.path.join(folder, f".write-probe{TMP_MARK}{os.getpid()}")
+  try:
+    tf.io.gfile.makedirs(folder)
+    with tf.io.gfile.GFile(probe, "w") as f:
+      f.write("probe\n" * 512)  # A few KB: a full disk fails here.
+    tf.io.gfile.remove(probe)
+  except (OSError, tf.errors.OpError) as e:
+    reason = getattr(e, "strerror", None) or " ".join(str(getattr(e, "message", e)).split())
+    if isinstance(e, OSError) and e.errno == errno.ENOSPC:
+      reason = "no space left on the device"
+    raise WriteError(f"cannot write to {what + ' ' if what else ''}{folder} ({reason}); "
+                     "nothing was written") from None
+  return folder
+
+
 def write_text(path: str, text: str) -> str:
   """Writes `text` to `path` atomically. Returns `path`."""
   with atomic_path(path) as tmp:
@@ -64,7 +94,7 @@ def read_json(path: str):
 
 def _writer_alive(name: str) -> bool:
   """Whether the process whose pid is in a temporary name is still running here."""
-  digits = name.split(TMP_MARK, 1)[1].split(".", 1)[0]
+  digits = name.split(TMP_MARK, 1)[1].split(".", 1)[0][:12]
   if not digits.isdigit() or int(digits) == os.getpid():
     return False
   try:
@@ -79,14 +109,31 @@ def remove_stale_temporaries(folder: str) -> list:
 
   Files of a writer that is still running on this machine are kept. Returns the
   removed paths.
+
+  Any name is handled, including one that is not valid UTF-8 (local folders are
+  listed and cleaned with `os`, which keeps such bytes); the returned paths show them
+  as \\xNN escapes.
   """
   removed = []
-  if not tf.io.gfile.isdir(str(folder)):
+  folder = str(folder)
+  if not tf.io.gfile.isdir(folder):
     return removed
-  for name in tf.io.gfile.listdir(str(folder)):
-    path = os.path.join(str(folder), name.rstrip("/"))
-    if (name.startswith(".") and TMP_MARK in name and not tf.io.gfile.isdir(path)
-        and not _writer_alive(name)):
+  local = "://" not in folder
+  names = os.listdir(folder) if local else [n.rstrip("/") for n in tf.io.gfile.listdir(folder)]
+  for name in names:
+    path = os.path.join(folder, name)
+    if not (name.startswith(".") and TMP_MARK in name) or _writer_alive(name):
+      continue
+    if local:
+      if os.path.isdir(path):
+        continue
+      try:
+        os.remove(path)
+      except FileNotFoundError:
+        continue
+    elif tf.io.gfile.isdir(path):
+      continue
+    else:
       tf.io.gfile.remove(path)
-      removed.append(path)
+    removed.append(os.fsencode(path).decode("utf-8", "backslashreplace"))
   return removed

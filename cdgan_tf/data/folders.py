@@ -37,6 +37,7 @@ NO_CLEAN_PARTNER = "no_clean_partner"
 NO_ADVERSARIAL_PARTNER = "no_adversarial_partner"
 MISSING_LABEL = "missing_label"
 BAD_IMAGE = "bad_image"
+NOT_UTF8_NAME = "not_utf8_name"
 PARTNER_BAD_IMAGE = "partner_bad_image"
 
 
@@ -120,11 +121,32 @@ def class_names(root: PathLike) -> List[str]:
     ValueError: `root` has no class folder.
   """
   root = _check_dir(root, "image directory")
-  names = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+  names = sorted(e.name for e in os.scandir(root)
+                 if e.is_dir() and not e.name.startswith(".") and is_utf8(e.name))
   if not names:
     raise ValueError(f"{root} has no class folders (<dir>/<class>/<file>); give a label "
                      "file for a flat folder of images")
   return names
+
+
+def is_utf8(name: str) -> bool:
+  """Whether a name from the file system is valid UTF-8 (Python keeps other bytes as
+  lone surrogates, which any later encode, log line or TensorFlow string rejects)."""
+  try:
+    name.encode("utf-8")
+  except UnicodeEncodeError:
+    return False
+  return True
+
+
+def printable(path: str) -> str:
+  """`path` with undecodable bytes shown as \\xNN escapes (safe to log and write)."""
+  return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def _not_utf8(path: str) -> Skipped:
+  return Skipped(printable(path), "file name is not valid UTF-8 (e.g. latin-1 from an old "
+                 "archive); rename it to read it", NOT_UTF8_NAME)
 
 
 def _is_image(name: str) -> bool:
@@ -138,7 +160,8 @@ def _index(root: pathlib.Path, flat: bool):
   layout = ("flat layout (<dir>/<stem>.<ext>, used with a label file)" if flat
             else "class-folder layout (<dir>/<class>/<file>)")
   for directory, subdirs, files in os.walk(root):
-    subdirs.sort()
+    skipped.extend(_not_utf8(os.path.join(directory, d)) for d in subdirs if not is_utf8(d))
+    subdirs[:] = sorted(d for d in subdirs if is_utf8(d))
     rel_dir = os.path.relpath(directory, root)
     if flat:
       skipped.extend(Skipped(os.path.join(directory, d), f"sub-folder ignored in the {layout}",
@@ -146,7 +169,9 @@ def _index(root: pathlib.Path, flat: bool):
       subdirs.clear()
     for name in sorted(files):
       path = os.path.join(directory, name)
-      if not _is_image(name):
+      if not is_utf8(name):
+        skipped.append(_not_utf8(path))
+      elif not _is_image(name):
         skipped.append(Skipped(path, f"not an image (extension not in {IMAGE_EXTENSIONS})",
                                NOT_AN_IMAGE))
       elif not flat and rel_dir == ".":

@@ -22,6 +22,21 @@ from cdgan_tf.common import checks
 PathLike = Union[str, os.PathLike]
 CROPS = ("none", "damagenet")
 DAMAGENET_SIZE = 224
+# Decoded pixels above which an image is refused before it is decoded: 2**23 (8.4 M,
+# e.g. 4096x2048 or 2896x2896: 24 MiB as uint8 RGB, 96 MiB as float32). Sized for the
+# 23 GB, 2-core machine this project runs on, shared by several jobs: a 4000x4000 clean
+# image took the transfer-set generator to 4.4 GB. Every ImageNet validation image of
+# the shared sample and DAmageNet's 224x224 fit far below it.
+MAX_PIXELS = 1 << 23
+
+
+def over_limit_reason(width: int, height: int, max_pixels: int = MAX_PIXELS
+                      ) -> Optional[str]:
+  """Why a `width` x `height` image is refused (None when it fits `max_pixels`)."""
+  if max_pixels and width * height > max_pixels:
+    return (f"{width}x{height} = {width * height} decoded pixels, over the limit of "
+            f"{max_pixels} (--max_pixels); refused before decoding")
+  return None
 
 
 class ImageError(Exception):
@@ -65,12 +80,16 @@ def _to_rgb(image: Image.Image) -> Tuple[np.ndarray, Optional[str]]:
   return np.asarray(image.convert("RGB")), reason
 
 
-def decode_rgb(data: bytes, name: PathLike = "<bytes>") -> LoadedImage:
+def decode_rgb(data: bytes, name: PathLike = "<bytes>",
+               max_pixels: int = MAX_PIXELS) -> LoadedImage:
   """Decodes image bytes with PIL into RGB; see `load_image`."""
   if not data:
     raise ImageError(name, "empty file (0 bytes)")
   try:
     with Image.open(io.BytesIO(data)) as image:
+      too_big = over_limit_reason(*image.size, max_pixels)  # From the header only.
+      if too_big:
+        raise ImageError(name, too_big)
       image.load()
       pixels, conversion = _to_rgb(image)
       frames = getattr(image, "n_frames", 1)
@@ -78,6 +97,8 @@ def decode_rgb(data: bytes, name: PathLike = "<bytes>") -> LoadedImage:
         conversion = "; ".join(filter(None, [conversion, f"first of {frames} frames"]))
       return LoadedImage(np.ascontiguousarray(pixels, np.uint8), data, image.format or "",
                          image.mode, conversion)
+  except ImageError:
+    raise
   except Image.UnidentifiedImageError as e:
     raise ImageError(name, f"cannot decode: not a known image format (starts {data[:8]!r})"
                      ) from e
@@ -85,7 +106,7 @@ def decode_rgb(data: bytes, name: PathLike = "<bytes>") -> LoadedImage:
     raise ImageError(name, f"cannot decode ({type(e).__name__}: {e})") from e
 
 
-def load_image(path: PathLike) -> LoadedImage:
+def load_image(path: PathLike, max_pixels: int = MAX_PIXELS) -> LoadedImage:
   """Reads and decodes one image file.
 
   Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB and alpha is
@@ -94,22 +115,24 @@ def load_image(path: PathLike) -> LoadedImage:
   applied (neither ImageNet tooling nor TensorFlow applies it).
 
   Raises:
-    ImageError: unreadable, empty, truncated or undecodable file.
+    ImageError: unreadable, empty, truncated or undecodable file, or one of more than
+      `max_pixels` decoded pixels (checked from the header, before decoding; 0: no
+      limit).
   """
   try:
     data = pathlib.Path(path).read_bytes()
   except OSError as e:
     raise ImageError(path, f"cannot read ({e.strerror or e})") from e
-  return decode_rgb(data, path)
+  return decode_rgb(data, path, max_pixels)
 
 
-def load_rgb(path: PathLike) -> np.ndarray:
+def load_rgb(path: PathLike, max_pixels: int = MAX_PIXELS) -> np.ndarray:
   """uint8 [H, W, 3] RGB pixels of an image file (`load_image(path).pixels`).
 
   Raises:
     ImageError: see `load_image` (which also reports the conversion applied).
   """
-  return load_image(path).pixels
+  return load_image(path, max_pixels).pixels
 
 
 def _cv2_stretch_rows(image: np.ndarray, out_rows: int) -> np.ndarray:

@@ -34,6 +34,7 @@ from cdgan_tf import config
 from cdgan_tf import image_ops
 from cdgan_tf.common import checks
 from cdgan_tf.data import features
+from cdgan_tf.data import shards
 
 AUGMENT_ZOOM = 1.125
 MANIFEST = "manifest.json"
@@ -136,7 +137,8 @@ def build_dataset(data_config: config.DataConfig, role: config.Role, training: b
     pattern = getattr(data_config, field)
     if not pattern:
       raise ValueError(f"DataConfig.{field} is empty: no TFRecord pattern to read")
-  files = _glob(pattern)
+  all_files = _glob(pattern)
+  files = shards.check_files(all_files, data_config.skip_damaged_shards)
 
   batch_size = data_config.batch_size
   num_pipelines, pipeline_id = 1, 0
@@ -166,7 +168,10 @@ def build_dataset(data_config: config.DataConfig, role: config.Role, training: b
   if len(files) < num_pipelines:
     raise ValueError(f"pattern {pattern!r} matches {len(files)} files, fewer than the "
                      f"{num_pipelines} input pipelines that each need at least one")
-  ds = tf.data.Dataset.list_files(pattern, shuffle=True, seed=seed)
+  if len(files) == len(all_files):
+    ds = tf.data.Dataset.list_files(pattern, shuffle=True, seed=seed)
+  else:  # Damaged shards left out (list_files would shuffle its sorted matches so).
+    ds = tf.data.Dataset.from_tensor_slices(sorted(files)).shuffle(len(files), seed=seed)
   if num_pipelines > 1:
     ds = ds.shard(num_pipelines, pipeline_id)
   ds = ds.repeat()

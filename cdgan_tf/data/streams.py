@@ -26,6 +26,7 @@ from cdgan_tf import image_ops
 from cdgan_tf.data import features
 from cdgan_tf.data import folders
 from cdgan_tf.data import image_files
+from cdgan_tf.data import shards
 from cdgan_tf.data.batch import Batch
 
 
@@ -64,12 +65,16 @@ class FolderStream:
     max_images: Evaluate only a fixed pseudo-random subset of N (`folders.
       select_subset`, spread over the classes); 0 for all.
     image_size: Common (height, width), or None (see the module docstring).
+    max_pixels: Images of more decoded pixels are skipped (and listed) before they are
+      decoded; 0: no limit.
   """
 
   def __init__(self, clean_dir: str, adversarial_dir: Optional[str] = None,
                labels_path: Optional[str] = None, crop: str = "none", batch_size: int = 32,
-               max_images: int = 0, image_size: Optional[Sequence[int]] = None):
+               max_images: int = 0, image_size: Optional[Sequence[int]] = None,
+               max_pixels: int = image_files.MAX_PIXELS):
     checks.check_choice("crop", crop, image_files.CROPS)
+    self.max_pixels = max_pixels
     self.crop = crop
     self.batch_size = batch_size
     self.size = tuple(image_size) if image_size else None
@@ -93,7 +98,7 @@ class FolderStream:
 
   def _load(self, path, clean: bool) -> Optional[np.ndarray]:
     try:
-      image = image_files.load_rgb(path)
+      image = image_files.load_rgb(path, self.max_pixels)
     except image_files.ImageError as e:
       self.source.skipped.append(folders.Skipped(str(path), e.reason, folders.BAD_IMAGE))
       logging.warning("skipped %s", e)
@@ -135,13 +140,17 @@ class RecordStream:
     batch_size: Images per batch.
     max_images: Only the first N records (in sorted shard order); 0 for all.
     image_size: Common (height, width), or None for the first record's size.
+    skip_damaged_shards: Leave out shards that differ from their manifest.json
+      instead of refusing them (`shards.check_files`).
   """
 
   def __init__(self, pattern: str, batch_size: int = 32, max_images: int = 0,
-               image_size: Optional[Sequence[int]] = None):
+               image_size: Optional[Sequence[int]] = None,
+               skip_damaged_shards: bool = False):
     self.files = sorted(glob.glob(pattern))
     if not self.files:
       raise ValueError(f"no TFRecord files match {pattern!r}")
+    self.files = shards.check_files(self.files, skip_damaged_shards)
     dataset = tf.data.TFRecordDataset(self.files).map(features.parse_example)
     if max_images:
       dataset = dataset.take(max_images)

@@ -125,6 +125,13 @@ class CdganPurifier(tf.Module, base.Purifier):
                      else (None, None))
     _check_role(sub_info, config_lib.Role.SUB, sub_path, "--sub_model")
     _check_role(sup_info, config_lib.Role.SUPER, super_path, "--super_model")
+    if sub_info is not None and sup_info is not None:
+      differ = [f"{name}: sub {getattr(sub_info, name)}, super {getattr(sup_info, name)}"
+                for name in ("image_size", "scale")
+                if getattr(sub_info, name) != getattr(sup_info, name)]
+      if differ:
+        raise ValueError(f"generators do not match: {'; '.join(differ)} ({sub_path}, "
+                         f"{super_path}); chain a pair trained at one geometry")
     info = sub_info or sup_info
     size = image_size or (info.image_size if info else None) or (
         config_lib.DataConfig().image_size)

@@ -19,7 +19,10 @@ its working size and scale as variables (`defenses.exported.ExportedPurifier` re
 Bad input fails with an error that says what is wrong: a wrong rank, channel count or
 dtype is refused by the signature itself; NaN / infinite pixels, values outside [0, 1]
 and bytes that are not an image (named by their index in the batch) raise
-InvalidArgumentError with a message naming the problem. An empty batch (N = 0) returns
+InvalidArgumentError with a message naming the problem. An encoded image of more than
+`max_pixels` decoded pixels (default `image_files.MAX_PIXELS`, stored in the SavedModel
+as the variable `max_pixels`) is refused from its header, before it is decoded or any
+memory is allocated for it, with a message naming its index and size. An empty batch (N = 0) returns
 empty outputs.
 """
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from cdgan_tf import image_ops
+from cdgan_tf.data import image_files
 from cdgan_tf.defenses import cdgan as cdgan_lib
 
 IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
@@ -97,9 +101,62 @@ def _check_encoded(image_bytes: tf.Tensor) -> tf.Tensor:
     return tf.identity(image_bytes)
 
 
-def _decode_batch(image_bytes: tf.Tensor, size: int) -> tf.Tensor:
-  """tf.string [N] of JPEG/PNG/GIF/BMP -> float32 [N, size, size, 3] in [0, 1]."""
+def _header_size(encoded: tf.Tensor) -> tf.Tensor:
+  """int64 [2] (width, height) of one JPEG / PNG / GIF / BMP, read from its header only."""
+  padded = tf.strings.join([encoded, tf.constant(b"\0" * 32)])
+
+  def field(offset, length, big_endian):
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(padded, offset, length), tf.uint8),
+                  tf.int64)
+    weights = 256 ** tf.range(length, dtype=tf.int64)
+    return tf.reduce_sum(raw * (tf.reverse(weights, [0]) if big_endian else weights))
+
+  def jpeg():
+    shape = tf.cast(tf.io.extract_jpeg_shape(encoded), tf.int64)
+    return tf.stack([shape[1], shape[0]])
+
+  def bmp():  # Signed 32-bit; a negative height means top-down rows.
+    width, height = field(18, 4, False), field(22, 4, False)
+    return tf.stack([width, tf.where(height >= 2 ** 31, 2 ** 32 - height, height)])
+
+  head = tf.strings.substr(padded, 0, 4)
+  return tf.case(
+      [(tf.equal(head, b"\x89PNG"), lambda: tf.stack([field(16, 4, True),
+                                                      field(20, 4, True)])),
+       (tf.equal(tf.strings.substr(head, 0, 3), b"GIF"),
+        lambda: tf.stack([field(6, 2, False), field(8, 2, False)])),
+       (tf.equal(tf.strings.substr(head, 0, 2), b"BM"), bmp)], default=jpeg)
+
+
+def _check_pixels(image_bytes: tf.Tensor, max_pixels: tf.Tensor) -> tf.Tensor:
+  """Asserts each image has at most `max_pixels` decoded pixels; names the first one over."""
+  sizes = tf.map_fn(_header_size, image_bytes,
+                    fn_output_signature=tf.TensorSpec([2], tf.int64))
+  sizes = tf.reshape(sizes, [-1, 2])
+  pixels = sizes[:, 0] * sizes[:, 1]
+  over = tf.cast(tf.where(pixels > max_pixels)[:, 0], tf.int32)
+
+  def message():
+    first = over[0]
+    return tf.strings.format(
+        "image_bytes[{}] is {}x{} = {} decoded pixels, over the limit of {} of this "
+        "model (max_pixels); downscale it before sending",
+        (first, sizes[first, 0], sizes[first, 1], pixels[first], max_pixels))
+
+  with tf.control_dependencies([tf.debugging.Assert(
+      tf.equal(tf.size(over), 0), [tf.cond(tf.size(over) > 0, message,
+                                           lambda: tf.constant(""))])]):
+    return tf.identity(image_bytes)
+
+
+def _decode_batch(image_bytes: tf.Tensor, size: int,
+                  max_pixels: tf.Tensor = None) -> tf.Tensor:
+  """tf.string [N] of JPEG/PNG/GIF/BMP -> float32 [N, size, size, 3] in [0, 1].
+
+  With `max_pixels` (int64 scalar), larger images are refused before decoding."""
   image_bytes = _check_encoded(image_bytes)
+  if max_pixels is not None:
+    image_bytes = _check_pixels(image_bytes, max_pixels)
 
   def decode_one(encoded):
     image = image_ops.decode_image(encoded)
@@ -114,6 +171,13 @@ def _unless_empty(images: tf.Tensor, fn, empty: tf.Tensor) -> tf.Tensor:
   return tf.cond(tf.shape(images)[0] > 0, lambda: fn(images), lambda: empty)
 
 
+def _max_pixels_variable(max_pixels: int) -> tf.Variable:
+  if max_pixels < 0:
+    raise ValueError(f"max_pixels must be >= 0 (0: no limit), got {max_pixels}")
+  return tf.Variable(int(max_pixels) or 2 ** 62, trainable=False, dtype=tf.int64,
+                     name="max_pixels")
+
+
 def _check_cdgan(purifier) -> cdgan_lib.CdganPurifier:
   if not isinstance(purifier, cdgan_lib.CdganPurifier):
     raise ValueError(f"only the CD-GAN purifier (generators) can be exported, not "
@@ -126,10 +190,13 @@ class PurifierModule(tf.Module):
 
   Args:
     purifier: A `defenses.CdganPurifier` (a tf.Module holding the generators).
+    max_pixels: Largest decoded image the bytes signature accepts (0: no limit).
   """
 
-  def __init__(self, purifier: cdgan_lib.CdganPurifier):
+  def __init__(self, purifier: cdgan_lib.CdganPurifier,
+               max_pixels: int = image_files.MAX_PIXELS):
     super().__init__(name="purifier_module")
+    self.max_pixels = _max_pixels_variable(max_pixels)
     self.purifier = _check_cdgan(purifier)
     self.image_size = tf.Variable(purifier.image_size, trainable=False, name="image_size")
     self.scale = tf.Variable(purifier.scale, trainable=False, name="scale")
@@ -147,7 +214,8 @@ class PurifierModule(tf.Module):
 
   @tf.function(input_signature=[BYTES_SPEC])
   def serve_bytes(self, image_bytes):
-    return self._outputs(_decode_batch(image_bytes, self.purifier.image_size))
+    return self._outputs(_decode_batch(image_bytes, self.purifier.image_size,
+                                       self.max_pixels))
 
 
 class DefendedModule(tf.Module):
@@ -158,10 +226,12 @@ class DefendedModule(tf.Module):
       `cdgan_tf.classifiers` whose `trackable` attribute holds the underlying TF
       object (Keras model or loaded SavedModel); TFLite adapters cannot be exported.
     purifier: A `defenses.CdganPurifier`, or None to export the undefended classifier.
+    max_pixels: Largest decoded image the bytes signature accepts (0: no limit).
   """
 
-  def __init__(self, classifier, purifier=None):
+  def __init__(self, classifier, purifier=None, max_pixels: int = image_files.MAX_PIXELS):
     super().__init__(name="defended_classifier")
+    self.max_pixels = _max_pixels_variable(max_pixels)
     trackable = classifier.trackable
     if trackable is None:
       raise ValueError(f"classifier {classifier.name} has no TensorFlow model to export "
@@ -194,4 +264,4 @@ class DefendedModule(tf.Module):
 
   @tf.function(input_signature=[BYTES_SPEC])
   def serve_bytes(self, image_bytes):
-    return self._outputs(_decode_batch(image_bytes, self._bytes_size))
+    return self._outputs(_decode_batch(image_bytes, self._bytes_size, self.max_pixels))

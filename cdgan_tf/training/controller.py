@@ -29,9 +29,11 @@ import tensorflow as tf
 
 from cdgan_tf import config as config_lib
 from cdgan_tf.common import files
+from cdgan_tf.common import interrupts
 from cdgan_tf.common import locks
 from cdgan_tf.models import generator_files
 from cdgan_tf.models import generators
+from cdgan_tf.training import checkpoints
 from cdgan_tf.training import distribute
 from cdgan_tf.training import gan_step as gan_step_lib
 from cdgan_tf.training import resume
@@ -45,10 +47,16 @@ class Controller:
     total_steps: Where the run ends.
     allow_config_change: Resume even when non-shape settings changed (recorded in
       config_history.json; see `resume`).
+    restart: Train from step 0 although model_dir holds checkpoints (they are moved
+      aside, see `checkpoints.restore_newest`); without it such a folder resumes, and
+      one whose checkpoints are all damaged is refused.
+    keep_checkpoints: How many of the newest checkpoints are kept (older ones are
+      deleted); more than one keeps a fallback when the newest is damaged.
   """
 
   def __init__(self, step: gan_step_lib.GanStep, total_steps: int,
-               allow_config_change: bool = False):
+               allow_config_change: bool = False, restart: bool = False,
+               keep_checkpoints: int = 3):
     self.gan = step
     self.experiment = step.experiment
     self.train_config = step.experiment.train
@@ -59,10 +67,18 @@ class Controller:
     self.allow_config_change = allow_config_change
     self.is_chief = distribute.is_chief(step.strategy)
     self._own_dir = distribute.worker_dir(self.model_dir, step.strategy)
+    self.restart = restart
+    if keep_checkpoints < 1:
+      raise ValueError(f"--keep_checkpoints must be at least 1, got {keep_checkpoints}")
+    self.keep_checkpoints = int(keep_checkpoints)
     self.checkpoint = tf.train.Checkpoint(**step.checkpoint_items)
-    self.checkpoint_manager = tf.train.CheckpointManager(
-        self.checkpoint, os.path.join(self._own_dir, "checkpoints"), max_to_keep=3,
-        step_counter=step.step)
+    self.checkpoint_dir = os.path.join(self._own_dir, "checkpoints")
+    self.checkpoint_manager = self._manager()
+
+  def _manager(self) -> tf.train.CheckpointManager:
+    return tf.train.CheckpointManager(self.checkpoint, self.checkpoint_dir,
+                                      max_to_keep=self.keep_checkpoints,
+                                      step_counter=self.gan.step)
 
   @property
   def export_dir(self) -> str:
@@ -77,19 +93,23 @@ class Controller:
     return int(self.gan.step.numpy())
 
   def restore_or_initialize(self) -> int:
-    """Restores the newest checkpoint if there is one. Returns the step.
+    """Restores the newest checkpoint that reads back whole (`checkpoints`). Returns
+    the step.
 
     Raises:
+      checkpoints.CheckpointError: checkpoints exist but none reads back whole (and
+        not `restart`).
       ValueError: the checkpoint does not fit these models (a run of other sizes).
     """
     try:
-      path = self.checkpoint_manager.restore_or_initialize()
+      checkpoints.restore_newest(self.checkpoint, self.checkpoint_dir, self.restart)
+    except checkpoints.CheckpointError:
+      raise
     except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as e:
-      raise ValueError(f"{self.checkpoint_manager.latest_checkpoint} does not fit these "
+      raise ValueError(f"the newest checkpoint in {self.checkpoint_dir} does not fit these "
                        "models (a run of other sizes?); use a new --model_dir "
                        f"({type(e).__name__})") from e
-    if path:
-      logging.info("Restored %s at step %d", path, self.current_step)
+    self.checkpoint_manager = self._manager()  # Reads the state file just repaired.
     return self.current_step
 
   def _checkpoint_path(self, step: int) -> str:
@@ -97,8 +117,7 @@ class Controller:
 
   def _latest_step(self) -> int:
     """The step of the newest checkpoint, without restoring it (0 without one)."""
-    latest = self.checkpoint_manager.latest_checkpoint
-    return int(latest.rsplit("-", 1)[1]) if latest else 0
+    return 0 if self.restart else checkpoints.newest_step(self.checkpoint_dir)
 
   # ----------------------------------------------------------------- the run
   def run(self) -> Dict[str, float]:
@@ -110,6 +129,8 @@ class Controller:
     if not self.is_chief:
       return self._run()
     with locks.FolderLock(self.model_dir, f"training of the {self.gan.role.value} GAN"):
+      for folder in (self.model_dir, self.checkpoint_dir):
+        files.check_writable(folder)  # Before the work, not at the first save.
       resume.clean_leftovers(self.model_dir)
       resume.check_and_record(self.model_dir, self.experiment, self._latest_step(),
                               self.allow_config_change)
@@ -132,7 +153,26 @@ class Controller:
                  self.gan.role.value, start, self.total_steps, self.gan.global_batch_size,
                  self.gan.strategy.num_replicas_in_sync)
     config = self.train_config
-    step, run_start, last_eval = start, time.time(), {}
+    run_start = time.time()
+    with interrupts.StopRequests() as stop:
+      step, last_eval = self._loop(start, start, run_start, stop, train_writer, eval_writer,
+                                   grid_batch)
+    self._save_unless_saved(step)
+    if not (config.eval_every and step % config.eval_every == 0):
+      last_eval = self._run_eval(eval_writer, step)
+    train_writer.flush()
+    eval_writer.flush()
+    self._finish()
+    logging.info("Finished %s GAN at step %d in %.1f s (weights fingerprint %s)",
+                 self.gan.role.value, step, time.time() - run_start,
+                 self.gan.weights_fingerprint())
+    return last_eval
+
+  def _loop(self, step, start, run_start, stop, train_writer, eval_writer, grid_batch):
+    """Trains from `step` to the end; on SIGTERM / SIGINT saves the step and raises
+    `interrupts.Interrupted`. Returns (step, last eval metrics)."""
+    config = self.train_config
+    last_eval = {}
     window_start, window_steps = time.time(), 0
     while step < self.total_steps:
       # Chunks end on every multiple of the summary, checkpoint and eval cadences.
@@ -154,17 +194,18 @@ class Controller:
         self.checkpoint_manager.save(checkpoint_number=step)
       if config.eval_every and step % config.eval_every == 0:
         last_eval = self._run_eval(eval_writer, step)
+      if stop.requested and step < self.total_steps:
+        self._save_unless_saved(step)
+        train_writer.flush()
+        eval_writer.flush()
+        stop.raise_if_requested(
+            f"saved {self._checkpoint_path(step)} at step {step} of {self.total_steps}; "
+            "rerun the same command to resume from it")
+    return step, last_eval
+
+  def _save_unless_saved(self, step: int) -> None:
     if self.checkpoint_manager.latest_checkpoint != self._checkpoint_path(step):
       self.checkpoint_manager.save(checkpoint_number=step)
-    if not (config.eval_every and step % config.eval_every == 0):
-      last_eval = self._run_eval(eval_writer, step)
-    train_writer.flush()
-    eval_writer.flush()
-    self._finish()
-    logging.info("Finished %s GAN at step %d in %.1f s (weights fingerprint %s)",
-                 self.gan.role.value, step, time.time() - run_start,
-                 self.gan.weights_fingerprint())
-    return last_eval
 
   def _finish(self) -> None:
     if self.is_chief:
@@ -245,14 +286,15 @@ class Controller:
 
 def run(experiment: config_lib.ExperimentConfig,
         strategy: Optional[tf.distribute.Strategy] = None,
-        allow_config_change: bool = False) -> Dict[str, float]:
+        allow_config_change: bool = False, restart: bool = False,
+        keep_checkpoints: int = 3) -> Dict[str, float]:
   """Creates the strategy (unless given), the step and the controller; trains to the end.
 
   Args:
     experiment: The configuration.
     strategy: An existing strategy; by default made from experiment.train.strategy
       before any other TensorFlow op (a multi_worker requirement).
-    allow_config_change: See `Controller`.
+    allow_config_change, restart, keep_checkpoints: See `Controller`.
 
   Returns:
     The final validation metrics ({} without a val split or when already finished).
@@ -260,4 +302,5 @@ def run(experiment: config_lib.ExperimentConfig,
   if strategy is None:
     strategy = distribute.make_strategy(experiment.train.strategy, experiment.train.tpu)
   step = gan_step_lib.GanStep(experiment, strategy)
-  return Controller(step, gan_step_lib.total_steps(experiment), allow_config_change).run()
+  return Controller(step, gan_step_lib.total_steps(experiment), allow_config_change,
+                    restart, keep_checkpoints).run()

@@ -54,6 +54,10 @@ def _load_input_model(experiment: config_lib.ExperimentConfig) -> keras.Model:
     raise ValueError(f"--sub_model {path} holds a {info.role.value} generator of scale "
                      f"{info.scale}; chained training needs a sub generator of scale "
                      f"{data.scale}")
+  if info is not None and info.image_size and info.image_size != data.image_size:
+    raise ValueError(f"--sub_model {path} was trained at image_size {info.image_size} "
+                     f"(scale {info.scale}); this super run has image_size "
+                     f"{data.image_size} (scale {data.scale}): the image size differs")
   out = model(tf.zeros((1, data.image_size, data.image_size, 3)), training=False)
   if tuple(out.shape[1:3]) != (data.small_size, data.small_size):
     raise ValueError(f"--sub_model {path} maps {data.image_size} px to "

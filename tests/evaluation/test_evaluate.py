@@ -178,8 +178,9 @@ def test_gradient_attacks_are_reported_with_params(data, tmp_path):
 
 
 def test_bad_inputs_are_clear_errors(data, tmp_path):
+  (tmp_path / "empty").mkdir()  # Not the parent of --output_dir, which is made (locked) first.
   with pytest.raises(ValueError, match="has no class folders"):
-    _main(clean_dir=str(tmp_path), classifiers=[data["classifier"]],
+    _main(clean_dir=str(tmp_path / "empty"), classifiers=[data["classifier"]],
           output_dir=str(tmp_path / "out"))
   with pytest.raises(ValueError, match="needs --sub_model"):
     _main(clean_dir=str(data["root"] / "clean"), classifiers=[data["classifier"]],

@@ -239,3 +239,34 @@ def test_every_signature_is_the_hand_computed_chain(parts):
       "purified"], purified, atol=1e-5)
   np.testing.assert_allclose(purifier["serving_bytes"](image_bytes=encoded)["purified"],
                              purified_q, atol=1e-4)
+
+
+def test_oversize_image_is_refused_by_the_server_before_decoding(parts, tmp_path):
+  """A 6000x6000 PNG (~0.1 MB) would decode to 432 MB of float32; it is refused from its
+  header, naming its index, with no memory spent on it (fresh process, as a server)."""
+  big = tmp_path / "big.png"
+  big.write_bytes(tf.io.encode_png(np.zeros((6000, 6000, 3), np.uint8)).numpy())
+  small = tmp_path / "small.png"
+  small.write_bytes(_png_bytes(parts["images"][:1])[0])
+  script = (
+      "import resource, sys, tensorflow as tf\n"
+      "m = tf.saved_model.load(sys.argv[1])\n"
+      "small, big = open(sys.argv[2], 'rb').read(), open(sys.argv[3], 'rb').read()\n"
+      "f = m.signatures['serving_bytes']\n"
+      "print('classes', f(image_bytes=tf.constant([small]))['classes'].numpy().tolist())\n"
+      "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+      "try:\n"
+      "  f(image_bytes=tf.constant([small, big]))\n"
+      "  print('accepted')\n"
+      "except tf.errors.InvalidArgumentError as e:\n"
+      "  print('refused', ' '.join(e.message.split()))\n"
+      "growth = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+      "print('growth_kb', growth, 'limit', int(m.max_pixels.numpy()))\n")
+  out = _fresh_process(script, parts["defended_dir"], str(small), str(big)).splitlines()
+  assert out[0].startswith("classes [")
+  assert out[1].startswith("refused ") and (
+      "image_bytes[1] is 6000x6000 = 36000000 decoded pixels, over the limit of 8388608 of "
+      "this model (max_pixels)") in out[1], out
+  growth, limit = int(out[2].split()[1]), int(out[2].split()[3])
+  assert limit == 8388608
+  assert growth < 100_000, out  # KB: far below the 108 MB (uint8) the decode would take.
