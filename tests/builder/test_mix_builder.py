@@ -34,16 +34,16 @@ def model_path(tmp_path_factory):
   return str(path)
 
 
-def _tiny_mix(model, versions=3):
+def _tiny_mix(model, versions=3, eps=(2, 16)):
   net = ((model,),)
   attacks = (mixes.MixAttack("clean", "clean", 1.0),
-             mixes.MixAttack("uniform", "uniform", 1.0, (2, 16)),
-             mixes.MixAttack("gaussian", "gaussian", 1.0, (2, 16)),
-             mixes.MixAttack("fgsm", "fgsm", 1.0, (2, 16), net),
-             mixes.MixAttack("pgd", "pgd", 1.0, (2, 16), net, steps=3),
-             mixes.MixAttack("mifgsm_di", "mifgsm", 1.0, (2, 16), net, steps=3,
+             mixes.MixAttack("uniform", "uniform", 1.0, eps),
+             mixes.MixAttack("gaussian", "gaussian", 1.0, eps),
+             mixes.MixAttack("fgsm", "fgsm", 1.0, eps, net),
+             mixes.MixAttack("pgd", "pgd", 1.0, eps, net, steps=3),
+             mixes.MixAttack("mifgsm_di", "mifgsm", 1.0, eps, net, steps=3,
                              diversity_prob=0.5),
-             mixes.MixAttack("feature", "feature", 1.0, (2, 16), steps=3,
+             mixes.MixAttack("feature", "feature", 1.0, eps, steps=3,
                              feature_network=model, feature_layer="features"))
   return mixes.AttackMix("tiny", "test", (mixes.ImageSource("train", "{shared}/clean"),),
                          attacks, versions_per_image=versions)
@@ -140,8 +140,15 @@ def test_old_records_without_attack_keys_read_as_unknown():
   assert parsed["attack/name"].numpy() == b"" and float(parsed["attack/eps"]) == -1.0
 
 
-def test_a_resumed_run_writes_the_same_bytes(generated, model_path, shared_dir, tmp_path):
-  out, _ = generated
+def test_a_resumed_run_writes_the_same_bytes(model_path, shared_dir, tmp_path):
+  # One budget: versions share (attack, eps) groups, so batches hold several versions
+  # and a resumed batch mixes done and missing ones.
+  mix = _tiny_mix(model_path, eps=(8, 8))
+  out = tmp_path / "full"
+  mix_set.generate(mix, out, shared_dir=shared_dir, batch_size=4, seed=0)
+  batches = mix_set.plan(mix, [(k, p, l, "train") for k, p, l in mix_set.list_source(
+      mix.sources[0], shared_dir, "")[0]], 0, 4)
+  assert max(len(b) for b in batches) == 4
   resumed = tmp_path / "resumed"
   shutil.copytree(out / "adv", resumed / "adv")
   shutil.copy(out / transfer_files.SIDECAR, resumed / transfer_files.SIDECAR)
@@ -150,9 +157,9 @@ def test_a_resumed_run_writes_the_same_bytes(generated, model_path, shared_dir, 
     path.unlink()
   lines = (resumed / transfer_files.SIDECAR).read_text().splitlines()
   (resumed / transfer_files.SIDECAR).write_text("\n".join(lines[:-4]) + "\n{\"key\": \"tor")
-  manifest = mix_set.generate(_tiny_mix(model_path), resumed, shared_dir=shared_dir,
-                              batch_size=4, seed=0)
+  manifest = mix_set.generate(mix, resumed, shared_dir=shared_dir, batch_size=4, seed=0)
   assert manifest["complete"] and manifest["runs"][-1]["attacked"] >= len(pngs[::3])
+  assert manifest["runs"][-1]["recomputed_batch_mates"] > 0
   assert _pngs(resumed / "adv") == _pngs(out / "adv")
 
 
