@@ -10,6 +10,7 @@ W = "weights/cifar10"
 CIFAR_TARGETS = {"resnet_v2": f"{W}/resnet_v2.keras", "mobilenet_v2": f"{W}/mobilenet_v2.keras",
                  "inception": f"{W}/inception.keras"}
 VGG = (f"{W}/vgg_surrogate.keras",)
+DENSENET = (f"{W}/densenet_feature.keras",)
 DEFENSES = ("cdgan", "resize", "jpeg75", "median3")
 
 
@@ -47,9 +48,22 @@ CIFAR_ROWS = (
     Row("mifgsm_di 24 vgg", "mifgsm", 24, "stronger budget than the mix's 2-16",
         surrogates=VGG, diversity_prob=0.7),
 )
+# The held-out-attack VALIDATION split (choosing between purifiers; never the test split):
+# CIFAR-10 train images outside the cifar10 mix's 4,000, attacked by what no training pair
+# used: an algorithm outside the mix and an ensemble of the two non-target networks.
+CIFAR_VAL_ROWS = (
+    Row("val pgd_l2 1.0 vgg+densenet", "pgd_l2", 1.0, "validation: L2 ball, new ensemble",
+        surrogates=VGG + DENSENET),
+    Row("val mifgsm_di 8 vgg+densenet", "mifgsm", 8, "validation: new ensemble",
+        surrogates=VGG + DENSENET, diversity_prob=0.7),
+)
 DATASETS = {"cifar10": dict(rows=CIFAR_ROWS, targets=CIFAR_TARGETS,
                             clean_dir="{shared}/datasets/cifar10/test", labels=None,
-                            sub=f"{W}/cdgan/sub", super=f"{W}/cdgan/super")}
+                            sub=f"{W}/cdgan/sub", super=f"{W}/cdgan/super"),
+            "cifar10_val": dict(rows=CIFAR_VAL_ROWS, targets=CIFAR_TARGETS,
+                                clean_dir="{shared}/datasets/cifar10/train", labels=None,
+                                exclude_mix="cifar10",
+                                sub=f"{W}/cdgan/sub", super=f"{W}/cdgan/super")}
 
 
 def markdown(table: dict) -> str:

@@ -12,6 +12,11 @@ bottleneck (resize), JPEG-75 and median-3x3, each under attack and on clean imag
       --work=/work/scratch/mix/table_cifar10 --max_images=500 \
       --output=docs/results/generalization/cifar10_before
 
+--sub_model/--super_model score other generators than the dataset's shipped ones (their
+evaluations go to <row>_<eval_tag>/, the attacked PNGs are shared); --defenses=cdgan skips
+the baselines. --dataset=cifar10_val is the held-out VALIDATION split (train images outside
+the cifar10 mix's, see rows.CIFAR_VAL_ROWS), for choosing between purifiers.
+
 Writes <output>.json and <output>.md. Finished rows are not redone (their PNG folder
 holds `.done.json`, their evaluation `results.json`).
 """
@@ -47,6 +52,10 @@ flags.DEFINE_integer("max_images", 500, "Test images (folders.select_subset, as 
 flags.DEFINE_list("rows", [], "Only these rows (names); default all.")
 flags.DEFINE_string("output", None, "Output path without suffix (.json and .md).")
 flags.DEFINE_integer("batch_size", 100, "Images per attack batch.", lower_bound=1)
+flags.DEFINE_string("sub_model", "", "Sub generator to score (default: the dataset's).")
+flags.DEFINE_string("super_model", "", "Super generator to score (default: the dataset's).")
+flags.DEFINE_string("eval_tag", "eval", "Evaluations go to <work>/<row>_<eval_tag>/.")
+flags.DEFINE_list("defenses", list(DEFENSES), "Defenses (evaluate.py names) to score.")
 flags.mark_flags_as_required(["work", "output"])
 FLAGS = flags.FLAGS
 
@@ -98,11 +107,27 @@ def evaluate_row(row: Row, spec: dict, clean_dir: str, adv_dir: str, out_dir: st
     command = [sys.executable, "evaluate.py", f"--clean_dir={clean_dir}",
                f"--adversarial_dir={adv_dir}", f"--classifiers={','.join(scored)}",
                f"--sub_model={spec['sub']}", f"--super_model={spec['super']}",
-               f"--defenses={','.join(DEFENSES)}", f"--max_images={FLAGS.max_images}",
+               f"--defenses={','.join(FLAGS.defenses)}", f"--max_images={FLAGS.max_images}",
                "--batch_size=100", "--num_samples=0", f"--output_dir={out_dir}"]
     logging.info("%s: %s", row.name, " ".join(command))
     subprocess.run(command, check=True)
   return files.read_json(path)
+
+
+def split_images(spec: dict, shared_dir: str, max_images: int):
+  """(clean folder, [(key, path, label)]): `select_subset` of `max_images` of its images.
+
+  When `spec["exclude_mix"]` names a mix (a validation split), the images that mix
+  trains on are left out first, so validation and training images never overlap.
+  """
+  clean_dir = mixes.resolve_spec(spec["clean_dir"], shared_dir, "weights")
+  listed, _ = folders.list_labelled_images(clean_dir, spec["labels"])
+  if spec.get("exclude_mix"):
+    used = {key.split("/", 1)[1] for source in mixes.MIXES[spec["exclude_mix"]].sources
+            for key, _, _ in mix_set.list_source(source, shared_dir, "weights")[0]}
+    listed = [i for i in listed if i[0] not in used]
+  keep = set(folders.select_subset([k for k, _, _ in listed], max_images))
+  return clean_dir, [i for i in listed if i[0] in keep]
 
 
 def _pct(x):
@@ -111,27 +136,26 @@ def _pct(x):
 
 def main(argv):
   del argv
-  spec = DATASETS[FLAGS.dataset]
-  clean_dir = mixes.resolve_spec(spec["clean_dir"], FLAGS.shared_dir, "weights")
-  listed, _ = folders.list_labelled_images(clean_dir, spec["labels"])
-  keep = set(folders.select_subset([k for k, _, _ in listed], FLAGS.max_images))
-  images = [i for i in listed if i[0] in keep]
+  spec = dict(DATASETS[FLAGS.dataset])
+  spec["sub"] = FLAGS.sub_model or spec["sub"]
+  spec["super"] = FLAGS.super_model or spec["super"]
+  clean_dir, images = split_images(spec, FLAGS.shared_dir, FLAGS.max_images)
   models = mix_set.Models(FLAGS.shared_dir, "weights")
   rows = [r for r in spec["rows"] if not FLAGS.rows or r.name in FLAGS.rows]
-  table = {"dataset": FLAGS.dataset, "images": len(images), "defenses": list(DEFENSES),
+  table = {"dataset": FLAGS.dataset, "images": len(images), "defenses": list(FLAGS.defenses),
            "purifier": {"sub": spec["sub"], "super": spec["super"]},
            "command": {"argv": sys.argv}, "rows": []}
   for row in rows:
     adv_dir = os.path.join(FLAGS.work, _slug(row.name))
     stats = attack_row(row, images, adv_dir, models)
-    results = evaluate_row(row, spec, clean_dir, adv_dir, adv_dir + "_eval")
+    results = evaluate_row(row, spec, clean_dir, adv_dir, f"{adv_dir}_{FLAGS.eval_tag}")
     entry = {"row": dataclasses.asdict(row), "perturbation": stats, "targets": {}}
     for name, r in results["classifiers"].items():
       d = r["defenses"]
       entry["targets"][name] = {
           "normal": _pct(r["normal"]), "no_defense": _pct(r["attack"]),
-          **{k: _pct(d[k]["defense"]) for k in DEFENSES},
-          **{f"{k}_clean": _pct(d[k]["defense_clean"]) for k in DEFENSES}}
+          **{k: _pct(d[k]["defense"]) for k in FLAGS.defenses},
+          **{f"{k}_clean": _pct(d[k]["defense_clean"]) for k in FLAGS.defenses}}
     table["rows"].append(entry)
     logging.info("%s: %s", row.name, json.dumps(entry["targets"]))
   files.write_json(FLAGS.output + ".json", table, indent=1)
