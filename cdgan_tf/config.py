@@ -122,6 +122,9 @@ class DataConfig:
       of 2).
     batch_size: Global batch size, split across replicas.
     augment: Paired random crop (from 1.125x) and horizontal flip on training data.
+    augment_min_scale: 1.0: the crop above; in (0, 1): the crop window is a random
+      square of relative side U(augment_min_scale, 1) of the whole image instead
+      (random scale, the same window on both sides), resized to image_size.
     deterministic: Fixed order and augmentation for a given seed (slower input).
     shuffle_buffer: Examples in the shuffle buffer.
     clean_pair_fraction: Share F of every training batch made of (clean -> clean)
@@ -140,9 +143,12 @@ class DataConfig:
   shuffle_buffer: int = 1024
   clean_pair_fraction: float = 0.0
   skip_damaged_shards: bool = False
+  augment_min_scale: float = 1.0
 
   def __post_init__(self):
     checks.check_geometry(self.image_size, self.scale)
+    if not 0.0 < self.augment_min_scale <= 1.0:
+      raise ValueError(f"augment_min_scale={self.augment_min_scale} must be in (0, 1]")
     if not 0.0 <= self.clean_pair_fraction <= 1.0:
       raise ValueError(f"clean_pair_fraction={self.clean_pair_fraction} must be in [0, 1]")
     checks.check_positive("batch_size", self.batch_size)

@@ -97,6 +97,10 @@ def _training_flag_table():
       (f.DEFINE_enum, "mixed_precision", train.mixed_precision, "Mixed precision policy.",
        {"enum_values": config_lib.MIXED_PRECISION_POLICIES}),
       (f.DEFINE_bool, "augment", data.augment, "Paired random crop and flip.", {}),
+      (f.DEFINE_float, "augment_min_scale", data.augment_min_scale, "Below 1: the paired "
+       "crop is a random square of relative side U(this, 1) of the whole image (random "
+       "scale for full-size photos); 1: an image_size crop of the 1.125x resize.",
+       {"lower_bound": 0.01, "upper_bound": 1.0}),
       (f.DEFINE_bool, "deterministic", data.deterministic, "Reproducible input order and "
        "augmentation (slower input pipeline).", {}),
       (f.DEFINE_integer, "shuffle_buffer", data.shuffle_buffer, "Shuffle buffer "
@@ -165,7 +169,8 @@ def experiment_from_flags(role: config_lib.Role,
                                  deterministic=f.deterministic,
                                  shuffle_buffer=f.shuffle_buffer,
                                  clean_pair_fraction=f.clean_pair_fraction,
-                                 skip_damaged_shards=f.skip_damaged_shards),
+                                 skip_damaged_shards=f.skip_damaged_shards,
+                                 augment_min_scale=f.augment_min_scale),
       train=config_lib.TrainConfig(
           role=role, model_dir=f.model_dir, epochs=f.epochs or role.paper_epochs,
           train_steps=f.train_steps, learning_rate=f.learning_rate, beta_1=f.beta_1,

@@ -178,7 +178,9 @@ def _gradient(logits_fn, images, labels, targeted: bool, transform=None):
   if grad is None:
     raise ValueError("logits_fn is not differentiable with respect to its input "
                      "(gradient is None); wrap a non-differentiable purifier in bpda()")
-  return grad
+  # A classifier traced earlier with a relaxed batch size returns a [None, ...] gradient,
+  # which would break the loop's shape invariant when this trace has a static batch.
+  return tf.ensure_shape(grad, images.shape)
 
 
 def _l2_norm(x):

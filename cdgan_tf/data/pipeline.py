@@ -11,7 +11,10 @@ Training: seeded file shuffle -> shard by input pipeline -> repeat -> parallel i
 layout of tensorflow/models and google/automl input pipelines). The augmentation resizes
 both images to round(1.125 * image_size), takes one random image_size crop window and one
 random horizontal flip and applies them to both images, so the pair stays aligned; the
-small side is then produced from the crop with `image_ops.resize`. The random ops are
+small side is then produced from the crop with `image_ops.resize`. With
+`DataConfig.augment_min_scale` < 1 (full-size photos) the window is instead a random
+square of relative side U(min_scale, 1) of the whole image, taken in relative
+coordinates on both sides and resized to image_size. The random ops are
 stateless, seeded by (seed, element index), so with `DataConfig.deterministic` the
 batches are the same run to run for the same seed.
 
@@ -72,7 +75,27 @@ def clean_pair_count(data_config: config.DataConfig, batch_size: int) -> int:
   return int(round(data_config.clean_pair_fraction * batch_size))
 
 
-def _augment_pair(adversarial, clean, image_size, seed):
+def _scaled_crop_pair(adversarial, clean, image_size, seed, min_scale: float):
+  """One random square window of relative side s ~ U(min_scale, 1), on both images.
+
+  The window is drawn in relative coordinates (top and left ~ U(0, 1 - s) of each
+  side), so it covers the same part of both images even when their sizes differ, and
+  each side is resized (bilinear) from it to S x S.
+  """
+  scale_seed, top_seed, left_seed = tf.unstack(
+      tf.random.experimental.stateless_split(seed, 3))
+  side = tf.random.stateless_uniform([], scale_seed, min_scale, 1.0)
+  top = tf.random.stateless_uniform([], top_seed) * (1.0 - side)
+  left = tf.random.stateless_uniform([], left_seed) * (1.0 - side)
+  box = tf.reshape(tf.stack([top, left, top + side, left + side]), [1, 4])
+
+  def crop(image):
+    out = tf.image.crop_and_resize(image[None], box, [0], [image_size, image_size])[0]
+    return tf.clip_by_value(out, 0.0, 1.0)
+  return crop(adversarial), crop(clean)
+
+
+def _augment_pair(adversarial, clean, image_size, seed, min_scale: float = 1.0):
   """Identical random crop window and flip on both images.
 
   Args:
@@ -80,10 +103,20 @@ def _augment_pair(adversarial, clean, image_size, seed):
     clean: float32 [H2, W2, 3] in [0, 1].
     image_size: Side S of the crop.
     seed: int64 [2] seed of the stateless random ops.
+    min_scale: 1.0: an S crop of the 1.125 S resize (the default); below 1: a window
+      of relative side U(min_scale, 1) of the full image, resized to S
+      (`_scaled_crop_pair`; random scale for full-size photos).
 
   Returns:
     (adversarial, clean), each float32 [S, S, 3] in [0, 1].
   """
+  if min_scale < 1.0:
+    crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
+    adversarial, clean = _scaled_crop_pair(adversarial, clean, image_size, crop_seed,
+                                           min_scale)
+    pair = tf.image.stateless_random_flip_left_right(
+        tf.concat([adversarial, clean], axis=-1), seed=flip_seed)
+    return pair[..., :3], pair[..., 3:]
   source = crop_source_size(image_size)
   pair = tf.concat([image_ops.resize(adversarial, source),
                     image_ops.resize(clean, source)], axis=-1)
@@ -191,7 +224,8 @@ def build_dataset(data_config: config.DataConfig, role: config.Role, training: b
       # Unique per element and per pipeline, so shards do not share crops.
       element_seed = tf.stack([tf.constant(seed, tf.int64),
                                index * num_pipelines + pipeline_id])
-      adversarial, clean = _augment_pair(adversarial, clean, image_size, element_seed)
+      adversarial, clean = _augment_pair(adversarial, clean, image_size, element_seed,
+                                         data_config.augment_min_scale)
     else:
       adversarial = image_ops.resize(adversarial, image_size)
       clean = image_ops.resize(clean, image_size)

@@ -128,6 +128,10 @@ def check_and_record(model_dir: str, experiment: config_lib.ExperimentConfig, st
     tf.io.gfile.makedirs(model_dir)
     files.write_json(os.path.join(model_dir, CONFIG_FILE), new)
     return {}
+  try:  # Fields newer than the run's config.json read as their defaults, not as changes.
+    old = config_lib.ExperimentConfig.from_dict(old).to_dict()
+  except (TypeError, ValueError):
+    pass  # Unknown or invalid old fields: compare as written (they show as changes).
   changes = differences(old, new)
   if not changes:
     return {}

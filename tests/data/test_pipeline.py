@@ -240,3 +240,50 @@ def test_start_step_skips_the_batches_already_trained_on(noise_records):
   for (a1, c1), (a2, c2) in zip(full[2:], resumed):
     np.testing.assert_array_equal(a1, a2)
     np.testing.assert_array_equal(c1, c2)
+
+
+def _coordinates(h, w):
+  """uint8 [H, W, 3]: R = column ramp, G = row ramp, B = 128 (where a pixel came from)."""
+  cols = np.linspace(0, 255, w)[None, :].repeat(h, 0)
+  rows = np.linspace(0, 255, h)[:, None].repeat(w, 1)
+  return np.round(np.stack([cols, rows, np.full((h, w), 128.0)], -1)).astype(np.uint8)
+
+
+@pytest.mark.parametrize("adv_size", [48, 96])
+def test_scaled_crop_and_flip_land_identically_on_both_sides(tmp_path, adv_size):
+  """augment_min_scale < 1: the same random window, scale and flip on both sides.
+
+  Clean is a coordinate image, adversarial its negative (at the same or twice the
+  size), so any window or flip taken differently breaks adversarial == 1 - clean.
+  """
+  clean = _coordinates(48, 48)
+  adversarial = 255 - _coordinates(adv_size, adv_size)
+  pattern = _write(tmp_path / "coords.tfrecord", [(adversarial, clean)] * 4)
+  cfg = _cfg(pattern, image_size=16, scale=1, batch_size=4, augment_min_scale=0.5,
+             deterministic=True)
+  batches = _take(pipeline.build_dataset(cfg, "sub", training=True, seed=3), 6)
+  spans, flips = [], []
+  for adv, cln in batches:
+    np.testing.assert_allclose(adv, 1.0 - cln, atol=0.02)
+    red = cln[..., 0]  # Column ramp: its range is the window's width, its slope the flip.
+    spans += list((red.max(axis=(1, 2)) - red.min(axis=(1, 2))))
+    flips += list(red[:, :, -1].mean(axis=1) < red[:, :, 0].mean(axis=1))
+  spans = np.array(spans)
+  # crop_and_resize puts the first and last output pixels on the window's edges, so a
+  # window of relative side s spans s of the ramp: s ~ U(0.5, 1).
+  assert spans.min() > 0.5 - 0.02 and spans.max() < 1.0 + 1e-6
+  assert spans.max() - spans.min() > 0.2  # The scale really varies.
+  assert 0 < sum(flips) < len(flips)  # Some flipped, some not.
+
+
+def test_min_scale_one_keeps_the_default_crop(noise_records):
+  a = _take(pipeline.build_dataset(_cfg(noise_records, deterministic=True), "sub",
+                                   training=True, seed=1), 2)
+  b = _take(pipeline.build_dataset(_cfg(noise_records, deterministic=True,
+                                        augment_min_scale=1.0), "sub",
+                                   training=True, seed=1), 2)
+  for (a1, a2), (b1, b2) in zip(a, b):
+    np.testing.assert_array_equal(a1, b1)
+    np.testing.assert_array_equal(a2, b2)
+  with pytest.raises(ValueError, match="augment_min_scale"):
+    _cfg(noise_records, augment_min_scale=0.0)

@@ -161,3 +161,18 @@ def test_trim_events_keeps_each_step_once(tmp_path):
     writer.close()
     time.sleep(1.1)  # Event file names carry the second they were created.
   assert _summary_steps(tmp_path) == [1, 2, 3, 4, 5, 6, 7, 8]
+
+
+def test_a_field_newer_than_the_runs_config_reads_as_its_default(tmp_path):
+  """A run whose config.json predates DataConfig.augment_min_scale resumes unchanged."""
+  from cdgan_tf import config as config_lib  # pylint: disable=import-outside-toplevel
+  experiment = config_lib.ExperimentConfig.from_dict(
+      {"train": {"role": "sub", "model_dir": str(tmp_path)}})
+  old = experiment.to_dict()
+  del old["data"]["augment_min_scale"]
+  (tmp_path / resume.CONFIG_FILE).write_text(json.dumps(old))
+  assert resume.check_and_record(str(tmp_path), experiment, step=4) == {}
+  changed = config_lib.ExperimentConfig.from_dict(
+      dict(experiment.to_dict(), data=dict(old["data"], augment_min_scale=0.5)))
+  with pytest.raises(resume.ConfigChangeError, match="augment_min_scale 1.0 -> 0.5"):
+    resume.check_and_record(str(tmp_path), changed, step=4)

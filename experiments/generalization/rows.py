@@ -1,0 +1,84 @@
+"""The rows, targets and defenses of the generalization table (no flags: importable).
+
+See table.py. A row's attack never scores a target it used as a surrogate.
+"""
+
+import dataclasses
+from typing import Tuple
+
+W = "weights/cifar10"
+CIFAR_TARGETS = {"resnet_v2": f"{W}/resnet_v2.keras", "mobilenet_v2": f"{W}/mobilenet_v2.keras",
+                 "inception": f"{W}/inception.keras"}
+VGG = (f"{W}/vgg_surrogate.keras",)
+DENSENET = (f"{W}/densenet_feature.keras",)
+DEFENSES = ("cdgan", "resize", "jpeg75", "median3")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+  """One attack row: `kind` as in mixes.KINDS, or "pgd_l2" (eps = L2 norm on [0, 1])."""
+  name: str
+  kind: str
+  eps: float  # L-inf in 1/255 units; pgd_l2: the L2 norm on the [0, 1] scale.
+  held_out: str = ""  # Why it is held out ("" = a training-mix member).
+  surrogates: Tuple[str, ...] = ()
+  steps: int = 10
+  diversity_prob: float = 0.0
+  feature_network: str = ""
+  feature_layer: str = ""
+
+
+CIFAR_ROWS = (
+    Row("uniform 8", "uniform", 8),
+    Row("gaussian 8", "gaussian", 8),
+    Row("fgsm 8 vgg", "fgsm", 8, surrogates=VGG),
+    Row("pgd 8 vgg", "pgd", 8, surrogates=VGG),
+    Row("mifgsm_di 8 vgg", "mifgsm", 8, surrogates=VGG, diversity_prob=0.7),
+    Row("feature 8 densenet", "feature", 8, feature_network=f"{W}/densenet_feature.keras",
+        feature_layer="densenet_feature_final_relu"),
+    Row("pgd 8 resnet_v2", "pgd", 8, "surrogate no training pair used",
+        surrogates=(CIFAR_TARGETS["resnet_v2"],)),
+    Row("mifgsm_di 8 inception+mobilenet_v2", "mifgsm", 8, "ensemble no training pair used",
+        surrogates=(CIFAR_TARGETS["inception"], CIFAR_TARGETS["mobilenet_v2"]),
+        diversity_prob=0.7),
+    Row("pgd_l2 1.0 vgg", "pgd_l2", 1.0, "algorithm not in the mix (L2 ball)",
+        surrogates=VGG),
+    Row("mifgsm_di 1 vgg", "mifgsm", 1, "weaker budget than the mix's 2-16",
+        surrogates=VGG, diversity_prob=0.7),
+    Row("mifgsm_di 24 vgg", "mifgsm", 24, "stronger budget than the mix's 2-16",
+        surrogates=VGG, diversity_prob=0.7),
+)
+# The held-out-attack VALIDATION split (choosing between purifiers; never the test split):
+# CIFAR-10 train images outside the cifar10 mix's 4,000, attacked by what no training pair
+# used: an algorithm outside the mix and an ensemble of the two non-target networks.
+CIFAR_VAL_ROWS = (
+    Row("val pgd_l2 1.0 vgg+densenet", "pgd_l2", 1.0, "validation: L2 ball, new ensemble",
+        surrogates=VGG + DENSENET),
+    Row("val mifgsm_di 8 vgg+densenet", "mifgsm", 8, "validation: new ensemble",
+        surrogates=VGG + DENSENET, diversity_prob=0.7),
+)
+DATASETS = {"cifar10": dict(rows=CIFAR_ROWS, targets=CIFAR_TARGETS,
+                            clean_dir="{shared}/datasets/cifar10/test", labels=None,
+                            sub=f"{W}/cdgan/sub", super=f"{W}/cdgan/super"),
+            "cifar10_val": dict(rows=CIFAR_VAL_ROWS, targets=CIFAR_TARGETS,
+                                clean_dir="{shared}/datasets/cifar10/train", labels=None,
+                                exclude_mix="cifar10",
+                                sub=f"{W}/cdgan/sub", super=f"{W}/cdgan/super")}
+
+
+def markdown(table: dict) -> str:
+  """The table as Markdown: one line per (row, target), attacked / clean top-1 in %."""
+  head = ["attack", "held out because", "RMSD", "target", "normal", "no defense"] + [
+      f"{d} (att / clean)" for d in table["defenses"]]
+  lines = [f"{table['dataset']}: top-1 (%) of each target on {table['images']} test "
+           "images; a target is never scored on an attack that used it as surrogate.", "",
+           "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for entry in table["rows"]:
+    row = entry["row"]
+    for target, t in entry["targets"].items():
+      cells = [row["name"], row["held_out"] or "(training mix)",
+               f"{entry['perturbation']['rmsd_255']:.2f}", target, f"{t['normal']}",
+               f"{t['no_defense']}"] + [f"{t[d]} / {t[d + '_clean']}" for d in
+                                        table["defenses"]]
+      lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"

@@ -1,0 +1,166 @@
+r"""The held-out-attack generalization table (issue 18, item 4), one command, resumable.
+
+Rows are attacks: the training mix's members (`cdgan_tf.attacks.mixes`, at the middle
+budget 8/255) and held-out ones (a surrogate / ensemble no training pair used, an
+algorithm not in the mix, a weaker and a stronger budget). For each row the test
+images are attacked once (PNGs under <work>/<row>/ in the clean folder's layout) and
+`evaluate.py` scores every target that the row's attack did not use as a surrogate
+(never a white-box score) with the defenses CD-GAN, bicubic through the same
+bottleneck (resize), JPEG-75 and median-3x3, each under attack and on clean images.
+
+  python experiments/generalization/table.py --dataset=cifar10 \
+      --work=/work/scratch/mix/table_cifar10 --max_images=500 \
+      --output=docs/results/generalization/cifar10_before
+
+--sub_model/--super_model score other generators than the dataset's shipped ones (their
+evaluations go to <row>_<eval_tag>/, the attacked PNGs are shared); --defenses=cdgan skips
+the baselines. --dataset=cifar10_val is the held-out VALIDATION split (train images outside
+the cifar10 mix's, see rows.CIFAR_VAL_ROWS), for choosing between purifiers.
+
+Writes <output>.json and <output>.md. Finished rows are not redone (their PNG folder
+holds `.done.json`, their evaluation `results.json`).
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import time
+
+from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+
+from absl import flags  # pylint: disable=g-bad-import-order
+from absl import logging  # pylint: disable=g-bad-import-order
+import numpy as np  # pylint: disable=g-bad-import-order
+
+from cdgan_tf.attacks import mix_set
+from cdgan_tf.attacks import mixes
+from cdgan_tf.attacks import settings as settings_lib
+from cdgan_tf.attacks import transfer_files
+from cdgan_tf.common import files
+from cdgan_tf.data import folders
+from cdgan_tf.data import image_files
+
+from experiments.generalization.rows import DATASETS, DEFENSES, Row, markdown
+
+flags.DEFINE_enum("dataset", "cifar10", sorted(DATASETS), "Which table.")
+flags.DEFINE_string("work", None, "Scratch folder of the attacked images and evaluations.")
+flags.DEFINE_string("shared_dir", "../shared", "The shared data folder.")
+flags.DEFINE_integer("max_images", 500, "Test images (folders.select_subset, as "
+                     "evaluate.py --max_images).", lower_bound=1)
+flags.DEFINE_list("rows", [], "Only these rows (names); default all.")
+flags.DEFINE_string("output", None, "Output path without suffix (.json and .md).")
+flags.DEFINE_integer("batch_size", 100, "Images per attack batch.", lower_bound=1)
+flags.DEFINE_string("sub_model", "", "Sub generator to score (default: the dataset's).")
+flags.DEFINE_string("super_model", "", "Super generator to score (default: the dataset's).")
+flags.DEFINE_string("eval_tag", "eval", "Evaluations go to <work>/<row>_<eval_tag>/.")
+flags.DEFINE_list("defenses", list(DEFENSES), "Defenses (evaluate.py names) to score.")
+flags.mark_flags_as_required(["work", "output"])
+FLAGS = flags.FLAGS
+
+
+def _slug(name: str) -> str:
+  return "".join(c if c.isalnum() else "_" for c in name)
+
+
+def attack_row(row: Row, images, out_dir: str, models: mix_set.Models) -> dict:
+  """Writes the row's adversarial PNGs (keys as the clean folder's); returns stats."""
+  done = os.path.join(out_dir, ".done.json")
+  if os.path.exists(done):
+    return files.read_json(done)
+  started = time.perf_counter()
+  linf = 0.0
+  rmsd = []
+  for i in range(0, len(images), FLAGS.batch_size):
+    batch = images[i:i + FLAGS.batch_size]
+    pixels = np.stack([image_files.load_rgb(p) for _, p, _ in batch])
+    clean = pixels.astype(np.float32) / 255.0
+    labels = np.array([l for _, _, l in batch], np.int64)
+    if row.kind == "pgd_l2":
+      settings = settings_lib.AttackSettings.parse("pgd_l2", row.eps, steps=row.steps)
+      adv = np.asarray(settings.run(models.surrogates(row.surrogates), clean, labels, seed=i))
+    else:
+      member = mixes.MixAttack(row.name, row.kind, 1.0, (int(row.eps), int(row.eps)),
+                               (row.surrogates,) if row.surrogates else (),
+                               steps=row.steps, diversity_prob=row.diversity_prob,
+                               feature_network=row.feature_network,
+                               feature_layer=row.feature_layer)
+      adv = mix_set.run_attack(member, int(row.eps), 0, models, clean, labels, seed=i)
+    adv_u8 = np.clip(np.round(adv * 255.0), 0, 255).astype(np.uint8)
+    diff = adv_u8.astype(np.float64) - pixels
+    linf = max(linf, float(np.abs(diff).max()))
+    rmsd += list(np.sqrt(np.mean(diff**2, axis=(1, 2, 3))))
+    for (key, _, _), u8 in zip(batch, adv_u8):
+      transfer_files.write_png(transfer_files.output_path(out_dir, key), u8)
+  result = {"images": len(images), "rmsd_255": round(float(np.mean(rmsd)), 3),
+            "linf_255": linf, "seconds": round(time.perf_counter() - started, 1)}
+  files.write_json(done, result)
+  return result
+
+
+def evaluate_row(row: Row, spec: dict, clean_dir: str, adv_dir: str, out_dir: str) -> dict:
+  """Runs evaluate.py on the targets the row did not attack through."""
+  path = os.path.join(out_dir, "results.json")
+  if not os.path.exists(path):
+    scored = [p for p in spec["targets"].values() if p not in row.surrogates]
+    command = [sys.executable, "evaluate.py", f"--clean_dir={clean_dir}",
+               f"--adversarial_dir={adv_dir}", f"--classifiers={','.join(scored)}",
+               f"--sub_model={spec['sub']}", f"--super_model={spec['super']}",
+               f"--defenses={','.join(FLAGS.defenses)}", f"--max_images={FLAGS.max_images}",
+               "--batch_size=100", "--num_samples=0", f"--output_dir={out_dir}"]
+    logging.info("%s: %s", row.name, " ".join(command))
+    subprocess.run(command, check=True)
+  return files.read_json(path)
+
+
+def split_images(spec: dict, shared_dir: str, max_images: int):
+  """(clean folder, [(key, path, label)]): `select_subset` of `max_images` of its images.
+
+  When `spec["exclude_mix"]` names a mix (a validation split), the images that mix
+  trains on are left out first, so validation and training images never overlap.
+  """
+  clean_dir = mixes.resolve_spec(spec["clean_dir"], shared_dir, "weights")
+  listed, _ = folders.list_labelled_images(clean_dir, spec["labels"])
+  if spec.get("exclude_mix"):
+    used = {key.split("/", 1)[1] for source in mixes.MIXES[spec["exclude_mix"]].sources
+            for key, _, _ in mix_set.list_source(source, shared_dir, "weights")[0]}
+    listed = [i for i in listed if i[0] not in used]
+  keep = set(folders.select_subset([k for k, _, _ in listed], max_images))
+  return clean_dir, [i for i in listed if i[0] in keep]
+
+
+def _pct(x):
+  return None if x is None else round(100.0 * x, 1)
+
+
+def main(argv):
+  del argv
+  spec = dict(DATASETS[FLAGS.dataset])
+  spec["sub"] = FLAGS.sub_model or spec["sub"]
+  spec["super"] = FLAGS.super_model or spec["super"]
+  clean_dir, images = split_images(spec, FLAGS.shared_dir, FLAGS.max_images)
+  models = mix_set.Models(FLAGS.shared_dir, "weights")
+  rows = [r for r in spec["rows"] if not FLAGS.rows or r.name in FLAGS.rows]
+  table = {"dataset": FLAGS.dataset, "images": len(images), "defenses": list(FLAGS.defenses),
+           "purifier": {"sub": spec["sub"], "super": spec["super"]},
+           "command": {"argv": sys.argv}, "rows": []}
+  for row in rows:
+    adv_dir = os.path.join(FLAGS.work, _slug(row.name))
+    stats = attack_row(row, images, adv_dir, models)
+    results = evaluate_row(row, spec, clean_dir, adv_dir, f"{adv_dir}_{FLAGS.eval_tag}")
+    entry = {"row": dataclasses.asdict(row), "perturbation": stats, "targets": {}}
+    for name, r in results["classifiers"].items():
+      d = r["defenses"]
+      entry["targets"][name] = {
+          "normal": _pct(r["normal"]), "no_defense": _pct(r["attack"]),
+          **{k: _pct(d[k]["defense"]) for k in FLAGS.defenses},
+          **{f"{k}_clean": _pct(d[k]["defense_clean"]) for k in FLAGS.defenses}}
+    table["rows"].append(entry)
+    logging.info("%s: %s", row.name, json.dumps(entry["targets"]))
+  files.write_json(FLAGS.output + ".json", table, indent=1)
+  files.write_text(FLAGS.output + ".md", markdown(table))
+
+
+if __name__ == "__main__":
+  cli.run(main)
