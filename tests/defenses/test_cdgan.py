@@ -215,3 +215,17 @@ def test_registry_passes_the_speed_options(tmp_path):
     assert purifier.compute_dtype == "bfloat16" and purifier.jit_compile
   with pytest.raises(ValueError, match="exported purifier"):
     registry.load_cdgan(purifier_dir=str(tmp_path), compute_dtype="bfloat16")
+
+
+@pytest.mark.parametrize("sub_geometry,differs", [((64, 2), "image_size: sub 64, super 32"),
+                                                  ((32, 4), "scale: sub 4, super 2")])
+def test_a_pair_trained_at_other_geometries_is_refused_naming_both(tmp_path, sub_geometry,
+                                                                   differs):
+  """The generators' recorded geometry must agree, even where the tensors would fit."""
+  size, scale = sub_geometry
+  sub, _ = _tiny_generators(scale=scale)
+  _, sup = _tiny_generators(scale=2)
+  _save(sub, tmp_path / "sub", "sub", scale, size)
+  _save(sup, tmp_path / "super", "super", 2, 32)
+  with pytest.raises(ValueError, match=f"generators do not match: {differs}"):
+    cdgan.CdganPurifier.from_files(str(tmp_path / "sub"), str(tmp_path / "super"))
