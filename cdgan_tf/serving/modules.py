@@ -28,6 +28,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from cdgan_tf import image_ops
+from cdgan_tf.defenses import base
 from cdgan_tf.defenses import cdgan as cdgan_lib
 
 IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
@@ -114,6 +115,22 @@ def _unless_empty(images: tf.Tensor, fn, empty: tf.Tensor) -> tf.Tensor:
   return tf.cond(tf.shape(images)[0] > 0, lambda: fn(images), lambda: empty)
 
 
+def _batched(fn, batch_size):
+  """fn over chunks of `batch_size` images (`defenses.base.in_batches`); 0: whole."""
+  if not batch_size:
+    return fn
+  return lambda images: base.in_batches(fn, images, batch_size)
+
+
+def _serving_batch_size(batch_size):
+  """None -> `base.cpu_batch_size()` now (CPU_BATCH_SIZE without a GPU / TPU, else 0)."""
+  if batch_size is None:
+    return base.cpu_batch_size()
+  if batch_size < 0:
+    raise ValueError(f"batch_size={batch_size} must be >= 0 (0: whole batches)")
+  return int(batch_size)
+
+
 def _check_cdgan(purifier) -> cdgan_lib.CdganPurifier:
   if not isinstance(purifier, cdgan_lib.CdganPurifier):
     raise ValueError(f"only the CD-GAN purifier (generators) can be exported, not "
@@ -126,11 +143,16 @@ class PurifierModule(tf.Module):
 
   Args:
     purifier: A `defenses.CdganPurifier` (a tf.Module holding the generators).
+    batch_size: Images per purifier call inside the signatures (0: the whole request
+      in one call). None: `defenses.base.cpu_batch_size()` when the module is made,
+      i.e. chunks of CPU_BATCH_SIZE when no GPU / TPU is visible (the export then
+      keeps them, also when served on a GPU; pass 0 to export for accelerators).
   """
 
-  def __init__(self, purifier: cdgan_lib.CdganPurifier):
+  def __init__(self, purifier: cdgan_lib.CdganPurifier, batch_size=None):
     super().__init__(name="purifier_module")
     self.purifier = _check_cdgan(purifier)
+    self.batch_size = _serving_batch_size(batch_size)
     self.image_size = tf.Variable(purifier.image_size, trainable=False, name="image_size")
     self.scale = tf.Variable(purifier.scale, trainable=False, name="scale")
     self.backing_variables = _backing_variables(purifier.sub_generator,
@@ -139,7 +161,8 @@ class PurifierModule(tf.Module):
   def _outputs(self, images):
     size = self.purifier.image_size
     return {"purified": _unless_empty(
-        images, self.purifier, tf.zeros([0, size, size, 3], tf.float32))}
+        images, _batched(self.purifier, self.batch_size),
+        tf.zeros([0, size, size, 3], tf.float32))}
 
   @tf.function(input_signature=[IMAGES_SPEC])
   def serve_images(self, images):
@@ -158,10 +181,13 @@ class DefendedModule(tf.Module):
       `cdgan_tf.classifiers` whose `trackable` attribute holds the underlying TF
       object (Keras model or loaded SavedModel); TFLite adapters cannot be exported.
     purifier: A `defenses.CdganPurifier`, or None to export the undefended classifier.
+    batch_size: Images per purifier call, as in `PurifierModule` (None: the CPU
+      batch size when no accelerator is visible; 0: whole requests).
   """
 
-  def __init__(self, classifier, purifier=None):
+  def __init__(self, classifier, purifier=None, batch_size=None):
     super().__init__(name="defended_classifier")
+    self.batch_size = _serving_batch_size(batch_size)
     trackable = classifier.trackable
     if trackable is None:
       raise ValueError(f"classifier {classifier.name} has no TensorFlow model to export "
@@ -179,7 +205,7 @@ class DefendedModule(tf.Module):
   def logits(self, images: tf.Tensor) -> tf.Tensor:
     """float32 [N, H, W, 3] in [0, 1] -> logits [N, num_classes] through the defense."""
     if self.purifier is not None:
-      images = self.purifier(images)
+      images = _batched(self.purifier, self.batch_size)(images)
     return self._classifier(images)
 
   def _outputs(self, images):
