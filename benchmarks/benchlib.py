@@ -26,6 +26,7 @@ from tensorflow.python.profiler import model_analyzer
 from tensorflow.python.profiler import option_builder
 
 from cdgan_tf.common import files
+from cdgan_tf.training import losses
 
 
 def function_flops(fn: Callable[[tf.Tensor], object], input_shape: Sequence[int]) -> int:
@@ -62,6 +63,32 @@ def _frozen_graph_def(fn, input_shape):
       tf.TensorSpec(list(input_shape), tf.float32))
   frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
   return frozen.graph.as_graph_def(), frozen.inputs[0].name, frozen.outputs[0].name
+
+
+def gan_step_flops(step, batch) -> int:
+  """Profiler FLOPs of one adversarial train step on `batch` (`benchlib.function_flops`):
+  the generator and discriminator forward passes, the losses (with the feature network
+  when configured) and both gradients, as `GanStep._replica_step` computes them, but
+  with batch normalization in inference mode (the moving-average updates cannot be
+  frozen into a graph; batch statistics are a few FLOPs per activation against a conv's
+  hundreds). The Adam updates (about 10 FLOPs per weight) are not counted."""
+  target = batch[1]
+  config = step.experiment.loss
+  feature_fn = step._feature_extractor  # pylint: disable=protected-access
+
+  def gradients(inputs):
+    with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
+      generated = step.generator(step.generator_input(inputs), training=False)
+      fake_logits = step.discriminator(generated, training=False)
+      g_loss = tf.reduce_mean(losses.generator_loss(
+          target, generated, fake_logits, config, feature_extractor=feature_fn)["total"])
+      real_logits = step.discriminator(target, training=False)
+      d_loss = tf.reduce_mean(losses.discriminator_loss(real_logits, fake_logits,
+                                                        config.adversarial_loss))
+    return (g_tape.gradient(g_loss, step.generator.trainable_variables) +
+            d_tape.gradient(d_loss, step.discriminator.trainable_variables))
+
+  return function_flops(gradients, batch[0].shape.as_list())
 
 
 def op_time_profile(fn: Callable[[tf.Tensor], tf.Tensor], input_shape: Sequence[int],

@@ -51,7 +51,6 @@ from cdgan_tf.data import features
 from cdgan_tf.data import pipeline
 from cdgan_tf.training import controller as controller_lib
 from cdgan_tf.training import gan_step as gan_step_lib
-from cdgan_tf.training import losses
 
 _TRAIN = config_lib.TrainConfig()
 flags.DEFINE_integer("image_size", 32, "Large image side.", lower_bound=2)
@@ -237,7 +236,7 @@ def measure(role: str, records: str, root: str) -> list:
     # Traces the loop and the grid, writes a first summary, checkpoint and export.
     controller_lib.Controller(step, FLAGS.warmup).run()
   images = FLAGS.steps * FLAGS.batch_size
-  flops = step_flops(references["bare"], batch)
+  flops = benchlib.gan_step_flops(references["bare"], batch)
   matmul, matmul_flops = benchlib.matmul_runner(FLAGS.matmul_size)
   matmul_seconds = []
   rows = []
@@ -264,32 +263,6 @@ def measure(role: str, records: str, root: str) -> list:
   for row in rows:
     row["feature_loss"] = bool(FLAGS.feature_extractor)
   return rows
-
-
-def step_flops(step: gan_step_lib.GanStep, batch) -> int:
-  """Profiler FLOPs of one adversarial train step on `batch` (`benchlib.function_flops`):
-  the generator and discriminator forward passes, the losses (with the feature network
-  when configured) and both gradients, as `GanStep._replica_step` computes them, but
-  with batch normalization in inference mode (the moving-average updates cannot be
-  frozen into a graph; batch statistics are a few FLOPs per activation against a conv's
-  hundreds). The Adam updates (about 10 FLOPs per weight) are not counted."""
-  target = batch[1]
-  config = step.experiment.loss
-  feature_fn = step._feature_extractor  # pylint: disable=protected-access
-
-  def gradients(inputs):
-    with tf.GradientTape() as g_tape, tf.GradientTape() as d_tape:
-      generated = step.generator(step.generator_input(inputs), training=False)
-      fake_logits = step.discriminator(generated, training=False)
-      g_loss = tf.reduce_mean(losses.generator_loss(
-          target, generated, fake_logits, config, feature_extractor=feature_fn)["total"])
-      real_logits = step.discriminator(target, training=False)
-      d_loss = tf.reduce_mean(losses.discriminator_loss(real_logits, fake_logits,
-                                                        config.adversarial_loss))
-    return (g_tape.gradient(g_loss, step.generator.trainable_variables) +
-            d_tape.gradient(d_loss, step.discriminator.trainable_variables))
-
-  return benchlib.function_flops(gradients, batch[0].shape.as_list())
 
 
 def _add_flops(rows: list, flops: int, peak: float) -> None:

@@ -32,6 +32,7 @@ import tensorflow as tf
 
 from cdgan_tf import image_ops
 from cdgan_tf.data import image_files
+from cdgan_tf.defenses import base
 from cdgan_tf.defenses import cdgan as cdgan_lib
 
 IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
@@ -178,6 +179,22 @@ def _max_pixels_variable(max_pixels: int) -> tf.Variable:
                      name="max_pixels")
 
 
+def _batched(fn, batch_size):
+  """fn over chunks of `batch_size` images (`defenses.base.in_batches`); 0: whole."""
+  if not batch_size:
+    return fn
+  return lambda images: base.in_batches(fn, images, batch_size)
+
+
+def _serving_batch_size(batch_size):
+  """None -> `base.cpu_batch_size()` now (CPU_BATCH_SIZE without a GPU / TPU, else 0)."""
+  if batch_size is None:
+    return base.cpu_batch_size()
+  if batch_size < 0:
+    raise ValueError(f"batch_size={batch_size} must be >= 0 (0: whole batches)")
+  return int(batch_size)
+
+
 def _check_cdgan(purifier) -> cdgan_lib.CdganPurifier:
   if not isinstance(purifier, cdgan_lib.CdganPurifier):
     raise ValueError(f"only the CD-GAN purifier (generators) can be exported, not "
@@ -191,13 +208,18 @@ class PurifierModule(tf.Module):
   Args:
     purifier: A `defenses.CdganPurifier` (a tf.Module holding the generators).
     max_pixels: Largest decoded image the bytes signature accepts (0: no limit).
+    batch_size: Images per purifier call inside the signatures (0: the whole request
+      in one call). None: `defenses.base.cpu_batch_size()` when the module is made,
+      i.e. chunks of CPU_BATCH_SIZE when no GPU / TPU is visible (the export then
+      keeps them, also when served on a GPU; pass 0 to export for accelerators).
   """
 
   def __init__(self, purifier: cdgan_lib.CdganPurifier,
-               max_pixels: int = image_files.MAX_PIXELS):
+               max_pixels: int = image_files.MAX_PIXELS, batch_size=None):
     super().__init__(name="purifier_module")
     self.max_pixels = _max_pixels_variable(max_pixels)
     self.purifier = _check_cdgan(purifier)
+    self.batch_size = _serving_batch_size(batch_size)
     self.image_size = tf.Variable(purifier.image_size, trainable=False, name="image_size")
     self.scale = tf.Variable(purifier.scale, trainable=False, name="scale")
     self.backing_variables = _backing_variables(purifier.sub_generator,
@@ -206,7 +228,8 @@ class PurifierModule(tf.Module):
   def _outputs(self, images):
     size = self.purifier.image_size
     return {"purified": _unless_empty(
-        images, self.purifier, tf.zeros([0, size, size, 3], tf.float32))}
+        images, _batched(self.purifier, self.batch_size),
+        tf.zeros([0, size, size, 3], tf.float32))}
 
   @tf.function(input_signature=[IMAGES_SPEC])
   def serve_images(self, images):
@@ -227,11 +250,15 @@ class DefendedModule(tf.Module):
       object (Keras model or loaded SavedModel); TFLite adapters cannot be exported.
     purifier: A `defenses.CdganPurifier`, or None to export the undefended classifier.
     max_pixels: Largest decoded image the bytes signature accepts (0: no limit).
+    batch_size: Images per purifier call, as in `PurifierModule` (None: the CPU
+      batch size when no accelerator is visible; 0: whole requests).
   """
 
-  def __init__(self, classifier, purifier=None, max_pixels: int = image_files.MAX_PIXELS):
+  def __init__(self, classifier, purifier=None, max_pixels: int = image_files.MAX_PIXELS,
+               batch_size=None):
     super().__init__(name="defended_classifier")
     self.max_pixels = _max_pixels_variable(max_pixels)
+    self.batch_size = _serving_batch_size(batch_size)
     trackable = classifier.trackable
     if trackable is None:
       raise ValueError(f"classifier {classifier.name} has no TensorFlow model to export "
@@ -249,7 +276,7 @@ class DefendedModule(tf.Module):
   def logits(self, images: tf.Tensor) -> tf.Tensor:
     """float32 [N, H, W, 3] in [0, 1] -> logits [N, num_classes] through the defense."""
     if self.purifier is not None:
-      images = self.purifier(images)
+      images = _batched(self.purifier, self.batch_size)(images)
     return self._classifier(images)
 
   def _outputs(self, images):

@@ -84,14 +84,19 @@ class GanStep:
     train_dataset_fn: InputContext -> dataset of (input, target) batches; default: the
       role's TFRecord pipeline (`pipeline.build_dataset`).
     eval_dataset_fn: The same for validation (default: the val pattern, if any).
+    jit_compile: Compile each replica's step (forward, losses, gradients, optimizer
+      updates) with XLA; the loop, iterator and cross-replica metric sums stay outside
+      it. Meant for GPUs and TPUs (`benchmarks/accelerator_check.py`).
   """
 
   def __init__(self, experiment: config_lib.ExperimentConfig,
                strategy: tf.distribute.Strategy,
                feature_extractor: Optional[Callable] = None,
                train_dataset_fn: Optional[DatasetFn] = None,
-               eval_dataset_fn: Optional[DatasetFn] = None):
+               eval_dataset_fn: Optional[DatasetFn] = None,
+               jit_compile: bool = False):
     self.experiment = experiment
+    self.jit_compile = bool(jit_compile)
     self.strategy = strategy
     self.role = experiment.role
     self.global_batch_size = experiment.data.batch_size
@@ -202,10 +207,13 @@ class GanStep:
   def _loop(self, adversarial: bool):
     """The compiled loop of `num_steps` steps (one per phase: warm-up, adversarial)."""
     if adversarial not in self._loops:
+      replica_step = (tf.function(self._replica_step, jit_compile=True)
+                      if self.jit_compile else self._replica_step)
+
       @tf.function
       def loop(iterator, num_steps):
         for _ in tf.range(num_steps):
-          outputs = self.strategy.run(self._replica_step, args=(next(iterator), adversarial))
+          outputs = self.strategy.run(replica_step, args=(next(iterator), adversarial))
           for name in TRAIN_METRICS:
             self._sums[name].assign_add(
                 self.strategy.reduce(tf.distribute.ReduceOp.SUM, outputs[name], axis=None))

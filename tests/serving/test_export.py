@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import keras
 import numpy as np
@@ -270,3 +271,34 @@ def test_oversize_image_is_refused_by_the_server_before_decoding(parts, tmp_path
   growth, limit = int(out[2].split()[1]), int(out[2].split()[3])
   assert limit == 8388608
   assert growth < 100_000, out  # KB: far below the 108 MB (uint8) the decode would take.
+
+
+class _BatchMean(cdgan.CdganPurifier):
+  """Every output image is the mean of its call's batch: shows how requests are cut."""
+
+  def __call__(self, images):
+    return tf.broadcast_to(tf.reduce_mean(images, axis=0, keepdims=True), tf.shape(images))
+
+
+def test_serving_purifies_in_cpu_batches_without_an_accelerator(parts, tmp_path):
+  from cdgan_tf.defenses import base  # pylint: disable=g-import-not-at-top
+  assert not tf.config.list_logical_devices("GPU")
+  assert modules.PurifierModule(parts["purifier"]).batch_size == base.CPU_BATCH_SIZE == 8
+  assert modules.PurifierModule(parts["purifier"], batch_size=0).batch_size == 0
+  gpu = [tf.config.LogicalDevice("/device:GPU:0", "GPU")]
+  with mock.patch.object(tf.config, "list_logical_devices", return_value=gpu):
+    assert modules.PurifierModule(parts["purifier"]).batch_size == 0
+  # 19 images in calls of 8, 8 and 3: each output is the mean of its own call's chunk.
+  images = np.random.default_rng(2).random((19, SIZE, SIZE, 3)).astype("float32")
+  means = _BatchMean(*parts["purifier"].trained_generators, image_size=SIZE, scale=2)
+  module = modules.PurifierModule(means)  # Held: its tf.function methods need it alive.
+  served = module.serve_images(images)["purified"].numpy()
+  for start, stop in ((0, 8), (8, 16), (16, 19)):
+    np.testing.assert_allclose(served[start:stop],
+                               np.broadcast_to(images[start:stop].mean(0),
+                                               (stop - start, SIZE, SIZE, 3)), atol=1e-6)
+  # The real chain, exported with CPU batches and reloaded, serves what one call gives.
+  path = saving.export_purifier(parts["purifier"], str(tmp_path / "batched"))
+  reloaded = saving.load(path).signatures["serving_default"](images=images)["purified"]
+  np.testing.assert_allclose(reloaded.numpy(), parts["purifier"](images).numpy(),
+                             atol=1e-5)

@@ -188,3 +188,33 @@ def test_discriminator_loss_is_the_hand_computed_one_on_real_and_generated(kind)
   got = step.take_metrics()["discriminator"]
   np.testing.assert_allclose(got, per_example.mean(), rtol=1e-4, atol=1e-6)
   assert abs(got - swapped.mean()) > 1e-4
+
+
+def _requests_xla(loop) -> bool:
+  """True when a traced loop calls a function marked for XLA compilation."""
+  for concrete in loop._list_all_concrete_functions():  # pylint: disable=protected-access
+    library = concrete.graph.as_graph_def().library.function
+    if any(f.attr["_XlaMustCompile"].b for f in library):
+      return True
+  return False
+
+
+@pytest.mark.slow  # XLA compiles the tiny step in ~40 s on a loaded 2-core machine.
+def test_jit_compiled_step_equals_the_plain_step():
+  batch = _pair("sub", BATCH, seed=4)
+  steps = {}
+  for jit in (False, True):
+    steps[jit] = gan_step_lib.GanStep(_experiment("sub", adversarial_weight=1e-2),
+                                      tf.distribute.get_strategy(),
+                                      train_dataset_fn=_fixed_batches(batch),
+                                      jit_compile=jit)
+    steps[jit].train(2)
+  assert [_requests_xla(s._loops[True]) for s in (steps[False], steps[True])] == [
+      False, True]
+  plain, compiled = steps[False].take_metrics(), steps[True].take_metrics()
+  for name in gan_step_lib.TRAIN_METRICS:
+    assert compiled[name] == pytest.approx(plain[name], rel=1e-4, abs=1e-6), name
+  for a, b in zip(steps[False].generator.weights, steps[True].generator.weights):
+    if a.path.endswith("bias"):  # Biases before batch norm: Adam-amplified float noise.
+      continue
+    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-3, atol=1e-5, err_msg=a.path)
