@@ -146,12 +146,19 @@ def _until_stopped(batches, stop: interrupts.StopRequests):
 def main(argv):
   if os.path.exists(FLAGS.output_dir) and not os.path.isdir(FLAGS.output_dir):
     raise NotADirectoryError(f"--output_dir {FLAGS.output_dir} exists and is not a folder")
-  files.check_writable(FLAGS.output_dir, "--output_dir")
-  if FLAGS.export_dir:
-    files.check_writable(FLAGS.export_dir, "--export_dir")
-  with locks.FolderLock(FLAGS.output_dir, "evaluate.py"), interrupts.StopRequests() as stop:
-    files.remove_stale_temporaries(FLAGS.output_dir)  # A killed evaluation's leftovers.
-    _evaluate(argv, stop)
+  new_folders = [d for d in (FLAGS.output_dir, FLAGS.export_dir) if d and not os.path.exists(d)]
+  try:
+    files.check_writable(FLAGS.output_dir, "--output_dir")
+    if FLAGS.export_dir:
+      files.check_writable(FLAGS.export_dir, "--export_dir")
+    with locks.FolderLock(FLAGS.output_dir, "evaluate.py"), \
+        interrupts.StopRequests() as stop:
+      files.remove_stale_temporaries(FLAGS.output_dir)  # A killed evaluation's leftovers.
+      _evaluate(argv, stop)
+  except BaseException:
+    for folder in new_folders:  # A run that fails leaves no empty folder of its own behind.
+      files.remove_if_empty(folder)
+    raise
 
 
 def _evaluate(argv, stop: interrupts.StopRequests):

@@ -1,4 +1,4 @@
-"""Pair generation: images/s and GFLOP/s of the attack recipes, old path next to new.
+r"""Pair generation: images/s and GFLOP/s of the attack recipes, old path next to new.
 
 The transfer-set generator (`cdgan_tf.attacks.transfer_set`) spends its time in the
 attack's gradient steps through a `.tflite` surrogate's float rebuild. For each recipe

@@ -73,6 +73,15 @@ def check_writable(folder: str, what: str = "") -> str:
   return folder
 
 
+def remove_if_empty(folder: str) -> bool:
+  """Removes `folder` if it exists and holds nothing; returns whether it did."""
+  try:
+    os.rmdir(folder)
+    return True
+  except OSError:
+    return False
+
+
 def write_text(path: str, text: str) -> str:
   """Writes `text` to `path` atomically. Returns `path`."""
   with atomic_path(path) as tmp:

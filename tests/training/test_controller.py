@@ -144,9 +144,8 @@ def test_resume_restores_step_weights_and_optimizer(records, tmp_path):
   saved_slots = [v.numpy() for v in first.gan.generator_optimizer.variables]
   assert int(first.gan.generator_optimizer.iterations.numpy()) == 3
 
-  with pytest.raises(ValueError, match="train_steps 3 -> 6; pass --allow_config_change"):
-    _controller(_experiment(records, tmp_path, 6)).run()
-  second = _controller(_experiment(records, tmp_path, 6), allow_config_change=True)
+  # A longer run extends without --allow_config_change (training.resume.extension).
+  second = _controller(_experiment(records, tmp_path, 6))
   assert second.restore_or_initialize() == 3
   assert int(second.gan.generator_optimizer.iterations.numpy()) == 3
   assert int(second.gan.discriminator_optimizer.iterations.numpy()) == 3
@@ -160,8 +159,8 @@ def test_resume_restores_step_weights_and_optimizer(records, tmp_path):
   steps = _scalar_steps(_events(tmp_path / "train"), "loss/generator_total")
   assert steps == [3, 6]  # The second run continued at 3; it did not start over.
   history = json.loads((tmp_path / "config_history.json").read_text())
-  assert [(h["step"], h["changes"]) for h in history] == [
-      (3, {"train.train_steps": [3, 6]})]
+  assert [(h["step"], h["changes"], h.get("extended")) for h in history] == [
+      (3, {"train.train_steps": [3, 6]}, ["train.train_steps"])]
   assert json.loads((tmp_path / "config.json").read_text())["train"]["train_steps"] == 3
 
 
