@@ -49,7 +49,7 @@ CIFAR_ROWS = (
         surrogates=VGG, diversity_prob=0.7),
 )
 # The held-out-attack VALIDATION split (choosing between purifiers; never the test split):
-# CIFAR-10 train images outside the cifar10 mix's 4,000, attacked by what no training pair
+# CIFAR-10 train images outside the cifar10 mix's 4,000 and the shipped GANs' 10,000, attacked by what no training pair
 # used: an algorithm outside the mix and an ensemble of the two non-target networks.
 CIFAR_VAL_ROWS = (
     Row("val pgd_l2 1.0 vgg+densenet", "pgd_l2", 1.0, "validation: L2 ball, new ensemble",
@@ -62,7 +62,9 @@ DATASETS = {"cifar10": dict(rows=CIFAR_ROWS, targets=CIFAR_TARGETS,
                             sub=f"{W}/cdgan/sub", super=f"{W}/cdgan/super"),
             "cifar10_val": dict(rows=CIFAR_VAL_ROWS, targets=CIFAR_TARGETS,
                                 clean_dir="{shared}/datasets/cifar10/train", labels=None,
-                                exclude_mix="cifar10",
+                                # The shipped GANs' pairs: select_subset(train, 10000)
+                                # (run_cdgan.sh TRAIN_IMAGES), a superset of the mix's.
+                                exclude_mix="cifar10", exclude_subset=10000,
                                 sub=f"{W}/cdgan/sub", super=f"{W}/cdgan/super")}
 
 
@@ -70,7 +72,8 @@ def markdown(table: dict) -> str:
   """The table as Markdown: one line per (row, target), attacked / clean top-1 in %."""
   head = ["attack", "held out because", "RMSD", "target", "normal", "no defense"] + [
       f"{d} (att / clean)" for d in table["defenses"]]
-  lines = [f"{table['dataset']}: top-1 (%) of each target on {table['images']} test "
+  split = "validation" if table["dataset"].endswith("_val") else "test"
+  lines = [f"{table['dataset']}: top-1 (%) of each target on {table['images']} {split} "
            "images; a target is never scored on an attack that used it as surrogate.", "",
            "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for entry in table["rows"]:

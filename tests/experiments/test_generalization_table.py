@@ -54,6 +54,12 @@ def test_validation_split_leaves_out_the_mix_training_images(tmp_path, monkeypat
   got = [k for k, _, _ in images]
   assert got == folders.select_subset([k for k in keys if k not in used], 4)
   assert not set(got) & set(used)
+  # Then also the first 2 of the rest (the images earlier GANs trained on).
+  rest = [k for k in keys if k not in used]
+  _, images = table_cmd.split_images(dict(spec, exclude_subset=2), str(tmp_path), 4)
+  earlier = folders.select_subset(rest, 2)
+  assert [k for k, _, _ in images] == folders.select_subset(
+      [k for k in rest if k not in earlier], 4)
   # Without the exclusion the same 4-image split would contain all 3 training images.
   _, plain = table_cmd.split_images(dict(spec, exclude_mix=""), str(tmp_path), 4)
   assert set(used) <= {k for k, _, _ in plain}
@@ -67,4 +73,5 @@ def test_validation_rows_use_no_target_and_no_training_attack():
     assert not set(row.surrogates) & targets
   assert {r.kind for r in table.CIFAR_VAL_ROWS} >= {"pgd_l2"}  # Not in any mix.
   assert table.DATASETS["cifar10_val"]["exclude_mix"] == "cifar10"
+  assert table.DATASETS["cifar10_val"]["exclude_subset"] == 10000  # run_cdgan.sh's.
   assert table.DATASETS["cifar10_val"]["clean_dir"].endswith("cifar10/train")
