@@ -39,10 +39,10 @@ from cdgan_tf.attacks import mixes
 from cdgan_tf.attacks import settings as settings_lib
 from cdgan_tf.attacks import transfer_files
 from cdgan_tf.common import files
-from cdgan_tf.data import folders
 from cdgan_tf.data import image_files
 
 from experiments.generalization.rows import DATASETS, DEFENSES, Row, markdown
+from experiments.generalization.splits import split_images
 
 flags.DEFINE_enum("dataset", "cifar10", sorted(DATASETS), "Which table.")
 flags.DEFINE_string("work", None, "Scratch folder of the attacked images and evaluations.")
@@ -112,26 +112,6 @@ def evaluate_row(row: Row, spec: dict, clean_dir: str, adv_dir: str, out_dir: st
     logging.info("%s: %s", row.name, " ".join(command))
     subprocess.run(command, check=True)
   return files.read_json(path)
-
-
-def split_images(spec: dict, shared_dir: str, max_images: int):
-  """(clean folder, [(key, path, label)]): `select_subset` of `max_images` of its images.
-
-  When `spec["exclude_mix"]` names a mix (a validation split), the images that mix
-  trains on are left out first, then `select_subset(rest, spec["exclude_subset"])` when
-  given, so validation and training images never overlap.
-  """
-  clean_dir = mixes.resolve_spec(spec["clean_dir"], shared_dir, "weights")
-  listed, _ = folders.list_labelled_images(clean_dir, spec["labels"])
-  if spec.get("exclude_mix"):
-    used = {key.split("/", 1)[1] for source in mixes.MIXES[spec["exclude_mix"]].sources
-            for key, _, _ in mix_set.list_source(source, shared_dir, "weights")[0]}
-    listed = [i for i in listed if i[0] not in used]
-  if spec.get("exclude_subset"):  # E.g. the images earlier GANs trained on.
-    used = set(folders.select_subset([k for k, _, _ in listed], spec["exclude_subset"]))
-    listed = [i for i in listed if i[0] not in used]
-  keep = set(folders.select_subset([k for k, _, _ in listed], max_images))
-  return clean_dir, [i for i in listed if i[0] in keep]
 
 
 def _pct(x):

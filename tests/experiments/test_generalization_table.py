@@ -39,7 +39,7 @@ def test_validation_split_leaves_out_the_mix_training_images(tmp_path, monkeypat
   from PIL import Image
   from cdgan_tf.attacks import mixes
   from cdgan_tf.data import folders
-  from experiments.generalization import table as table_cmd
+  from experiments.generalization import splits as table_cmd
   root = tmp_path / "train"
   for cls in ("cat", "dog"):
     (root / cls).mkdir(parents=True)
