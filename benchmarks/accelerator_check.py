@@ -58,9 +58,9 @@ import numpy as np
 import tensorflow as tf
 
 import benchlib
+from synthetic import synthetic_pairs, write_records
 from cdgan_tf import config as config_lib
 from cdgan_tf import image_ops
-from cdgan_tf.data import features
 from cdgan_tf.defenses import cdgan as cdgan_lib
 from cdgan_tf.serving import saving
 from cdgan_tf.training import controller as controller_lib
@@ -97,37 +97,12 @@ flags.DEFINE_string("work_dir", "", "Where runs, records and the export go (defa
 flags.DEFINE_string("output_json", "", "Write the figures to this JSON file.")
 FLAGS = flags.FLAGS
 
-EPSILON = 8 / 255
 
 
 def _apply_tiny() -> None:
   for name, value in _TINY.items():
     if not FLAGS[name].present:
       FLAGS[name].value = value
-
-
-def synthetic_pairs(size: int, count: int, seed: int):
-  """(adversarial, clean) uint8 [count, size, size, 3]: smooth clean images (bicubic
-  upsampled 8x8 noise) and the clean image plus a +-8/255 random sign pattern."""
-  rng = np.random.default_rng(seed)
-  coarse = rng.uniform(0, 1, (count, 8, 8, 3)).astype(np.float32)
-  clean = tf.clip_by_value(tf.image.resize(coarse, (size, size), "bicubic"), 0, 1).numpy()
-  signs = rng.choice([-1.0, 1.0], clean.shape).astype(np.float32)
-  adversarial = np.clip(clean + EPSILON * signs, 0, 1)
-  to_uint8 = lambda x: np.round(x * 255).astype(np.uint8)  # noqa: E731
-  return to_uint8(adversarial), to_uint8(clean)
-
-
-def write_records(path: str, size: int, count: int, seed: int) -> str:
-  """Writes synthetic pairs in the builder's record format; returns the path."""
-  adversarial, clean = synthetic_pairs(size, count, seed)
-  with tf.io.TFRecordWriter(path) as writer:
-    for i in range(count):
-      writer.write(features.make_example(
-          tf.io.encode_png(adversarial[i]).numpy(), (size, size),
-          tf.io.encode_png(clean[i]).numpy(), (size, size), i % 10,
-          f"s{seed}_{i}").SerializeToString())
-  return path
 
 
 def devices() -> list:
