@@ -43,13 +43,24 @@ def world(tmp_path_factory):
                                    str(root / role))
   (root / "text.tflite").write_text("not a model")
   (root / "a_file").write_text("")
+  (root / "out").mkdir()  # Each evaluate case's --output_dir goes inside.
   (root / "export" / "x").mkdir(parents=True)
   (root / "export" / "x" / "keep").write_text("")
   return root
 
 
 def _cases(w):
-  evaluate = ["evaluate.py", f"--classifiers={w / 'clf.keras'}", f"--output_dir={w / 'out'}"]
+  """name -> (args, expected message); every evaluate case writes to its own folder under
+  w/out (evaluate locks its --output_dir, and the cases run concurrently)."""
+  cases = _case_table(w)
+  for name, (args, expected) in cases.items():
+    if args[0] == "evaluate.py" and not any(a.startswith("--output_dir=") for a in args):
+      args.append(f"--output_dir={w / 'out' / name.replace(' ', '_')}")
+  return cases
+
+
+def _case_table(w):
+  evaluate = ["evaluate.py", f"--classifiers={w / 'clf.keras'}"]
   folder = f"--clean_dir={w / 'clean'}"
   return {
       "missing folder": (evaluate + [f"--clean_dir={w / 'nope'}"], "is not a directory"),
@@ -102,8 +113,8 @@ def test_usage_errors_are_one_line_with_exit_code_2(world):
     assert len(lines) == 1, (name, lines)
     assert lines[0].split(":")[0] in (os.path.basename(args[0]), args[1]), (name, lines)
     assert "error: " in lines[0] and expected in lines[0], (name, lines)
-  # Nothing half-written: no temporary or empty report files.
-  assert not (world / "out").exists()
+  # Nothing half-written: no temporary or empty report files, no folder left behind.
+  assert not any((world / "out").iterdir())
   assert not (world / "export2").exists()
 
 
