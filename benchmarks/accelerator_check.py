@@ -4,7 +4,7 @@ For the day a GPU is at hand. Under `tf.distribute.MirroredStrategy` (all local 
 all local CPU devices when there is none), a Keras mixed-precision policy and XLA
 (`GanStep(..., jit_compile=True)`: each replica's step compiled), it
 
-  1. trains the sub GAN with the library's own loop (`training.Controller` driving
+  1. trains the sub GAN with the library's own loop (`training.controller` driving
      `training.GanStep`: records -> tf.data -> multi-step tf.function, summaries,
      checkpoints, validation, generator export) on synthetic records (smooth images
      plus a +-8/255 sign pattern, as an L-inf attack leaves) or on --train_records;
@@ -63,6 +63,8 @@ from cdgan_tf import config as config_lib
 from cdgan_tf import image_ops
 from cdgan_tf.defenses import cdgan as cdgan_lib
 from cdgan_tf.serving import saving
+from cdgan_tf.models import generator_files
+from cdgan_tf.training import actions as actions_lib
 from cdgan_tf.training import controller as controller_lib
 from cdgan_tf.training import distribute
 from cdgan_tf.training import gan_step as gan_step_lib
@@ -130,10 +132,40 @@ def _experiment(role: str, model_dir: str, train: str, val: str,
                                  image_size=FLAGS.image_size, scale=FLAGS.scale,
                                  batch_size=FLAGS.batch_size),
       train=config_lib.TrainConfig(
-          role=role, model_dir=model_dir, train_steps=steps,
-          warmup_steps=min(FLAGS.warmup_steps, steps), steps_per_loop=FLAGS.steps_per_loop,
-          summary_every=steps, checkpoint_every=steps, eval_every=0,
-          strategy=FLAGS.strategy, mixed_precision=FLAGS.policy, sub_model=sub_model))
+          role=role, train_steps=steps, warmup_steps=min(FLAGS.warmup_steps, steps),
+          sub_model=sub_model),
+      runtime=config_lib.RuntimeConfig(
+          model_dir=model_dir, steps_per_loop=FLAGS.steps_per_loop, summary_every=steps,
+          checkpoint_every=steps, eval_every=0, strategy=FLAGS.strategy,
+          mixed_precision=FLAGS.policy))
+
+
+class _ChunkTimer(actions_lib.Callback):
+  """Times every `GanStep.train` call of the controller (a controller callback).
+
+  The first call of each phase (warm-up, adversarial) traces and (with XLA) compiles
+  its loop and is not timed; `timed` holds steps, seconds and those first calls.
+  """
+
+  def __init__(self, warmup_steps: int, step: gan_step_lib.GanStep):
+    self._warmup, self._step = warmup_steps, step
+    self.timed = {"steps": 0, "seconds": 0.0, "first_call_seconds": []}
+    self._traced = set()  # Phases whose loop has run once.
+
+  def on_chunk_begin(self, step_number: int, num_steps: int) -> None:
+    self._phase = step_number >= self._warmup
+    self._ends = step_number + num_steps > self._warmup
+    self._num, self._wall = num_steps, time.perf_counter()
+
+  def on_chunk_trained(self, step_number: int) -> None:
+    int(self._step.step.numpy())  # Waits for the loop (device ops run asynchronously).
+    seconds = time.perf_counter() - self._wall
+    if self._phase in self._traced:
+      self.timed["steps"] += self._num
+      self.timed["seconds"] += seconds
+    else:  # Traces and (with XLA) compiles this phase's loop (maybe both): not timed.
+      self.timed["first_call_seconds"].append(seconds)
+      self._traced.update({self._phase, self._ends})
 
 
 def train_gan(role: str, strategy, root: str, train: str, val: str,
@@ -142,27 +174,9 @@ def train_gan(role: str, strategy, root: str, train: str, val: str,
   start = time.perf_counter()
   experiment = _experiment(role, os.path.join(root, role), train, val, sub_model)
   step = gan_step_lib.GanStep(experiment, strategy, jit_compile=FLAGS.jit)
-  timed = {"steps": 0, "seconds": 0.0, "first_call_seconds": []}
-  traced = set()  # Phases (warm-up, adversarial) whose loop has run once.
-  train_fn = step.train
-
-  def timed_train(num_steps):
-    phase = int(step.step.numpy()) >= experiment.train.warmup_steps
-    ends = int(step.step.numpy()) + num_steps > experiment.train.warmup_steps
-    wall = time.perf_counter()
-    train_fn(num_steps)
-    int(step.step.numpy())  # Waits for the loop (device ops run asynchronously).
-    seconds = time.perf_counter() - wall
-    if phase in traced:
-      timed["steps"] += num_steps
-      timed["seconds"] += seconds
-    else:  # Traces and (with XLA) compiles this phase's loop (maybe both): not timed.
-      timed["first_call_seconds"].append(seconds)
-      traced.update({phase, ends})
-
-  step.train = timed_train
-  controller = controller_lib.Controller(step, FLAGS.steps)
-  metrics = controller.run()
+  timer = _ChunkTimer(experiment.train.warmup_steps, step)
+  metrics = controller_lib.run(experiment, step=step, callbacks=[timer])
+  timed = timer.timed
   seconds = time.perf_counter() - start
   flops = benchlib.gan_step_flops(step, step.first_batch(validation=False))
   images_per_sec = (timed["steps"] * FLAGS.batch_size / timed["seconds"]
@@ -175,7 +189,9 @@ def train_gan(role: str, strategy, root: str, train: str, val: str,
           "gflops_per_sec": (flops / FLAGS.batch_size * images_per_sec / 1e9
                              if images_per_sec else None),
           "val_metrics": metrics, "wall_seconds": seconds,
-          "export_path": controller.export_path}
+          "export_path": os.path.join(experiment.runtime.model_dir,
+                                      generator_files.EXPORT_DIR,
+                                      generator_files.GENERATOR_FILE)}
 
 
 def evaluate_and_export(sub_path: str, super_path: str, root: str) -> dict:

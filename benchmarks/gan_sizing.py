@@ -86,7 +86,7 @@ def _gan_step(role: str, scale: int, sizing: tuple) -> gan_step_lib.GanStep:
           feature_extractor=FLAGS.feature_extractor,
           feature_weight=FLAGS.feature_weight if FLAGS.feature_extractor else 0.0),
       data=config_lib.DataConfig(image_size=size, scale=scale, batch_size=batch),
-      train=config_lib.TrainConfig(role=role, model_dir="unused", warmup_steps=0))
+      train=config_lib.TrainConfig(role=role, warmup_steps=0))
   small = size // scale
   inputs, targets = (size, small) if role == "sub" else (small, size)
   rng = tf.random.Generator.from_seed(0)

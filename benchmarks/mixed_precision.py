@@ -58,11 +58,10 @@ def _experiment(policy: str, train: str, val: str) -> config_lib.ExperimentConfi
       data=config_lib.DataConfig(train_pattern=train, val_pattern=val,
                                  image_size=FLAGS.image_size, scale=FLAGS.scale,
                                  batch_size=FLAGS.batch_size),
-      train=config_lib.TrainConfig(role=FLAGS.role, model_dir="unused",
-                                   train_steps=FLAGS.warmup + FLAGS.steps,
-                                   steps_per_loop=FLAGS.steps_per_loop,
-                                   eval_steps=FLAGS.eval_steps,
-                                   mixed_precision="none" if policy == "float32" else policy))
+      train=config_lib.TrainConfig(role=FLAGS.role, train_steps=FLAGS.warmup + FLAGS.steps),
+      runtime=config_lib.RuntimeConfig(
+          steps_per_loop=FLAGS.steps_per_loop, eval_steps=FLAGS.eval_steps,
+          mixed_precision="none" if policy == "float32" else policy))
 
 
 def _patterns(tmp: str):

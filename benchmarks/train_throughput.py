@@ -2,7 +2,7 @@ r"""Training throughput: the real loop next to a bare step, side by side in one 
 
 For each GAN role this measures, at the same size and from the same starting point:
 
-  real run    `controller.Controller(step, total).run()`: records on disk -> tf.data
+  real run    `controller.run(experiment, step=step)`: records on disk -> tf.data
               pipeline -> the multi-step tf.function, with TensorBoard summaries
               (scalars and image grids), checkpoints and console progress at each
               --summary_every cadence, plus its start (lock, settings check, writers,
@@ -16,9 +16,9 @@ For each GAN role this measures, at the same size and from the same starting poi
               controller's (loop / input)
 
 and prints images/s of each; "ratio" in the JSON is loop / bare (in images/s),
-"whole_run_ratio" run / bare. They take turns: the real GanStep's `train` is wrapped
-so that every --turn_steps steps of the real loop are followed by as many steps of the
-other two, timed apart; a load change on a shared machine therefore hits all sides
+"whole_run_ratio" run / bare. They take turns: a controller callback
+(`training.actions.Callback`, no patching) follows every --turn_steps steps of the real
+loop with as many steps of the other two, timed apart; a load change on a shared machine therefore hits all sides
 alike, and only the ratios are meant to be compared across runs. Every GanStep is built
 before any trains, and warmed up (tracing, a first checkpoint, summary and export, in
 another folder) before it is timed; the timed run starts in a fresh model_dir as a new
@@ -29,7 +29,7 @@ to other jobs; blind to waiting on disk).
       --steps=300 --summary_every=100,10 --checkpoint_every=1000 \
       --output_json=results/bench/train_throughput.json]
 
-Defaults are the TrainConfig cadence (summaries every 100 steps, checkpoints every 1000,
+Defaults are the RuntimeConfig cadence (summaries every 100 steps, checkpoints every 1000,
 steps_per_loop 10), plus summaries every 10 steps for comparison.
 """
 
@@ -49,10 +49,11 @@ import benchlib
 from cdgan_tf import config as config_lib
 from cdgan_tf.data import features
 from cdgan_tf.data import pipeline
+from cdgan_tf.training import actions as actions_lib
 from cdgan_tf.training import controller as controller_lib
 from cdgan_tf.training import gan_step as gan_step_lib
 
-_TRAIN = config_lib.TrainConfig()
+_TRAIN = config_lib.RuntimeConfig()
 flags.DEFINE_integer("image_size", 32, "Large image side.", lower_bound=2)
 flags.DEFINE_integer("scale", 2, "Scale factor (a power of 2).", lower_bound=1)
 flags.DEFINE_integer("batch_size", 8, "Global batch size.", lower_bound=1)
@@ -110,31 +111,30 @@ def _experiment(role: str, records: str, model_dir: str,
                                    discriminator_filters=FLAGS.discriminator_filters),
       data=config_lib.DataConfig(train_pattern=records, image_size=FLAGS.image_size,
                                  scale=FLAGS.scale, batch_size=FLAGS.batch_size),
-      train=config_lib.TrainConfig(role=role, model_dir=model_dir,
-                                   train_steps=FLAGS.warmup + FLAGS.steps,
-                                   steps_per_loop=FLAGS.steps_per_loop,
-                                   summary_every=summary_every,
-                                   checkpoint_every=FLAGS.checkpoint_every))
+      train=config_lib.TrainConfig(role=role, train_steps=FLAGS.warmup + FLAGS.steps),
+      runtime=config_lib.RuntimeConfig(model_dir=model_dir,
+                                       steps_per_loop=FLAGS.steps_per_loop,
+                                       summary_every=summary_every,
+                                       checkpoint_every=FLAGS.checkpoint_every))
 
 
-class _Tandem:
+class _Tandem(actions_lib.Callback):
   """Runs reference steps in turns with the real loop, timing each apart.
 
-  Installed as the real GanStep's `train`: after every --turn_steps real steps (the
+  A controller callback (`actions.Callback`): after every --turn_steps real steps (the
   controller's chunks add up) each reference step trains as many steps, and the rest
   at the end, so a load change on the machine hits all sides alike. Each turn is one
-  `train` call of the chunk size the controller uses (steps_per_loop). The input
-  pipelines keep prefetching during the other sides' turns (at most their prefetch
-  buffers, a few batches), for the real loop and the input step alike.
+  `train` call of the owed steps. The input pipelines keep prefetching during the
+  other sides' turns (at most their prefetch buffers, a few batches), for the real
+  loop and the input step alike.
 
   Args:
-    real: The GanStep the controller drives.
-    references: name -> GanStep trained in turns with it.
+    references: name -> GanStep trained in turns with the real one.
     turn_steps: Real steps per turn.
   """
 
-  def __init__(self, real: gan_step_lib.GanStep, references: dict, turn_steps: int):
-    self._real_train, self._references, self._turn = real.train, references, turn_steps
+  def __init__(self, references: dict, turn_steps: int):
+    self._references, self._turn = references, turn_steps
     self.seconds = {name: 0.0 for name in references}
     self.cpu = {name: 0.0 for name in references}
     self.steps = self._owed = 0
@@ -144,18 +144,20 @@ class _Tandem:
   def _clocks(self):
     return time.perf_counter(), time.process_time()
 
-  def train(self, num_steps: int) -> None:
-    if self.loop_start is None:
-      self.loop_start = self._clocks()
-    self._real_train(num_steps)
-    self.steps += num_steps
-    self._owed += num_steps
+  def on_train_begin(self, step_number: int) -> None:
+    self.loop_start = self._clocks()
+
+  def on_chunk_begin(self, step_number: int, num_steps: int) -> None:
+    self._chunk = num_steps
+
+  def on_chunk_trained(self, step_number: int) -> None:
+    self.steps += self._chunk
+    self._owed += self._chunk
     if self._owed >= self._turn:
       self.settle()
-    self.mark_loop_end()
 
-  def mark_loop_end(self) -> None:
-    """Called after every chunk and summary: the loop so far ends here."""
+  def on_chunk_end(self, step_number: int) -> None:
+    """After every chunk's summaries, checkpoint and actions: the loop so far ends here."""
     self.loop_end = self._clocks()
     self.references_at_end = (sum(self.seconds.values()), sum(self.cpu.values()))
 
@@ -180,27 +182,19 @@ class _Tandem:
 def _timed_run(step: gan_step_lib.GanStep, references: dict, model_dir: str) -> dict:
   """{name: (wall s, CPU s)} over --steps steps, taken in turns, of
 
-    real   Controller.run() as a whole: the start (lock, settings check, writers, the
+    real   controller.run() as a whole: the start (lock, settings check, writers, the
            grid batch), the loop, the final checkpoint, evaluation and export
     loop   its loop alone: every chunk, summary, periodic checkpoint and progress line
            from the first chunk to the last summary (a long run's cost per step)
     bare, input   as many steps of each reference
   """
   # A fresh model_dir: the timed run starts as a new run does (nothing to restore).
-  step.experiment = dataclasses.replace(
-      step.experiment, train=dataclasses.replace(step.experiment.train, model_dir=model_dir))
-  tandem = _Tandem(step, references, FLAGS.turn_steps)
-  step.train = tandem.train
-  controller = controller_lib.Controller(step, FLAGS.warmup + FLAGS.steps)
-  write_summaries = controller._write_train_summaries  # pylint: disable=protected-access
-
-  def write_and_mark(*args):
-    write_summaries(*args)
-    tandem.mark_loop_end()
-
-  controller._write_train_summaries = write_and_mark  # pylint: disable=protected-access
+  experiment = dataclasses.replace(
+      step.experiment, runtime=dataclasses.replace(step.experiment.runtime,
+                                                   model_dir=model_dir))
+  tandem = _Tandem(references, FLAGS.turn_steps)
   wall, cpu = time.perf_counter(), time.process_time()
-  controller.run()
+  controller_lib.run(experiment, step=step, callbacks=[tandem])
   tandem.settle()
   wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
   assert tandem.steps == FLAGS.steps, tandem.steps
@@ -234,7 +228,8 @@ def measure(role: str, records: str, root: str) -> list:
     reference.train(FLAGS.warmup)
   for step in reals.values():
     # Traces the loop and the grid, writes a first summary, checkpoint and export.
-    controller_lib.Controller(step, FLAGS.warmup).run()
+    controller_lib.run(dataclasses.replace(step.experiment, train=dataclasses.replace(
+        step.experiment.train, train_steps=FLAGS.warmup)), step=step)
   images = FLAGS.steps * FLAGS.batch_size
   flops = benchlib.gan_step_flops(references["bare"], batch)
   matmul, matmul_flops = benchlib.matmul_runner(FLAGS.matmul_size)
@@ -296,7 +291,7 @@ def _print_table(rows: list) -> None:
           f"{row['matmul_float32_peak_gflops_per_sec']:.0f} GFLOP/s matmul peak), loop "
           f"{row['loop_gflops_per_sec']:.1f} GFLOP/s")
   print("images/s; loop: the controller's loop (chunks, summaries, checkpoints, progress); "
-        "run: Controller.run() with its start and end (grid batch, final checkpoint, "
+        "run: controller.run() with its start and end (grid batch, final checkpoint, "
         "export); bare: GanStep.train on one batch; input: GanStep.train fed by the "
         "records pipeline, no controller")
 

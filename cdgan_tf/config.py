@@ -10,7 +10,9 @@ not give losses, weights or optimiser settings; the defaults for those follow SR
 (Ledig et al., 2017): MSE content loss, adversarial weight 1e-3, Adam lr 1e-4, beta1 0.9.
 
 The geometry (image_size, scale) lives in `DataConfig` only and the seed in
-`TrainConfig` only; everything that needs them takes them from there.
+`TrainConfig` only; everything that needs them takes them from there. What a run
+learns (model, loss, data, train) is kept apart from where and how it runs
+(`RuntimeConfig`: model_dir, cadences, strategy, precision), as `official/` does.
 """
 
 from __future__ import annotations
@@ -160,13 +162,14 @@ class DataConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """How long and how one GAN trains, and where it writes.
+  """The experiment's training hyperparameters: how long and how one GAN trains.
+
+  Where the run writes, how often it saves, summarises and evaluates, on which devices
+  and in which precision are `RuntimeConfig`'s.
 
   Attributes:
     role: Role.SUB (large adversarial -> small clean) or Role.SUPER (small -> large);
       "sub" / "super" are accepted and converted.
-    model_dir: Checkpoints, TensorBoard logs (train/, eval/) and the exported
-      generator (export/generator.keras).
     epochs: Passes over the training split (paper: sub 20, super 250); used when
       train_steps is not set.
     train_steps: Total optimiser steps; overrides epochs when set.
@@ -174,34 +177,17 @@ class TrainConfig:
     beta_1: Adam beta1 of both networks.
     warmup_steps: Initial steps that train the generator on the content loss only
       (the discriminator is not updated).
-    steps_per_loop: Steps inside one tf.function call between eager bookkeeping.
-    checkpoint_every: Steps between checkpoints (and at the end).
-    summary_every: Steps between TensorBoard scalar summaries and console lines.
-    eval_every: Steps between validation passes (0: only at the end).
-    eval_steps: Validation batches per pass (0: the whole split).
-    strategy: default | mirrored | multi_worker | tpu.
-    tpu: TPU address for the tpu strategy ("" for the local/auto one).
-    mixed_precision: none | mixed_float16 | mixed_bfloat16.
     seed: Seed of the weights' initialisation, the data order and the augmentation.
     sub_model: Super role only: a trained sub generator (file, export folder or
       model_dir). The super GAN then trains on that generator's outputs, what it
       receives in the chain, instead of a bicubic downscale ("" for the paper's way).
   """
   role: Role = Role.SUB
-  model_dir: str = ""
   epochs: int = 20
   train_steps: Optional[int] = None
   learning_rate: float = 1e-4
   beta_1: float = 0.9
   warmup_steps: int = 0
-  steps_per_loop: int = 10
-  checkpoint_every: int = 1000
-  summary_every: int = 100
-  eval_every: int = 1000
-  eval_steps: int = 0
-  strategy: str = "default"
-  tpu: str = ""
-  mixed_precision: str = "none"
   seed: int = 0
   sub_model: str = ""
 
@@ -210,21 +196,57 @@ class TrainConfig:
     object.__setattr__(self, "role", Role(self.role))
     if self.sub_model and self.role is not Role.SUPER:
       raise ValueError("sub_model (chained training) is for the super GAN only")
-    checks.check_choice("strategy", self.strategy, STRATEGIES)
-    checks.check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION_POLICIES)
-    for name in ("steps_per_loop", "checkpoint_every", "summary_every"):
-      checks.check_positive(name, getattr(self, name))
     if self.train_steps is not None and self.train_steps < 0:
       raise ValueError(f"train_steps={self.train_steps} must not be negative")
 
 
 @dataclasses.dataclass(frozen=True)
+class RuntimeConfig:
+  """Where and how a run executes, apart from what it learns (`official`'s RuntimeConfig).
+
+  Attributes:
+    model_dir: Checkpoints, TensorBoard logs (train/, eval/) and the exported
+      generator (export/generator.keras); "" where nothing is written (a bare
+      `GanStep`, a benchmark).
+    steps_per_loop: Steps inside one tf.function call between eager bookkeeping.
+    checkpoint_every: Steps between checkpoints (and at the end).
+    summary_every: Steps between TensorBoard scalar summaries and console lines.
+    eval_every: Steps between validation passes (0: only at the end).
+    eval_steps: Validation batches per pass (0: the whole split).
+    strategy: default | mirrored | multi_worker | tpu.
+    tpu: TPU address for the tpu strategy ("" for the local/auto one).
+    mixed_precision: none | mixed_float16 | mixed_bfloat16 (part of the checkpoint:
+      mixed_float16 adds a loss scale).
+  """
+  model_dir: str = ""
+  steps_per_loop: int = 10
+  checkpoint_every: int = 1000
+  summary_every: int = 100
+  eval_every: int = 1000
+  eval_steps: int = 0
+  strategy: str = "default"
+  tpu: str = ""
+  mixed_precision: str = "none"
+
+  def __post_init__(self):
+    checks.check_choice("strategy", self.strategy, STRATEGIES)
+    checks.check_choice("mixed_precision", self.mixed_precision, MIXED_PRECISION_POLICIES)
+    for name in ("steps_per_loop", "checkpoint_every", "summary_every"):
+      checks.check_positive(name, getattr(self, name))
+    for name in ("eval_every", "eval_steps"):
+      if getattr(self, name) < 0:
+        raise ValueError(f"{name}={getattr(self, name)} must not be negative")
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-  """Everything one training run needs."""
+  """Everything one training run needs: the experiment (model, loss, data, train) and
+  its runtime (`RuntimeConfig`: paths, cadences, devices, precision)."""
   model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
   loss: LossConfig = dataclasses.field(default_factory=LossConfig)
   data: DataConfig = dataclasses.field(default_factory=DataConfig)
   train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+  runtime: RuntimeConfig = dataclasses.field(default_factory=RuntimeConfig)
 
   @property
   def role(self) -> Role:
@@ -246,11 +268,20 @@ class ExperimentConfig:
 
   @classmethod
   def from_dict(cls, content: dict) -> "ExperimentConfig":
-    """Inverse of `to_dict`; unknown fields raise TypeError naming them."""
+    """Inverse of `to_dict`; unknown fields raise TypeError naming them.
+
+    A config.json written before `RuntimeConfig` existed (its fields under "train")
+    reads the same: those fields move to "runtime".
+    """
+    train = dict(content.get("train", {}))
+    runtime = dict(content.get("runtime", {}))
+    for name in RUNTIME_FIELD_NAMES:
+      if name in train:
+        runtime.setdefault(name, train.pop(name))
     return cls(model=ModelConfig(**content.get("model", {})),
                loss=LossConfig(**content.get("loss", {})),
                data=DataConfig(**content.get("data", {})),
-               train=TrainConfig(**content.get("train", {})))
+               train=TrainConfig(**train), runtime=RuntimeConfig(**runtime))
 
 
 def json_ready(value):
@@ -268,7 +299,7 @@ def field_paths(section: type, *names: str) -> tuple:
   """"<section>.<field>" names of `ExperimentConfig` (as `to_dict` nests them), checked.
 
   Args:
-    section: One of ModelConfig, LossConfig, DataConfig, TrainConfig.
+    section: One of ModelConfig, LossConfig, DataConfig, TrainConfig, RuntimeConfig.
     *names: Its field names.
 
   Raises:
@@ -285,13 +316,16 @@ def field_paths(section: type, *names: str) -> tuple:
   return tuple(f"{sections[section]}.{name}" for name in names)
 
 
+RUNTIME_FIELD_NAMES = tuple(f.name for f in dataclasses.fields(RuntimeConfig))
+
 # Fields that change the models' shapes or their checkpoint (a resumed run must keep
 # them), and the operational ones (cadences, strategy, paths) that change freely.
 SHAPE_FIELDS = (field_paths(ModelConfig, "num_res_blocks", "filters",
                             "discriminator_filters", "image_skip")
                 + field_paths(DataConfig, "image_size", "scale")
-                + field_paths(TrainConfig, "role", "mixed_precision"))
-OPERATIONAL_FIELDS = (field_paths(TrainConfig, "model_dir", "steps_per_loop",
+                + field_paths(TrainConfig, "role")
+                + field_paths(RuntimeConfig, "mixed_precision"))
+OPERATIONAL_FIELDS = (field_paths(RuntimeConfig, "model_dir", "steps_per_loop",
                                   "checkpoint_every", "summary_every", "eval_every",
                                   "eval_steps", "strategy", "tpu")
                       + field_paths(DataConfig, "skip_damaged_shards"))

@@ -29,6 +29,7 @@ def define_once(define, name: str, *args, flag_values=flags.FLAGS, **kwargs) -> 
 def _training_flag_table():
   """(define, name, default, help, extra kwargs) of every training flag."""
   data, model, loss, train = _DEFAULTS.data, _DEFAULTS.model, _DEFAULTS.loss, _DEFAULTS.train
+  runtime = _DEFAULTS.runtime
   f = flags
   positive, non_negative = {"lower_bound": 1}, {"lower_bound": 0}
   return [
@@ -80,21 +81,21 @@ def _training_flag_table():
        {"lower_bound": 0.0, "upper_bound": 1.0}),
       (f.DEFINE_integer, "warmup_steps", train.warmup_steps, "Initial content-only steps "
        "(discriminator frozen).", non_negative),
-      (f.DEFINE_integer, "steps_per_loop", train.steps_per_loop, "Steps per tf.function "
+      (f.DEFINE_integer, "steps_per_loop", runtime.steps_per_loop, "Steps per tf.function "
        "call.", positive),
-      (f.DEFINE_integer, "checkpoint_every", train.checkpoint_every, "Steps between "
+      (f.DEFINE_integer, "checkpoint_every", runtime.checkpoint_every, "Steps between "
        "checkpoints.", positive),
-      (f.DEFINE_integer, "summary_every", train.summary_every, "Steps between TensorBoard "
+      (f.DEFINE_integer, "summary_every", runtime.summary_every, "Steps between TensorBoard "
        "summaries and console progress lines.", positive),
-      (f.DEFINE_integer, "eval_every", train.eval_every, "Steps between validation passes "
+      (f.DEFINE_integer, "eval_every", runtime.eval_every, "Steps between validation passes "
        "(0: only at the end).", non_negative),
-      (f.DEFINE_integer, "eval_steps", train.eval_steps, "Validation batches per pass "
+      (f.DEFINE_integer, "eval_steps", runtime.eval_steps, "Validation batches per pass "
        "(0: all).", non_negative),
-      (f.DEFINE_enum, "strategy", train.strategy, "Distribution: default, mirrored (local "
+      (f.DEFINE_enum, "strategy", runtime.strategy, "Distribution: default, mirrored (local "
        "devices), multi_worker (TF_CONFIG) or tpu.",
        {"enum_values": config_lib.STRATEGIES}),
       (f.DEFINE_string, "tpu", "", "TPU name or address for --strategy=tpu.", {}),
-      (f.DEFINE_enum, "mixed_precision", train.mixed_precision, "Mixed precision policy.",
+      (f.DEFINE_enum, "mixed_precision", runtime.mixed_precision, "Mixed precision policy.",
        {"enum_values": config_lib.MIXED_PRECISION_POLICIES}),
       (f.DEFINE_bool, "augment", data.augment, "Paired random crop and flip.", {}),
       (f.DEFINE_float, "augment_min_scale", data.augment_min_scale, "Below 1: the paired "
@@ -172,14 +173,16 @@ def experiment_from_flags(role: config_lib.Role,
                                  skip_damaged_shards=f.skip_damaged_shards,
                                  augment_min_scale=f.augment_min_scale),
       train=config_lib.TrainConfig(
-          role=role, model_dir=f.model_dir, epochs=f.epochs or role.paper_epochs,
+          role=role, epochs=f.epochs or role.paper_epochs,
           train_steps=f.train_steps, learning_rate=f.learning_rate, beta_1=f.beta_1,
-          warmup_steps=f.warmup_steps, steps_per_loop=f.steps_per_loop,
+          warmup_steps=f.warmup_steps, seed=f.seed,
+          sub_model=(f["sub_model"].value or "" if role is config_lib.Role.SUPER
+                     and "sub_model" in f else "")),
+      runtime=config_lib.RuntimeConfig(
+          model_dir=f.model_dir, steps_per_loop=f.steps_per_loop,
           checkpoint_every=f.checkpoint_every, summary_every=f.summary_every,
           eval_every=f.eval_every, eval_steps=f.eval_steps, strategy=f.strategy,
-          tpu=f.tpu, mixed_precision=f.mixed_precision, seed=f.seed,
-          sub_model=(f["sub_model"].value or "" if role is config_lib.Role.SUPER
-                     and "sub_model" in f else "")))
+          tpu=f.tpu, mixed_precision=f.mixed_precision))
 
 
 def train_from_flags(role: config_lib.Role, argv, flag_values=flags.FLAGS) -> dict:

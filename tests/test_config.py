@@ -51,7 +51,7 @@ def test_bad_choices_are_refused():
   with pytest.raises(ValueError, match="content_loss"):
     config.LossConfig(content_loss="l3")
   with pytest.raises(ValueError, match="strategy"):
-    config.TrainConfig(strategy="gpu")
+    config.RuntimeConfig(strategy="gpu")
   with pytest.raises(ValueError, match="role"):
     config.TrainConfig(role="middle")
 

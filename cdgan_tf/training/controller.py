@@ -1,9 +1,17 @@
-"""The outer training loop: checkpoints, summaries, evaluation and export cadence.
+"""The outer training loop: chunks, checkpoints, train summaries, and actions.
 
-The "controller" half of the orbit split (`orbit.Controller`): it calls
-`GanStep.train(n)` in chunks that end on summary boundaries, and around those calls it
-checkpoints, writes TensorBoard summaries, evaluates, prints progress and finally exports
-the generator. Layout of `model_dir` (the same for both GAN roles):
+The "controller" half of the orbit split (`orbit.Controller`): every dependency is
+handed in (the `GanStep`, a `tf.train.CheckpointManager`, the summary folder, the
+cadences, the actions and callbacks), and `Controller.train(total_steps)` calls
+`GanStep.train(n)` in chunks that end on every cadence boundary. After each chunk it
+writes the train scalars and a progress line (every `summary_every` steps), checkpoints
+(every `checkpoint_every`), and runs the actions due (`actions`: image summaries,
+validation, export); on SIGTERM / SIGINT it saves the step and raises
+`interrupts.Interrupted`.
+
+`run(experiment)` assembles one from an `ExperimentConfig` (its `runtime` section:
+model_dir, cadences, strategy, precision) and runs it to the end. Layout of `model_dir`
+(the same for both GAN roles):
 
   checkpoints/            tf.train.CheckpointManager: step, both models, both optimizers
   train/  eval/           TensorBoard event files
@@ -16,13 +24,17 @@ the generator. Layout of `model_dir` (the same for both GAN roles):
 
 Rerunning the same command resumes from the newest checkpoint (step, weights and
 optimizer slots); a finished run says so and exits.
+
+Names: `step` is always the `GanStep`; integer steps are `step_number`, `start`,
+`total_steps`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
-from typing import Dict, Optional
+from typing import Dict, Optional, Sequence
 
 from absl import logging
 import tensorflow as tf
@@ -32,7 +44,7 @@ from cdgan_tf.common import files
 from cdgan_tf.common import interrupts
 from cdgan_tf.common import locks
 from cdgan_tf.models import generator_files
-from cdgan_tf.models import generators
+from cdgan_tf.training import actions as actions_lib
 from cdgan_tf.training import checkpoints
 from cdgan_tf.training import distribute
 from cdgan_tf.training import gan_step as gan_step_lib
@@ -40,267 +52,252 @@ from cdgan_tf.training import resume
 
 
 class Controller:
-  """Drives a `GanStep` to the end of the run with checkpoints, summaries and export.
+  """Drives a `GanStep` to a step count with checkpoints, summaries and actions.
 
   Args:
-    step: The GAN step (models, optimizers, compiled loop).
-    total_steps: Where the run ends.
-    allow_config_change: Resume even when non-shape settings changed (recorded in
-      config_history.json; see `resume`).
-    restart: Train from step 0 although model_dir holds checkpoints (they are moved
-      aside, see `checkpoints.restore_newest`); without it such a folder resumes, and
-      one whose checkpoints are all damaged is refused.
-    keep_checkpoints: How many of the newest checkpoints are kept (older ones are
-      deleted); more than one keeps a fallback when the newest is damaged.
+    step: The GAN step (models, optimizers, compiled loop); trains from the step its
+      counter holds (restore it first: `restore`).
+    checkpoint_manager: Saves `step`'s state (its `step_counter` is `step.step`).
+    summary_dir: Where the train scalars go (TensorBoard); "" for none (non-chief).
+    steps_per_loop: The longest chunk (steps in one `GanStep.train` call).
+    summary_every: Steps between train scalars and progress lines (and at the end).
+    checkpoint_every: Steps between checkpoints (on multiples, and at the end).
+    actions: `actions.Action`s, run in order after the chunk that ends on their
+      cadence, and at the end (`at_end`), with the train writer as default writer.
+    callbacks: `actions.Callback`s, told of every chunk (timing hooks).
   """
 
-  def __init__(self, step: gan_step_lib.GanStep, total_steps: int,
-               allow_config_change: bool = False, restart: bool = False,
-               keep_checkpoints: int = 3):
-    self.gan = step
-    self.experiment = step.experiment
-    self.train_config = step.experiment.train
-    self.total_steps = int(total_steps)
-    self.model_dir = self.train_config.model_dir
-    if not self.model_dir:
-      raise ValueError("model_dir must be set")
-    self.allow_config_change = allow_config_change
-    self.is_chief = distribute.is_chief(step.strategy)
-    self._own_dir = distribute.worker_dir(self.model_dir, step.strategy)
-    self.restart = restart
-    if keep_checkpoints < 1:
-      raise ValueError(f"--keep_checkpoints must be at least 1, got {keep_checkpoints}")
-    self.keep_checkpoints = int(keep_checkpoints)
-    self.checkpoint = tf.train.Checkpoint(**step.checkpoint_items)
-    self.checkpoint_dir = os.path.join(self._own_dir, "checkpoints")
-    self.checkpoint_manager = self._manager()
-
-  def _manager(self) -> tf.train.CheckpointManager:
-    return tf.train.CheckpointManager(self.checkpoint, self.checkpoint_dir,
-                                      max_to_keep=self.keep_checkpoints,
-                                      step_counter=self.gan.step)
+  def __init__(self, *, step: gan_step_lib.GanStep,
+               checkpoint_manager: tf.train.CheckpointManager, summary_dir: str,
+               steps_per_loop: int, summary_every: int, checkpoint_every: int,
+               actions: Sequence[actions_lib.Action] = (),
+               callbacks: Sequence[actions_lib.Callback] = ()):
+    for name, value in (("steps_per_loop", steps_per_loop),
+                        ("summary_every", summary_every),
+                        ("checkpoint_every", checkpoint_every)):
+      if value < 1:
+        raise ValueError(f"{name} must be at least 1, got {value}")
+    self.step = step
+    self.checkpoint_manager = checkpoint_manager
+    self.summary_dir = summary_dir
+    self.steps_per_loop = int(steps_per_loop)
+    self.summary_every = int(summary_every)
+    self.checkpoint_every = int(checkpoint_every)
+    self.actions = list(actions)
+    self.callbacks = list(callbacks)
+    self._writer = None
 
   @property
-  def export_dir(self) -> str:
-    return os.path.join(self.model_dir, generator_files.EXPORT_DIR)
+  def step_number(self) -> int:
+    return int(self.step.step.numpy())
 
   @property
-  def export_path(self) -> str:
-    return os.path.join(self.export_dir, generator_files.GENERATOR_FILE)
+  def writer(self) -> tf.summary.SummaryWriter:
+    """The train summary writer (a no-op one without `summary_dir`), made on first use."""
+    if self._writer is None:
+      self._writer = (tf.summary.create_file_writer(self.summary_dir) if self.summary_dir
+                      else tf.summary.create_noop_writer())
+    return self._writer
 
-  @property
-  def current_step(self) -> int:
-    return int(self.gan.step.numpy())
+  def _checkpoint_path(self, step_number: int) -> str:
+    return os.path.join(self.checkpoint_manager.directory, f"ckpt-{step_number}")
 
-  def restore_or_initialize(self) -> int:
-    """Restores the newest checkpoint that reads back whole (`checkpoints`). Returns
-    the step.
+  def save_unless_saved(self) -> None:
+    """Checkpoints the current step unless the newest checkpoint is of it."""
+    step_number = self.step_number
+    if self.checkpoint_manager.latest_checkpoint != self._checkpoint_path(step_number):
+      self.checkpoint_manager.save(checkpoint_number=step_number)
 
-    Raises:
-      checkpoints.CheckpointError: checkpoints exist but none reads back whole (and
-        not `restart`).
-      ValueError: the checkpoint does not fit these models (a run of other sizes).
+  # ----------------------------------------------------------------- the loop
+  def _chunk_size(self, step_number: int, total_steps: int) -> int:
+    """The steps until the next cadence boundary, the end, or steps_per_loop."""
+    cadences = [self.summary_every, self.checkpoint_every] + [
+        a.every for a in self.actions if a.every]
+    return min([self.steps_per_loop, total_steps - step_number] +
+               [c - step_number % c for c in cadences])
+
+  def train(self, total_steps: int) -> int:
+    """Trains from the current step to `total_steps`; returns the step reached.
+
+    After the last chunk the step is checkpointed and the `at_end` actions run. On
+    SIGTERM / SIGINT the current step is saved and `interrupts.Interrupted` raised.
     """
-    try:
-      checkpoints.restore_newest(self.checkpoint, self.checkpoint_dir, self.restart)
-    except checkpoints.CheckpointError:
-      raise
-    except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as e:
-      raise ValueError(f"the newest checkpoint in {self.checkpoint_dir} does not fit these "
-                       "models (a run of other sizes?); use a new --model_dir "
-                       f"({type(e).__name__})") from e
-    self.checkpoint_manager = self._manager()  # Reads the state file just repaired.
-    return self.current_step
-
-  def _checkpoint_path(self, step: int) -> str:
-    return os.path.join(self.checkpoint_manager.directory, f"ckpt-{step}")
-
-  def _latest_step(self) -> int:
-    """The step of the newest checkpoint, without restoring it (0 without one)."""
-    return 0 if self.restart else checkpoints.newest_step(self.checkpoint_dir)
-
-  # ----------------------------------------------------------------- the run
-  def run(self) -> Dict[str, float]:
-    """Runs (or resumes) training to `total_steps`; returns the final eval metrics.
-
-    The chief holds a lock on model_dir for the whole run, checks the settings against
-    the run's before restoring, and removes an interrupted run's leftovers.
-    """
-    if not self.is_chief:
-      return self._run()
-    with locks.FolderLock(self.model_dir, f"training of the {self.gan.role.value} GAN"):
-      for folder in (self.model_dir, self.checkpoint_dir):
-        files.check_writable(folder)  # Before the work, not at the first save.
-      resume.clean_leftovers(self.model_dir)
-      resume.check_and_record(self.model_dir, self.experiment, self._latest_step(),
-                              self.allow_config_change)
-      return self._run()
-
-  def _run(self) -> Dict[str, float]:
-    start = self.restore_or_initialize()
-    if self.is_chief:
-      for folder in ("train", "eval"):
-        resume.trim_events(os.path.join(self.model_dir, folder), start)
-    if start >= self.total_steps:
-      logging.info("Training already finished: step %d of %d in %s", start,
-                   self.total_steps, self.model_dir)
-      if self.is_chief and not tf.io.gfile.exists(self.export_path):
-        self.export()
-      return {}
-    train_writer, eval_writer = self._writers()
-    grid_batch = self.gan.first_batch() if self.is_chief else None
-    logging.info("Training %s GAN from step %d to %d (global batch %d, %d replica(s))",
-                 self.gan.role.value, start, self.total_steps, self.gan.global_batch_size,
-                 self.gan.strategy.num_replicas_in_sync)
-    config = self.train_config
+    start = step_number = self.step_number
+    for callback in self.callbacks:
+      callback.on_train_begin(step_number)
     run_start = time.time()
-    with interrupts.StopRequests() as stop:
-      step, last_eval = self._loop(start, start, run_start, stop, train_writer, eval_writer,
-                                   grid_batch)
-    self._save_unless_saved(step)
-    if not (config.eval_every and step % config.eval_every == 0):
-      last_eval = self._run_eval(eval_writer, step)
-    train_writer.flush()
-    eval_writer.flush()
-    self._finish()
-    logging.info("Finished %s GAN at step %d in %.1f s (weights fingerprint %s)",
-                 self.gan.role.value, step, time.time() - run_start,
-                 self.gan.weights_fingerprint())
-    return last_eval
-
-  def _loop(self, step, start, run_start, stop, train_writer, eval_writer, grid_batch):
-    """Trains from `step` to the end; on SIGTERM / SIGINT saves the step and raises
-    `interrupts.Interrupted`. Returns (step, last eval metrics)."""
-    config = self.train_config
-    last_eval = {}
     window_start, window_steps = time.time(), 0
-    while step < self.total_steps:
-      # Chunks end on every multiple of the summary, checkpoint and eval cadences.
-      cadences = [c for c in (config.summary_every, config.checkpoint_every,
-                              config.eval_every) if c]
-      num = min([config.steps_per_loop, self.total_steps - step] +
-                [c - step % c for c in cadences])
-      self.gan.train(num)
-      step += num
-      window_steps += num
-      if step % config.summary_every == 0 or step == self.total_steps:
-        rate = window_steps * self.gan.global_batch_size / max(time.time() - window_start,
-                                                               1e-9)
-        means = self.gan.take_metrics()
-        self._write_train_summaries(train_writer, step, means, rate, grid_batch)
-        self._log_progress(step, start, run_start, rate, means)
-        window_start, window_steps = time.time(), 0
-      if step % config.checkpoint_every == 0:  # On multiples, as summaries and evals.
-        self.checkpoint_manager.save(checkpoint_number=step)
-      if config.eval_every and step % config.eval_every == 0:
-        last_eval = self._run_eval(eval_writer, step)
-      if stop.requested and step < self.total_steps:
-        self._save_unless_saved(step)
-        train_writer.flush()
-        eval_writer.flush()
-        stop.raise_if_requested(
-            f"saved {self._checkpoint_path(step)} at step {step} of {self.total_steps}; "
-            "rerun the same command to resume from it")
-    return step, last_eval
-
-  def _save_unless_saved(self, step: int) -> None:
-    if self.checkpoint_manager.latest_checkpoint != self._checkpoint_path(step):
-      self.checkpoint_manager.save(checkpoint_number=step)
-
-  def _finish(self) -> None:
-    if self.is_chief:
-      self.export()
-      return
-    if tf.io.gfile.exists(self._own_dir):
-      tf.io.gfile.rmtree(self._own_dir)
-    try:  # The last worker out removes the shared scratch parent.
-      os.rmdir(os.path.dirname(self._own_dir))
-    except OSError:
-      pass
+    ran_at = {}  # id(action) -> the last step it ran at.
+    with interrupts.StopRequests() as stop:
+      while step_number < total_steps:
+        num = self._chunk_size(step_number, total_steps)
+        for callback in self.callbacks:
+          callback.on_chunk_begin(step_number, num)
+        self.step.train(num)
+        step_number += num
+        window_steps += num
+        for callback in self.callbacks:
+          callback.on_chunk_trained(step_number)
+        if step_number % self.summary_every == 0 or step_number == total_steps:
+          rate = window_steps * self.step.global_batch_size / max(
+              time.time() - window_start, 1e-9)
+          means = self.step.take_metrics()
+          self._write_scalars(step_number, means, rate)
+          self._log_progress(step_number, start, total_steps, run_start, rate, means)
+          window_start, window_steps = time.time(), 0
+        if step_number % self.checkpoint_every == 0:
+          self.checkpoint_manager.save(checkpoint_number=step_number)
+        with self.writer.as_default(step=step_number):
+          for action in self.actions:
+            if action.every and step_number % action.every == 0:
+              action(step_number)
+              ran_at[id(action)] = step_number
+        for callback in self.callbacks:
+          callback.on_chunk_end(step_number)
+        if stop.requested and step_number < total_steps:
+          self.save_unless_saved()
+          self.writer.flush()
+          stop.raise_if_requested(
+              f"saved {self._checkpoint_path(step_number)} at step {step_number} of "
+              f"{total_steps}; rerun the same command to resume from it")
+    self.save_unless_saved()
+    with self.writer.as_default(step=step_number):
+      for action in self.actions:
+        if action.at_end and ran_at.get(id(action)) != step_number:
+          action(step_number)
+    self.writer.flush()
+    return step_number
 
   # ----------------------------------------------------------------- summaries
-  def _writers(self):
-    if not self.is_chief:
-      return tf.summary.create_noop_writer(), tf.summary.create_noop_writer()
-    return (tf.summary.create_file_writer(os.path.join(self.model_dir, "train")),
-            tf.summary.create_file_writer(os.path.join(self.model_dir, "eval")))
-
-  def _write_train_summaries(self, writer, step, means, images_per_sec, grid_batch):
-    with writer.as_default(step=step):
+  def _write_scalars(self, step_number: int, means: Dict[str, float],
+                     images_per_sec: float) -> None:
+    with self.writer.as_default(step=step_number):
       for name, value in means.items():
         tf.summary.scalar(f"loss/{name}" if name != "psnr" else "metrics/psnr", value)
-      tf.summary.scalar("learning_rate", self.train_config.learning_rate)
+      tf.summary.scalar("learning_rate", self.step.learning_rate)
       tf.summary.scalar("images_per_sec", images_per_sec)
-      if grid_batch is not None:
-        tf.summary.image("images/input_generated_target", self.gan.summary_grid(grid_batch),
-                         max_outputs=gan_step_lib.NUM_SUMMARY_IMAGES)
 
-  def _log_progress(self, step: int, start: int, run_start: float, rate: float,
-                    means: Dict[str, float]) -> None:
-    eta = (time.time() - run_start) / max(step - start, 1) * (self.total_steps - step)
+  def _log_progress(self, step_number: int, start: int, total_steps: int,
+                    run_start: float, rate: float, means: Dict[str, float]) -> None:
+    eta = (time.time() - run_start) / max(step_number - start, 1) * (
+        total_steps - step_number)
     logging.info(
         "step %d/%d (%.0f%%)  g=%.4f (content %.4f, adv %.4f)  d=%.4f  psnr=%.2f dB  "
-        "%.1f img/s  ETA %s", step, self.total_steps, 100.0 * step / self.total_steps,
+        "%.1f img/s  ETA %s", step_number, total_steps, 100.0 * step_number / total_steps,
         means.get("generator_total", 0.0), means.get("generator_content", 0.0),
         means.get("generator_adversarial", 0.0), means.get("discriminator", 0.0),
         means.get("psnr", 0.0), rate, time.strftime("%H:%M:%S", time.gmtime(eta)))
 
-  def _run_eval(self, writer, step) -> Dict[str, float]:
-    metrics = self.gan.evaluate(self.train_config.eval_steps)
-    if metrics:
-      with writer.as_default(step=step):
-        for name, value in metrics.items():
-          tf.summary.scalar(f"metrics/{name}", value)
-      logging.info("eval at step %d: %s", step,
-                   "  ".join(f"{k}={v:.4f}" for k, v in sorted(metrics.items())))
-      if self.is_chief:
-        files.write_json(os.path.join(self.model_dir, "eval_metrics.json"),
-                         dict(metrics, step=step))
-    return metrics
 
-  # ----------------------------------------------------------------- export
-  def export(self) -> str:
-    """Saves the generator and generator.json into model_dir/export (atomically).
+def restore(step: gan_step_lib.GanStep, checkpoint_dir: str, keep_checkpoints: int = 3,
+            restart: bool = False) -> tf.train.CheckpointManager:
+  """Restores `step` from the newest checkpoint that reads back whole (`checkpoints`),
+  then returns the manager that saves its next ones.
 
-    Under mixed precision the exported model is rebuilt in float32 with the same
-    weights, so the file runs anywhere.
-    """
-    model = self.gan.generator
-    policy = self.train_config.mixed_precision
-    data = self.experiment.data
-    if policy != "none":
-      distribute.set_mixed_precision("none")
-      model = generators.build_generator(self.gan.role, data.scale, self.experiment.model)
-      model.set_weights(self.gan.generator.get_weights())
-      distribute.set_mixed_precision(policy)
-    info = generator_files.GeneratorInfo(
-        role=self.gan.role, scale=data.scale, image_size=data.image_size,
-        num_res_blocks=self.experiment.model.num_res_blocks,
-        filters=self.experiment.model.filters,
-        image_skip=self.experiment.model.image_skip, step=self.current_step,
-        sub_model=self.train_config.sub_model)
-    path = generator_files.save_generator(model, info, self.export_dir)
-    logging.info("Exported the %s generator to %s", self.gan.role.value, path)
-    return path
+  Args:
+    step: What to restore into (`GanStep.checkpoint_items`).
+    checkpoint_dir: The checkpoints folder.
+    keep_checkpoints: How many of the newest checkpoints are kept (older ones are
+      deleted); more than one keeps a fallback when the newest is damaged.
+    restart: Train from step 0 although the folder holds checkpoints (they are moved
+      aside, see `checkpoints.restore_newest`); without it such a folder resumes, and
+      one whose checkpoints are all damaged is refused.
+
+  Raises:
+    checkpoints.CheckpointError: checkpoints exist but none reads back whole (and
+      not `restart`).
+    ValueError: keep_checkpoints < 1, or the checkpoint does not fit these models.
+  """
+  if keep_checkpoints < 1:
+    raise ValueError(f"--keep_checkpoints must be at least 1, got {keep_checkpoints}")
+  checkpoint = tf.train.Checkpoint(**step.checkpoint_items)
+  try:
+    checkpoints.restore_newest(checkpoint, checkpoint_dir, restart)
+  except checkpoints.CheckpointError:
+    raise
+  except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as e:
+    raise ValueError(f"the newest checkpoint in {checkpoint_dir} does not fit these "
+                     "models (a run of other sizes?); use a new --model_dir "
+                     f"({type(e).__name__})") from e
+  # Made after the restore: it reads the state file restore_newest may have repaired.
+  return tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=keep_checkpoints,
+                                    step_counter=step.step)
 
 
 def run(experiment: config_lib.ExperimentConfig,
         strategy: Optional[tf.distribute.Strategy] = None,
         allow_config_change: bool = False, restart: bool = False,
-        keep_checkpoints: int = 3) -> Dict[str, float]:
-  """Creates the strategy (unless given), the step and the controller; trains to the end.
+        keep_checkpoints: int = 3, step: Optional[gan_step_lib.GanStep] = None,
+        actions: Sequence[actions_lib.Action] = (),
+        callbacks: Sequence[actions_lib.Callback] = ()) -> Dict[str, float]:
+  """Trains (or resumes) one GAN to the end in `experiment.runtime.model_dir`.
+
+  The chief holds a lock on model_dir for the whole run, checks the settings against
+  the run's before restoring (`resume`), and removes an interrupted run's leftovers.
 
   Args:
-    experiment: The configuration.
-    strategy: An existing strategy; by default made from experiment.train.strategy
-      before any other TensorFlow op (a multi_worker requirement).
-    allow_config_change, restart, keep_checkpoints: See `Controller`.
+    experiment: The configuration (`runtime`: model_dir, cadences, strategy).
+    strategy: An existing strategy; by default made from experiment.runtime.strategy
+      before any other TensorFlow op (a multi_worker requirement). Unused with `step`.
+    allow_config_change: Resume even when non-shape settings changed (recorded in
+      config_history.json; see `resume`).
+    restart, keep_checkpoints: See `restore`.
+    step: An existing GanStep of `experiment` (default: a new one).
+    actions: More actions, after the default ones (image grids, validation, export).
+    callbacks: Chunk callbacks (`actions.Callback`), e.g. a benchmark's timer.
 
   Returns:
     The final validation metrics ({} without a val split or when already finished).
   """
-  if strategy is None:
-    strategy = distribute.make_strategy(experiment.train.strategy, experiment.train.tpu)
-  step = gan_step_lib.GanStep(experiment, strategy)
-  return Controller(step, gan_step_lib.total_steps(experiment), allow_config_change,
-                    restart, keep_checkpoints).run()
+  runtime = experiment.runtime
+  if not runtime.model_dir:
+    raise ValueError("model_dir must be set")
+  if step is None:
+    if strategy is None:
+      strategy = distribute.make_strategy(runtime.strategy, runtime.tpu)
+    step = gan_step_lib.GanStep(experiment, strategy)
+  model_dir = runtime.model_dir
+  is_chief = distribute.is_chief(step.strategy)
+  own_dir = distribute.worker_dir(model_dir, step.strategy)
+  checkpoint_dir = os.path.join(own_dir, "checkpoints")
+  total_steps = gan_step_lib.total_steps(experiment)
+  guard = (locks.FolderLock(model_dir, f"training of the {step.role.value} GAN")
+           if is_chief else contextlib.nullcontext())
+  with guard:
+    if is_chief:
+      for folder in (model_dir, checkpoint_dir):
+        files.check_writable(folder)  # Before the work, not at the first save.
+      resume.clean_leftovers(model_dir)
+      latest = 0 if restart else checkpoints.newest_step(checkpoint_dir)
+      resume.check_and_record(model_dir, experiment, latest, allow_config_change)
+    manager = restore(step, checkpoint_dir, keep_checkpoints, restart)
+    start = int(step.step.numpy())
+    if is_chief:
+      for folder in ("train", "eval"):
+        resume.trim_events(os.path.join(model_dir, folder), start)
+    if start >= total_steps:
+      logging.info("Training already finished: step %d of %d in %s", start, total_steps,
+                   model_dir)
+      export = actions_lib.ExportGenerator(
+          step, experiment, os.path.join(model_dir, generator_files.EXPORT_DIR))
+      if is_chief and not tf.io.gfile.exists(export.export_path):
+        export(start)  # The run ended before its export.
+      return {}
+    all_actions = actions_lib.default_actions(
+        step, experiment, is_chief, own_dir=None if is_chief else own_dir)
+    evaluate = next(a for a in all_actions if isinstance(a, actions_lib.Evaluate))
+    controller = Controller(
+        step=step, checkpoint_manager=manager,
+        summary_dir=os.path.join(model_dir, "train") if is_chief else "",
+        steps_per_loop=runtime.steps_per_loop, summary_every=runtime.summary_every,
+        checkpoint_every=runtime.checkpoint_every, actions=all_actions + list(actions),
+        callbacks=callbacks)
+    logging.info("Training %s GAN from step %d to %d (global batch %d, %d replica(s))",
+                 step.role.value, start, total_steps, step.global_batch_size,
+                 step.strategy.num_replicas_in_sync)
+    run_start = time.time()
+    reached = controller.train(total_steps)
+    logging.info("Finished %s GAN at step %d in %.1f s (weights fingerprint %s)",
+                 step.role.value, reached, time.time() - run_start,
+                 step.weights_fingerprint())
+    return evaluate.last_metrics

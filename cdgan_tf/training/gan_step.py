@@ -113,7 +113,7 @@ class GanStep:
       eval_dataset_fn = lambda ctx: pipeline.build_dataset(  # noqa: E731
           data, self.role, False, ctx, seed=seed, large_input=chained)
     self._eval_dataset_fn = eval_dataset_fn
-    distribute.set_mixed_precision(experiment.train.mixed_precision)
+    distribute.set_mixed_precision(experiment.runtime.mixed_precision)
     keras.utils.set_random_seed(experiment.train.seed)
 
     with strategy.scope():
@@ -144,9 +144,14 @@ class GanStep:
   def _make_optimizer(self):
     train = self.experiment.train
     optimizer = keras.optimizers.Adam(learning_rate=train.learning_rate, beta_1=train.beta_1)
-    if train.mixed_precision == "mixed_float16":
+    if self.experiment.runtime.mixed_precision == "mixed_float16":
       optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     return optimizer
+
+  @property
+  def learning_rate(self) -> float:
+    """The learning rate of both optimizers (`TrainConfig.learning_rate`)."""
+    return float(self.experiment.train.learning_rate)
 
   @property
   def checkpoint_items(self) -> Dict[str, object]:

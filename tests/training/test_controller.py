@@ -125,37 +125,35 @@ def _experiment(records, model_dir, train_steps):
       model=config_lib.ModelConfig(num_res_blocks=1, filters=8, discriminator_filters=8),
       data=config_lib.DataConfig(train_pattern=records["train_records"], image_size=SIZE,
                                  scale=SCALE, batch_size=4, deterministic=True),
-      train=config_lib.TrainConfig(role="super", model_dir=str(model_dir),
-                                   train_steps=train_steps, steps_per_loop=1,
-                                   checkpoint_every=3, summary_every=3))
+      train=config_lib.TrainConfig(role="super", train_steps=train_steps),
+      runtime=config_lib.RuntimeConfig(model_dir=str(model_dir), steps_per_loop=1,
+                                       checkpoint_every=3, summary_every=3))
 
 
-def _controller(experiment, strategy=None, allow_config_change=False):
-  strategy = strategy or tf.distribute.get_strategy()
-  step = gan_step_lib.GanStep(experiment, strategy)
-  return controller_lib.Controller(step, gan_step_lib.total_steps(experiment),
-                                   allow_config_change)
+def _step(experiment):
+  return gan_step_lib.GanStep(experiment, tf.distribute.get_strategy())
 
 
 def test_resume_restores_step_weights_and_optimizer(records, tmp_path):
-  first = _controller(_experiment(records, tmp_path, 3))
-  first.run()
-  saved_weights = [w.numpy() for w in first.gan.generator.weights]
-  saved_slots = [v.numpy() for v in first.gan.generator_optimizer.variables]
-  assert int(first.gan.generator_optimizer.iterations.numpy()) == 3
+  first = _step(_experiment(records, tmp_path, 3))
+  controller_lib.run(first.experiment, step=first)
+  saved_weights = [w.numpy() for w in first.generator.weights]
+  saved_slots = [v.numpy() for v in first.generator_optimizer.variables]
+  assert int(first.generator_optimizer.iterations.numpy()) == 3
 
   # A longer run extends without --allow_config_change (training.resume.extension).
-  second = _controller(_experiment(records, tmp_path, 6))
-  assert second.restore_or_initialize() == 3
-  assert int(second.gan.generator_optimizer.iterations.numpy()) == 3
-  assert int(second.gan.discriminator_optimizer.iterations.numpy()) == 3
-  for a, b in zip(saved_weights, second.gan.generator.weights):
+  second = _step(_experiment(records, tmp_path, 6))
+  controller_lib.restore(second, str(tmp_path / "checkpoints"))
+  assert int(second.step.numpy()) == 3
+  assert int(second.generator_optimizer.iterations.numpy()) == 3
+  assert int(second.discriminator_optimizer.iterations.numpy()) == 3
+  for a, b in zip(saved_weights, second.generator.weights):
     np.testing.assert_array_equal(a, b.numpy())
-  for a, b in zip(saved_slots, second.gan.generator_optimizer.variables):
+  for a, b in zip(saved_slots, second.generator_optimizer.variables):
     np.testing.assert_array_equal(a, b.numpy())
-  second.run()
-  assert int(second.gan.step.numpy()) == 6
-  assert int(second.gan.generator_optimizer.iterations.numpy()) == 6
+  controller_lib.run(second.experiment, step=second)
+  assert int(second.step.numpy()) == 6
+  assert int(second.generator_optimizer.iterations.numpy()) == 6
   steps = _scalar_steps(_events(tmp_path / "train"), "loss/generator_total")
   assert steps == [3, 6]  # The second run continued at 3; it did not start over.
   history = json.loads((tmp_path / "config_history.json").read_text())
@@ -165,13 +163,13 @@ def test_resume_restores_step_weights_and_optimizer(records, tmp_path):
 
 
 def test_finished_run_says_so_and_returns(records, tmp_path):
-  _controller(_experiment(records, tmp_path, 2)).run()
+  controller_lib.run(_experiment(records, tmp_path, 2))
   checkpoints = sorted(os.listdir(tmp_path / "checkpoints"))
-  again = _controller(_experiment(records, tmp_path, 2))
+  again = _step(_experiment(records, tmp_path, 2))
   with mock.patch.object(controller_lib.logging, "info") as info:
-    assert again.run() == {}
+    assert controller_lib.run(again.experiment, step=again) == {}
   assert any("already finished" in call.args[0] for call in info.call_args_list)
-  assert int(again.gan.step.numpy()) == 2
+  assert int(again.step.numpy()) == 2
   assert sorted(os.listdir(tmp_path / "checkpoints")) == checkpoints  # Nothing new.
 
 

@@ -17,7 +17,7 @@ def _experiment(role="sub", warmup_steps=0, learning_rate=1e-3, **loss):
       model=config_lib.ModelConfig(num_res_blocks=1, filters=8, discriminator_filters=8),
       loss=config_lib.LossConfig(**loss),
       data=config_lib.DataConfig(image_size=SIZE, scale=SCALE, batch_size=BATCH),
-      train=config_lib.TrainConfig(role=role, model_dir="unused", seed=0,
+      train=config_lib.TrainConfig(role=role, seed=0,
                                    learning_rate=learning_rate, warmup_steps=warmup_steps))
 
 
@@ -144,7 +144,7 @@ def test_chained_training_feeds_the_sub_generators_output(tmp_path):
   experiment = _experiment("super", warmup_steps=5)
   experiment = config_lib.ExperimentConfig(
       model=experiment.model, loss=experiment.loss, data=experiment.data,
-      train=config_lib.TrainConfig(role="super", model_dir="unused", warmup_steps=5,
+      train=config_lib.TrainConfig(role="super", warmup_steps=5,
                                    sub_model=str(tmp_path / "sub")))
   _, targets = _pair("super", BATCH, seed=6)
   large = tf.clip_by_value(targets + 0.05, 0.0, 1.0)  # "adversarial" at the large size

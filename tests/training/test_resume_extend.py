@@ -14,8 +14,9 @@ from tests.training.test_resume import records  # noqa: F401  (the module's fixt
 
 def _experiment(model_dir, train_steps=None, epochs=20, learning_rate=1e-4):
   return config_lib.ExperimentConfig(
-      train=config_lib.TrainConfig(model_dir=str(model_dir), train_steps=train_steps,
-                                   epochs=epochs, learning_rate=learning_rate))
+      train=config_lib.TrainConfig(train_steps=train_steps, epochs=epochs,
+                                   learning_rate=learning_rate),
+      runtime=config_lib.RuntimeConfig(model_dir=str(model_dir)))
 
 
 @pytest.mark.parametrize("first, second", [
