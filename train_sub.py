@@ -10,7 +10,9 @@ finished run says so and exits 0. The trained generator is written to
 <model_dir>/export/generator.keras. Monitor with: tensorboard --logdir=<model_dir>
 """
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 from absl import flags  # pylint: disable=g-bad-import-order
 

@@ -46,7 +46,9 @@ loaded machine. Any flag given explicitly overrides the --tiny value.
   python benchmarks/accelerator_check.py --tiny --output_json=/tmp/check.json
 """
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 import os  # pylint: disable=g-bad-import-order
 import tempfile

@@ -20,7 +20,9 @@ discriminator's first-conv filters (8x32d16 is the shipped ImageNet GANs'). With
 the feature loss, as the shipped recipe does.
 """
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 import re  # pylint: disable=g-bad-import-order
 import time

@@ -35,7 +35,9 @@ step of each path. Nice it on a shared machine; only ratios are meant to be comp
       --output_json=results/bench/pair_generation.json]
 """
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 import os  # pylint: disable=g-bad-import-order
 import time

@@ -22,7 +22,9 @@ given; measure fewer with `taskset -c 0 python benchmarks/purifier_inference.py`
       --output_json=results/bench/purifier_inference.json]
 """
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 import os  # pylint: disable=g-bad-import-order
 

@@ -18,7 +18,9 @@ built, so the script runs offline; pass a TF-Hub handle, SavedModel or .keras fi
 measure a real one.
 """
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 import os  # pylint: disable=g-bad-import-order
 import tempfile

@@ -12,7 +12,9 @@ largest and mean absolute pixel difference from the Keras purifier (float32, [0,
       --output_json=results/bench/tflite_purifier.json]
 """
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 import os  # pylint: disable=g-bad-import-order
 import pathlib

@@ -18,7 +18,9 @@ the three take turns, so the ratios hold on a noisy machine.
       --output_json=/tmp/tflite_rebuild.json]
 """
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 import os  # pylint: disable=g-bad-import-order
 import pathlib

@@ -33,7 +33,9 @@ Defaults are the RuntimeConfig cadence (summaries every 100 steps, checkpoints e
 steps_per_loop 10), plus summaries every 10 steps for comparison.
 """
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 import dataclasses  # pylint: disable=g-bad-import-order
 import os

@@ -1,17 +1,23 @@
 """One way every entry point starts, logs and fails.
 
-Import this module FIRST in an entry script (before anything that imports TensorFlow):
-it decides, from the command line, whether TensorFlow's C++ and Python info logs reach
-the terminal. By default they do not (`--verbose`, or absl's `-v N` / `--verbosity=N`
-with N > 0, brings them back), and the script's own progress lines are short:
-`06:04:27 step 300/2000 (15%) ...`.
+Importing this module does nothing but define `--verbose` (no TensorFlow import, no
+reading of sys.argv). An entry script begins with
+
+  from cdgan_tf import cli
+  cli.start()  # Before anything imports TensorFlow.
+
+`start()` decides, from the command line, whether TensorFlow's C++ and Python info logs
+reach the terminal. By default they do not (`--verbose`, or absl's `-v N` /
+`--verbosity=N` with N > 0, brings them back), and the script's own progress lines are
+short: `06:04:27 step 300/2000 (15%) ...`.
 
 `run(main)` replaces `absl.app.run(main)`:
-  * a flag that does not parse, and every known usage or input error raised by `main`
-    (a missing file, a bad value, a folder in use, ...), prints one line
+  * a flag that does not parse, and every usage or input error raised by `main`
+    (`errors.UsageError`, a missing file, a folder in use, ...), prints one line
     `<program>: error: <what> (<which file or flag>)` to stderr and exits with code 2;
   * with `--verbose` the traceback is shown instead;
-  * anything unexpected still raises with its traceback (a bug, not a usage error).
+  * anything else, a plain ValueError included, raises with its traceback (a bug, not
+    a usage error).
 """
 
 from __future__ import annotations
@@ -21,7 +27,13 @@ import os
 import sys
 from typing import Callable, Sequence
 
+from absl import app
+from absl import flags
+from absl import logging
+
 USAGE_EXIT_CODE = 2
+flags.DEFINE_bool("verbose", False, "Show TensorFlow's logs and full tracebacks of usage "
+                  "errors.")
 
 
 def verbose_requested(argv: Sequence[str]) -> bool:
@@ -37,37 +49,49 @@ def verbose_requested(argv: Sequence[str]) -> bool:
   return False
 
 
-# pylint: disable=g-import-not-at-top,wrong-import-position
+from cdgan_tf.common import errors
 from cdgan_tf.common import native_logs
 
-VERBOSE = verbose_requested(sys.argv[1:])
-if not VERBOSE:  # Must happen before TensorFlow is imported anywhere.
+UsageError = errors.UsageError  # The one usage-error type (`cdgan_tf.common.errors`).
+_state = {"started": False, "verbose": False}
+
+
+def start(argv: Sequence[str] = None) -> None:
+  """Decides from the command line whether TensorFlow's logs reach the terminal.
+
+  Call it first in an entry script, before anything imports TensorFlow: TensorFlow
+  prints its native notices while it is imported. By default they are kept out
+  (`--verbose`, or `-v N` / `--verbosity=N` with N > 0, brings them back). `run` calls
+  it too (too late for the import-time notices when the script did not).
+
+  Args:
+    argv: The command line's arguments (default: sys.argv[1:]).
+  """
+  if _state["started"]:
+    return
+  _state["started"] = True
+  argv = sys.argv[1:] if argv is None else list(argv)
+  _state["verbose"] = verbose_requested(argv)
+  if _state["verbose"]:
+    return
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   native_logs.set_quiet(True)
   with native_logs.silenced():  # Import-time notices, and cuInit on CPU-only machines.
-    import tensorflow as _tf
+    import tensorflow as tf  # pylint: disable=import-outside-toplevel
     # Initialising the devices here keeps their notices quiet too, but a multi-worker
     # strategy must configure collective ops before that happens.
-    if "multi_worker" not in " ".join(sys.argv[1:]):
-      _tf.config.list_logical_devices()
-
-from absl import app
-from absl import flags
-from absl import logging
-
-flags.DEFINE_bool("verbose", False, "Show TensorFlow's logs and full tracebacks of usage "
-                  "errors.")
-
-
-class UsageError(ValueError):
-  """A usage or input error with a message fit for one line."""
+    if "multi_worker" not in " ".join(argv):
+      tf.config.list_logical_devices()
 
 
 def usage_errors() -> tuple:
-  """The exception types that are a user's mistake, not a bug (printed as one line)."""
+  """The exception types that are a user's mistake, not a bug (printed as one line).
+
+  A plain ValueError is not among them: a library bug keeps its traceback.
+  """
   from cdgan_tf.common import files  # pylint: disable=import-outside-toplevel
   from cdgan_tf.common import locks  # pylint: disable=import-outside-toplevel
-  return (UsageError, ValueError, FileNotFoundError, FileExistsError, NotADirectoryError,
+  return (errors.UsageError, FileNotFoundError, FileExistsError, NotADirectoryError,
           IsADirectoryError, PermissionError, locks.LockError, files.WriteError)
 
 
@@ -130,9 +154,13 @@ def _parse_flags(argv):
 
 def run(main: Callable[[Sequence[str]], object]) -> None:
   """Runs `main(argv)` like `absl.app.run`, with the one error path above."""
+  start()
+
+  def verbose() -> bool:
+    return _state["verbose"] or flags.FLAGS.verbose
 
   def wrapped(argv):
-    if VERBOSE or flags.FLAGS.verbose:
+    if verbose():
       native_logs.set_quiet(False)
     else:
       _quiet_logging()
@@ -145,7 +173,7 @@ def run(main: Callable[[Sequence[str]], object]) -> None:
       print(f"{program_name()}: {' '.join(str(e).split())}", file=sys.stderr)
       sys.exit(e.exit_code)
     except usage_errors() as e:
-      if VERBOSE or flags.FLAGS.verbose:
+      if verbose():
         raise
       fail(str(e))
 

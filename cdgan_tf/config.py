@@ -22,6 +22,7 @@ import enum
 from typing import Optional
 
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 
 
 class Role(str, enum.Enum):
@@ -76,7 +77,7 @@ class ModelConfig:
 
   def __post_init__(self):
     if self.num_res_blocks < 0 or self.filters < 1 or self.discriminator_filters < 1:
-      raise ValueError(f"invalid model sizes in {self}")
+      raise errors.UsageError(f"invalid model sizes in {self}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,9 +151,9 @@ class DataConfig:
   def __post_init__(self):
     checks.check_geometry(self.image_size, self.scale)
     if not 0.0 < self.augment_min_scale <= 1.0:
-      raise ValueError(f"augment_min_scale={self.augment_min_scale} must be in (0, 1]")
+      raise errors.UsageError(f"augment_min_scale={self.augment_min_scale} must be in (0, 1]")
     if not 0.0 <= self.clean_pair_fraction <= 1.0:
-      raise ValueError(f"clean_pair_fraction={self.clean_pair_fraction} must be in [0, 1]")
+      raise errors.UsageError(f"clean_pair_fraction={self.clean_pair_fraction} must be in [0, 1]")
     checks.check_positive("batch_size", self.batch_size)
 
   @property
@@ -195,9 +196,9 @@ class TrainConfig:
     checks.check_choice("role", str(self.role), ROLES)
     object.__setattr__(self, "role", Role(self.role))
     if self.sub_model and self.role is not Role.SUPER:
-      raise ValueError("sub_model (chained training) is for the super GAN only")
+      raise errors.UsageError("sub_model (chained training) is for the super GAN only")
     if self.train_steps is not None and self.train_steps < 0:
-      raise ValueError(f"train_steps={self.train_steps} must not be negative")
+      raise errors.UsageError(f"train_steps={self.train_steps} must not be negative")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -235,7 +236,7 @@ class RuntimeConfig:
       checks.check_positive(name, getattr(self, name))
     for name in ("eval_every", "eval_steps"):
       if getattr(self, name) < 0:
-        raise ValueError(f"{name}={getattr(self, name)} must not be negative")
+        raise errors.UsageError(f"{name}={getattr(self, name)} must not be negative")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -308,11 +309,11 @@ def field_paths(section: type, *names: str) -> tuple:
   """
   sections = {f.default_factory: f.name for f in dataclasses.fields(ExperimentConfig)}
   if section not in sections:
-    raise ValueError(f"{section.__name__} is not a section of ExperimentConfig")
+    raise errors.UsageError(f"{section.__name__} is not a section of ExperimentConfig")
   fields = {f.name for f in dataclasses.fields(section)}
   unknown = [n for n in names if n not in fields]
   if unknown:
-    raise ValueError(f"{section.__name__} has no field {', '.join(unknown)}")
+    raise errors.UsageError(f"{section.__name__} has no field {', '.join(unknown)}")
   return tuple(f"{sections[section]}.{name}" for name in names)
 
 

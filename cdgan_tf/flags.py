@@ -12,6 +12,7 @@ from absl import flags
 
 from cdgan_tf import config as config_lib
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 
 _DEFAULTS = config_lib.ExperimentConfig()
 
@@ -194,7 +195,7 @@ def train_from_flags(role: config_lib.Role, argv, flag_values=flags.FLAGS) -> di
               ("--val_records", flag_values.val_records)]
   for flag, pattern in patterns:
     if pattern and not _glob(pattern):
-      raise ValueError(f"no file matches {flag}={pattern!r}")
+      raise errors.UsageError(f"no file matches {flag}={pattern!r}")
   return controller.run(experiment_from_flags(role, flag_values),
                         allow_config_change=flag_values.allow_config_change,
                         restart=flag_values.restart,

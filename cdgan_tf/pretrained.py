@@ -24,6 +24,7 @@ import os
 import pathlib
 from typing import Dict, Sequence, Union
 
+from cdgan_tf.common import errors
 from cdgan_tf.defenses import base
 from cdgan_tf.defenses import cdgan as cdgan_lib
 from cdgan_tf.defenses import exported
@@ -114,7 +115,7 @@ def resolve(source: Source):
   """
   if isinstance(source, (list, tuple)):
     if len(source) != 2:
-      raise ValueError(f"a generator pair is (sub, super), got {len(source)} paths")
+      raise errors.UsageError(f"a generator pair is (sub, super), got {len(source)} paths")
     return "pair", (str(source[0]), str(source[1]))
   source = os.fspath(source)
   table = presets()
@@ -135,7 +136,7 @@ def resolve(source: Source):
     sub = generator_files.resolve_sub_model(source, info)
     if sub:
       return "pair", (sub, source)
-  raise ValueError(
+  raise errors.UsageError(
       f"{source!r} is neither a preset ({', '.join(table)}) nor a folder with sub/ and "
       "super/ generators, a super generator whose generator.json names its sub "
       "generator, nor an exported purifier SavedModel")
@@ -168,7 +169,7 @@ def load_purifier(source: Source, mode: str = "chain", compute_dtype: str = "flo
   kind, what = resolve(source)
   if kind == "saved_model":
     if mode != "chain" or compute_dtype != "float32" or jit_compile:
-      raise ValueError(f"{what} is an exported purifier: mode, compute_dtype and "
+      raise errors.UsageError(f"{what} is an exported purifier: mode, compute_dtype and "
                        "jit_compile apply to generators only")
     return exported.ExportedPurifier(what)
   sub, sup = ((str(what.path / "sub"), str(what.path / "super")) if kind == "preset"

@@ -29,6 +29,7 @@ import sys
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
+from cdgan_tf.common import errors
 from cdgan_tf.common import files
 from cdgan_tf.common import locks
 
@@ -36,7 +37,7 @@ STATE_FILE = "runner_state.json"
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-class RecipeError(ValueError):
+class RecipeError(errors.UsageError):
   """A recipe, stage or override that does not exist or does not parse."""
 
 
@@ -146,7 +147,7 @@ def parse_overrides(settings, overrides: Sequence[str]):
     try:
       if isinstance(current, bool):
         if text.lower() not in ("true", "false", "1", "0"):
-          raise ValueError(text)
+          raise errors.UsageError(text)
         value = text.lower() in ("true", "1")
       elif isinstance(current, int):
         value = int(text)

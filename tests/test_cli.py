@@ -4,6 +4,7 @@ import concurrent.futures
 import os
 import subprocess
 import sys
+from unittest import mock
 
 import keras
 import numpy as np
@@ -132,3 +133,45 @@ def test_verbosity_is_read_from_the_command_line():
   assert cli.verbose_requested(["--verbose"])
   assert cli.verbose_requested(["-v", "1"]) and cli.verbose_requested(["--verbosity=2"])
   assert not cli.verbose_requested(["-v", "0"]) and not cli.verbose_requested(["-v=-1"])
+
+
+def test_importing_cli_does_no_work():
+  """No TensorFlow import and no reading of sys.argv until `start()` / `run()`."""
+  code = ("import sys; sys.argv = ['prog', '--verbose']\n"
+          "from cdgan_tf import cli\n"
+          "import cdgan_tf\n"
+          "assert 'tensorflow' not in sys.modules, 'TensorFlow imported'\n"
+          "assert not cli._state['started'] and not cli._state['verbose']\n"
+          "print('ok')")
+  done = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                        text=True, timeout=120)
+  assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
+
+
+def _run_main(main, capsys):
+  """cli.run(main) in this process; returns (exit code or None, stderr lines)."""
+  with mock.patch.object(sys, "argv", ["prog"]):
+    try:
+      cli.run(main)
+    except SystemExit as e:
+      return e.code, capsys.readouterr().err.strip().splitlines()
+  return None, capsys.readouterr().err.strip().splitlines()
+
+
+def test_a_usage_error_is_one_line_and_exit_code_2(capsys):
+  def main(argv):
+    del argv
+    raise cli.UsageError("--widgets=3 must be even")
+
+  code, lines = _run_main(main, capsys)
+  assert code == 2 and lines == [f"{cli.program_name()}: error: --widgets=3 must be even"]
+
+
+def test_a_library_bug_keeps_its_traceback(capsys):
+  """A plain ValueError (here: what numpy raises for a bad reshape) is a bug."""
+  def main(argv):
+    del argv
+    np.zeros(6).reshape(4, 4)
+
+  with pytest.raises(ValueError, match="cannot reshape"):
+    _run_main(main, capsys)

@@ -67,3 +67,23 @@ def test_resume_field_lists_are_derived_from_the_config_dataclasses():
     config.field_paths(config.DataConfig, "scal")
   with pytest.raises(ValueError, match="Role is not a section"):
     config.field_paths(config.Role, "SUB")
+
+
+def test_runtime_settings_are_apart_from_the_hyperparameters():
+  """TrainConfig holds what the run learns; where and how it runs is RuntimeConfig's."""
+  train = {f.name for f in __import__("dataclasses").fields(config.TrainConfig)}
+  assert not train & set(config.RUNTIME_FIELD_NAMES)
+  assert set(config.RUNTIME_FIELD_NAMES) == {
+      "model_dir", "steps_per_loop", "checkpoint_every", "summary_every", "eval_every",
+      "eval_steps", "strategy", "tpu", "mixed_precision"}
+
+
+def test_a_config_json_from_before_runtime_config_reads_the_same():
+  """A run's config.json that kept model_dir, cadences and precision under "train"."""
+  old = {"train": {"role": "super", "model_dir": "/runs/a", "train_steps": 9,
+                   "summary_every": 3, "mixed_precision": "mixed_bfloat16", "seed": 4}}
+  cfg = config.ExperimentConfig.from_dict(old)
+  assert cfg.train == config.TrainConfig(role="super", train_steps=9, seed=4)
+  assert cfg.runtime == config.RuntimeConfig(model_dir="/runs/a", summary_every=3,
+                                             mixed_precision="mixed_bfloat16")
+  assert config.ExperimentConfig.from_dict(cfg.to_dict()) == cfg

@@ -15,7 +15,9 @@ command resumes: finished images are skipped. See cdgan_tf/transfer_set.py.
 
 import sys
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 from absl import flags  # pylint: disable=g-bad-import-order
 

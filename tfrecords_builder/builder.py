@@ -37,6 +37,7 @@ from typing import Dict, Optional, Sequence
 from absl import logging
 
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 from cdgan_tf.common import files
 from cdgan_tf.common import locks
 from cdgan_tf.data import folders
@@ -162,11 +163,11 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
   """
   checks.check_choice("crop", crop, image_files.CROPS)
   if not 0.0 <= val_fraction < 1.0:
-    raise ValueError(f"val_fraction={val_fraction} is not in [0, 1)")
+    raise errors.UsageError(f"val_fraction={val_fraction} is not in [0, 1)")
   if num_shards is not None and num_shards < 1:
-    raise ValueError(f"num_shards={num_shards} must be at least 1")
+    raise errors.UsageError(f"num_shards={num_shards} must be at least 1")
   if workers < 1:
-    raise ValueError(f"workers={workers} must be at least 1")
+    raise errors.UsageError(f"workers={workers} must be at least 1")
   size_check = size_check or pairs_lib.SizeCheck()
   output_dir = pathlib.Path(output_dir)
   if output_dir.exists() and not output_dir.is_dir():
@@ -178,7 +179,7 @@ def build(adversarial_dir, clean_dir, output_dir, labels_path=None, crop: str = 
   pairs = [p for p in pairs if p.key not in held_out]
   if not pairs:
     kinds = sorted({s.kind for s in skipped})
-    raise ValueError(f"no pair found between {adversarial_dir} and {clean_dir} "
+    raise errors.UsageError(f"no pair found between {adversarial_dir} and {clean_dir} "
                      f"({len(skipped)} files skipped: {', '.join(kinds) or 'folders empty'})")
   with locks.FolderLock(str(output_dir), "the records builder"):
     _check_output_dir(output_dir, overwrite)  # Again: another build may have written.

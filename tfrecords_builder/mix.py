@@ -14,7 +14,9 @@ attack, wall time, versions/s) and, once every version exists, <output_dir>/reco
 
 import sys
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 from absl import flags  # pylint: disable=g-bad-import-order
 from absl import logging  # pylint: disable=g-bad-import-order

@@ -24,6 +24,7 @@ from typing import Optional
 from absl import logging
 
 from cdgan_tf.attacks import mix_set
+from cdgan_tf.common import errors
 from cdgan_tf.common import files
 from cdgan_tf.common import locks
 from tfrecords_builder import builder
@@ -50,12 +51,12 @@ def pack(mix_dir, output_dir=None, val_fraction: float = 0.05, seed: int = 0,
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from cdgan_tf.data import features  # pylint: disable=g-import-not-at-top
   if not 0.0 <= val_fraction < 1.0:
-    raise ValueError(f"val_fraction={val_fraction} is not in [0, 1)")
+    raise errors.UsageError(f"val_fraction={val_fraction} is not in [0, 1)")
   mix_dir = pathlib.Path(mix_dir)
   output_dir = pathlib.Path(output_dir or mix_dir / RECORDS_DIR)
   records = mix_set.present_records(mix_dir)
   if not records:
-    raise ValueError(f"{mix_dir}: no finished version to pack")
+    raise errors.UsageError(f"{mix_dir}: no finished version to pack")
   by_split = {s: [r for r in records
                   if builder.split_of(r["image_key"], val_fraction, seed) == s]
               for s in builder.SPLITS}

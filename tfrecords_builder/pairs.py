@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 from cdgan_tf.data import folders
 from cdgan_tf.data import image_files
 
@@ -47,7 +48,7 @@ class SizeCheck:
   def __post_init__(self):
     checks.check_choice("size_check", self.action, SIZE_ACTIONS)
     if self.max_size_ratio < 1.0 or self.min_size < 1:
-      raise ValueError(f"max_size_ratio={self.max_size_ratio} must be >= 1 and "
+      raise errors.UsageError(f"max_size_ratio={self.max_size_ratio} must be >= 1 and "
                        f"min_size={self.min_size} >= 1")
 
   def problem(self, adversarial: Tuple[int, int], clean: Tuple[int, int],

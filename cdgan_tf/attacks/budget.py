@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import math
 
+from cdgan_tf.common import errors
+
 
 def parse_eps(value) -> float:
   """Parses an attack budget or step: 0.03, "0.03", "8/255" -> float.
@@ -24,10 +26,10 @@ def parse_eps(value) -> float:
       else:
         result = float(text)
     except (ValueError, ZeroDivisionError):
-      raise ValueError(
+      raise errors.UsageError(
           f"eps={value!r} is not a number or a fraction such as '8/255'") from None
   if not math.isfinite(result) or result < 0:
-    raise ValueError(f"eps={value!r} must be a finite number >= 0")
+    raise errors.UsageError(f"eps={value!r} must be a finite number >= 0")
   return result
 
 

@@ -21,6 +21,8 @@ from typing import Callable, Dict
 
 import tensorflow as tf
 
+from cdgan_tf.common import errors
+
 FeatureFn = Callable[[tf.Tensor], tf.Tensor]
 
 _COMPILED: Dict[int, tuple] = {}
@@ -82,15 +84,15 @@ def feature_distortion(feature_fn: FeatureFn, images, eps: float, steps: int = 1
   """
   eps = float(eps)
   if not (math.isfinite(eps) and 0.0 <= eps <= 1.0):
-    raise ValueError(f"eps={eps} must be in [0, 1] (L-inf on the [0, 1] pixel scale)")
+    raise errors.UsageError(f"eps={eps} must be in [0, 1] (L-inf on the [0, 1] pixel scale)")
   if int(steps) < 1:
-    raise ValueError(f"steps={steps} must be >= 1")
+    raise errors.UsageError(f"steps={steps} must be >= 1")
   step_size = 2.5 * eps / int(steps) if step_size is None else float(step_size)
   if not (math.isfinite(step_size) and step_size >= 0.0):
-    raise ValueError(f"step_size={step_size} must be a finite number >= 0")
+    raise errors.UsageError(f"step_size={step_size} must be a finite number >= 0")
   images = tf.cast(tf.convert_to_tensor(images), tf.float32)
   if images.shape.rank != 4:
-    raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
+    raise errors.UsageError(f"images must be [N, H, W, C], got shape {images.shape}")
   seed_t = tf.constant([int(seed) % (2**63 - 1), 104729], tf.int64)
   try:
     return _loop(feature_fn)(images, tf.constant(eps, tf.float32),
@@ -98,6 +100,6 @@ def feature_distortion(feature_fn: FeatureFn, images, eps: float, steps: int = 1
                              tf.constant(int(steps), tf.int32), seed_t)
   except (ValueError, TypeError) as e:
     if "None" in str(e):
-      raise ValueError("feature_fn is not differentiable with respect to its input "
+      raise errors.UsageError("feature_fn is not differentiable with respect to its input "
                        f"(gradient is None): {e}") from e
     raise

@@ -35,6 +35,7 @@ import tensorflow as tf
 
 from cdgan_tf.attacks import budget
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 
 LogitsFn = Callable[[tf.Tensor], tf.Tensor]
 LogitsFns = Union[LogitsFn, Sequence[LogitsFn]]
@@ -62,7 +63,7 @@ def ensemble(logits_fns: Sequence[LogitsFn]) -> LogitsFn:
   """
   fns = tuple(logits_fns)
   if not fns:
-    raise ValueError("ensemble needs at least one logits_fn, got an empty list")
+    raise errors.UsageError("ensemble needs at least one logits_fn, got an empty list")
   if len(fns) == 1:
     return fns[0]
 
@@ -121,21 +122,21 @@ def _compiled(logits_fn: LogitsFns, kind: str, static: tuple, build) -> Callable
 def _check_inputs(images, labels):
   images = tf.convert_to_tensor(images)
   if not images.dtype.is_floating:
-    raise ValueError(f"images must be float32 in [0, 1], got dtype {images.dtype.name}")
+    raise errors.UsageError(f"images must be float32 in [0, 1], got dtype {images.dtype.name}")
   images = tf.cast(images, tf.float32)
   if images.shape.rank != 4:
-    raise ValueError(f"images must be [N, H, W, C], got shape {images.shape}")
+    raise errors.UsageError(f"images must be [N, H, W, C], got shape {images.shape}")
   labels = tf.cast(tf.convert_to_tensor(labels), tf.int64)
   if labels.shape.rank != 1:
-    raise ValueError(f"labels must be [N] class indices, got shape {labels.shape}")
+    raise errors.UsageError(f"labels must be [N] class indices, got shape {labels.shape}")
   if tf.executing_eagerly():
     if int(tf.shape(labels)[0]) != int(tf.shape(images)[0]):
-      raise ValueError(f"{int(tf.shape(labels)[0])} labels for "
+      raise errors.UsageError(f"{int(tf.shape(labels)[0])} labels for "
                        f"{int(tf.shape(images)[0])} images")
     if int(tf.size(images)):
       low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
       if low < 0.0 or high > 1.0:
-        raise ValueError(f"images must be in [0, 1], got values in [{low:.4g}, {high:.4g}]")
+        raise errors.UsageError(f"images must be in [0, 1], got values in [{low:.4g}, {high:.4g}]")
   return images, labels
 
 
@@ -144,9 +145,9 @@ def _check_eps(eps, norm: str = "linf") -> float:
     eps = budget.parse_eps(eps)
   eps = float(eps)
   if not math.isfinite(eps) or eps < 0:
-    raise ValueError(f"eps={eps} must be a finite number >= 0")
+    raise errors.UsageError(f"eps={eps} must be a finite number >= 0")
   if norm == "linf" and eps > 1.0:
-    raise ValueError(f"L-inf eps={eps} exceeds the [0, 1] pixel range; "
+    raise errors.UsageError(f"L-inf eps={eps} exceeds the [0, 1] pixel range; "
                      f"did you mean {eps:g}/255?")
   return eps
 
@@ -155,10 +156,10 @@ def _check_steps(steps, step_size, total: float):
   """Validates steps and step_size; the default step_size is total / steps."""
   steps = int(steps)
   if steps < 1:
-    raise ValueError(f"steps={steps} must be >= 1")
+    raise errors.UsageError(f"steps={steps} must be >= 1")
   step_size = total / steps if step_size is None else float(step_size)
   if not math.isfinite(step_size) or step_size < 0:
-    raise ValueError(f"step_size={step_size} must be a finite number >= 0")
+    raise errors.UsageError(f"step_size={step_size} must be a finite number >= 0")
   return steps, step_size
 
 
@@ -176,7 +177,7 @@ def _gradient(logits_fn, images, labels, targeted: bool, transform=None):
     loss = _loss(logits_fn, inputs, labels, targeted)
   grad = tape.gradient(loss, images)
   if grad is None:
-    raise ValueError("logits_fn is not differentiable with respect to its input "
+    raise errors.UsageError("logits_fn is not differentiable with respect to its input "
                      "(gradient is None); wrap a non-differentiable purifier in bpda()")
   # A classifier traced earlier with a relaxed batch size returns a [None, ...] gradient,
   # which would break the loop's shape invariant when this trace has a static batch.
@@ -359,7 +360,7 @@ def mifgsm(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size
   eps = _check_eps(eps)
   steps, step_size = _check_steps(steps, step_size, eps)
   if not 0.0 <= float(diversity_prob) <= 1.0:
-    raise ValueError(f"diversity_prob={diversity_prob} must be in [0, 1]")
+    raise errors.UsageError(f"diversity_prob={diversity_prob} must be in [0, 1]")
   images, labels = _check_inputs(images, labels)
   use_diversity = float(diversity_prob) > 0.0
 

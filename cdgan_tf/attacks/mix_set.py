@@ -43,6 +43,7 @@ from cdgan_tf.attacks import settings as settings_lib
 from cdgan_tf.attacks import stats
 from cdgan_tf.attacks import transfer_files as tfiles
 from cdgan_tf.attacks import transfer_set
+from cdgan_tf.common import errors
 from cdgan_tf.common import locks
 from cdgan_tf.data import folders
 from cdgan_tf.data import image_files
@@ -256,7 +257,7 @@ def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
     LockError: another run writes output_dir.
   """
   if batch_size < 1 or max_images < 0:
-    raise ValueError(f"batch_size={batch_size} must be >= 1 and max_images={max_images} >= 0")
+    raise errors.UsageError(f"batch_size={batch_size} must be >= 1 and max_images={max_images} >= 0")
   weights_dir = weights_dir or mixes.default_weights_dir()
   output_dir = pathlib.Path(output_dir)
   settings = {"mix": mix.record(), "seed": int(seed), "batch_size": int(batch_size),
@@ -274,7 +275,7 @@ def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
     keep = set(folders.select_subset([i[0] for i in images], max_images))
     images = [i for i in images if i[0] in keep]
   if not images:
-    raise ValueError(f"mix {mix.name!r}: no clean image found in its sources")
+    raise errors.UsageError(f"mix {mix.name!r}: no clean image found in its sources")
   batches = plan(mix, images, seed, batch_size)
   total = sum(len(b) for b in batches)
   is_done = lambda key: key in records and tfiles.output_path(  # noqa: E731

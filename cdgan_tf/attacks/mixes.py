@@ -39,6 +39,8 @@ import json
 import os
 from typing import Dict, Optional, Tuple
 
+from cdgan_tf.common import errors
+
 KINDS = ("clean", "uniform", "gaussian", "fgsm", "pgd", "mifgsm", "feature")
 LABEL_FREE = ("clean", "uniform", "gaussian", "feature")
 GRADIENT = ("fgsm", "pgd", "mifgsm")
@@ -75,24 +77,24 @@ class MixAttack:
 
   def __post_init__(self):
     if self.kind not in KINDS:
-      raise ValueError(f"mix attack {self.name!r}: kind={self.kind!r} is not one of "
+      raise errors.UsageError(f"mix attack {self.name!r}: kind={self.kind!r} is not one of "
                        f"{', '.join(KINDS)}")
     if not self.share > 0:
-      raise ValueError(f"mix attack {self.name!r}: share={self.share} must be > 0")
+      raise errors.UsageError(f"mix attack {self.name!r}: share={self.share} must be > 0")
     low, high = self.eps_255
     if not 0 <= low <= high <= 255:
-      raise ValueError(f"mix attack {self.name!r}: eps_255={self.eps_255} must be "
+      raise errors.UsageError(f"mix attack {self.name!r}: eps_255={self.eps_255} must be "
                        "0 <= low <= high <= 255")
     if (self.kind == "clean") != (high == 0):
-      raise ValueError(f"mix attack {self.name!r}: only kind 'clean' has budget 0")
+      raise errors.UsageError(f"mix attack {self.name!r}: only kind 'clean' has budget 0")
     if (self.kind in GRADIENT) != bool(self.surrogates):
-      raise ValueError(f"mix attack {self.name!r}: gradient kinds and only they take "
+      raise errors.UsageError(f"mix attack {self.name!r}: gradient kinds and only they take "
                        "surrogates")
     if (self.kind == "feature") != bool(self.feature_network):
-      raise ValueError(f"mix attack {self.name!r}: kind 'feature' and only it takes a "
+      raise errors.UsageError(f"mix attack {self.name!r}: kind 'feature' and only it takes a "
                        "feature_network")
     if self.steps < 1:
-      raise ValueError(f"mix attack {self.name!r}: steps={self.steps} must be >= 1")
+      raise errors.UsageError(f"mix attack {self.name!r}: steps={self.steps} must be >= 1")
 
   @property
   def label_free(self) -> bool:
@@ -130,13 +132,13 @@ class AttackMix:
   def __post_init__(self):
     names = [a.name for a in self.attacks]
     if not names or len(set(names)) != len(names):
-      raise ValueError(f"mix {self.name!r}: attack names must be unique and non-empty, "
+      raise errors.UsageError(f"mix {self.name!r}: attack names must be unique and non-empty, "
                        f"got {names}")
     sources = [s.name for s in self.sources]
     if not sources or len(set(sources)) != len(sources):
-      raise ValueError(f"mix {self.name!r}: source names must be unique, got {sources}")
+      raise errors.UsageError(f"mix {self.name!r}: source names must be unique, got {sources}")
     if self.versions_per_image < 1:
-      raise ValueError(f"mix {self.name!r}: versions_per_image must be >= 1")
+      raise errors.UsageError(f"mix {self.name!r}: versions_per_image must be >= 1")
 
   def shares(self) -> Dict[str, float]:
     """{attack name: normalised share}, summing to 1."""
@@ -255,5 +257,5 @@ def get_mix(name: str) -> AttackMix:
     ValueError: unknown name, listing the known ones.
   """
   if name not in MIXES:
-    raise ValueError(f"unknown attack mix {name!r}; known mixes: {', '.join(sorted(MIXES))}")
+    raise errors.UsageError(f"unknown attack mix {name!r}; known mixes: {', '.join(sorted(MIXES))}")
   return MIXES[name]

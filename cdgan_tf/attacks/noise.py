@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from cdgan_tf.common import errors
+
 NOISES = ("uniform", "gaussian")
 GAUSSIAN_SIGMA_PER_EPS = 0.5
 
@@ -40,10 +42,10 @@ def noise(images, eps: float, kind: str = "uniform", seed: int = 0) -> tf.Tensor
     ValueError: unknown kind, or eps outside [0, 1].
   """
   if kind not in NOISES:
-    raise ValueError(f"noise kind={kind!r} is not one of {', '.join(NOISES)}")
+    raise errors.UsageError(f"noise kind={kind!r} is not one of {', '.join(NOISES)}")
   eps = float(eps)
   if not 0.0 <= eps <= 1.0:
-    raise ValueError(f"eps={eps} must be in [0, 1] (L-inf on the [0, 1] pixel scale)")
+    raise errors.UsageError(f"eps={eps} must be in [0, 1] (L-inf on the [0, 1] pixel scale)")
   images = tf.cast(tf.convert_to_tensor(images), tf.float32)
   shape = tf.shape(images)
   if kind == "uniform":

@@ -17,6 +17,7 @@ from cdgan_tf.attacks import gradient
 from cdgan_tf.attacks.budget import format_eps  # noqa: F401  (public here too)
 from cdgan_tf.attacks.budget import parse_eps
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 
 ATTACKS = ("fgsm", "pgd", "pgd_l2", "mifgsm")
 # Parameters each attack takes besides eps.
@@ -75,17 +76,17 @@ class AttackSettings:
     takes = PARAMS[name]
     eps_value = parse_eps(eps)
     if name != "pgd_l2" and eps_value > 1.0:
-      raise ValueError(f"eps={eps!r} exceeds the [0, 1] pixel range; did you mean "
+      raise errors.UsageError(f"eps={eps!r} exceeds the [0, 1] pixel range; did you mean "
                        f"{eps}/255?")
     for option, value, default in (("step_size", step_size, None),
                                    ("decay", decay, DEFAULT_DECAY),
                                    ("diversity_prob", diversity_prob, DEFAULT_DIVERSITY_PROB)):
       if value != default and option not in takes:
-        raise ValueError(f"{option}={value} does not apply to attack {name!r}")
+        raise errors.UsageError(f"{option}={value} does not apply to attack {name!r}")
     if not 0.0 <= float(diversity_prob) <= 1.0:
-      raise ValueError(f"diversity_prob={diversity_prob} must be in [0, 1]")
+      raise errors.UsageError(f"diversity_prob={diversity_prob} must be in [0, 1]")
     if int(steps) < 1:
-      raise ValueError(f"steps={steps} must be >= 1")
+      raise errors.UsageError(f"steps={steps} must be >= 1")
     return cls(name=name, eps=eps_value, eps_text=str(eps),
                steps=int(steps) if "steps" in takes else 1,
                step_size=None if step_size is None else parse_eps(step_size),

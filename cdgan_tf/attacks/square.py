@@ -35,6 +35,8 @@ from typing import Callable, Optional
 from absl import logging
 import numpy as np
 
+from cdgan_tf.common import errors
+
 ScoresFn = Callable[[np.ndarray], np.ndarray]
 NORMS = ("linf", "l2")
 DEFAULT_P_INIT = {"linf": 0.05, "l2": 0.1}  # The paper's ImageNet settings.
@@ -172,17 +174,17 @@ def square_attack(scores_fn: ScoresFn, images, labels, eps: float, norm: str = "
     ValueError: bad images, labels, norm, eps or budget.
   """
   if norm not in NORMS:
-    raise ValueError(f"norm={norm!r}: use one of {', '.join(NORMS)}")
+    raise errors.UsageError(f"norm={norm!r}: use one of {', '.join(NORMS)}")
   x = np.asarray(images, np.float32)
   y = np.asarray(labels).astype(np.int64).reshape(-1)
   if x.ndim != 4 or len(x) != len(y):
-    raise ValueError(f"images [N, H, W, C] and labels [N] needed, got {x.shape}, {y.shape}")
+    raise errors.UsageError(f"images [N, H, W, C] and labels [N] needed, got {x.shape}, {y.shape}")
   if x.size and (x.min() < 0.0 or x.max() > 1.0):
-    raise ValueError("images must be in [0, 1]")
+    raise errors.UsageError("images must be in [0, 1]")
   if not eps >= 0 or (norm == "linf" and eps > 1.0):
-    raise ValueError(f"eps={eps} out of range for norm {norm}")
+    raise errors.UsageError(f"eps={eps} out of range for norm {norm}")
   if int(queries) < 1:
-    raise ValueError(f"queries={queries} must be >= 1")
+    raise errors.UsageError(f"queries={queries} must be >= 1")
   queries = int(queries)
   p_init = DEFAULT_P_INIT[norm] if p_init is None else float(p_init)
   rng = np.random.default_rng(seed)

@@ -20,6 +20,7 @@ from absl import logging
 import numpy as np
 from PIL import Image
 
+from cdgan_tf.common import errors
 from cdgan_tf.common import files
 
 MANIFEST = "attack_manifest.json"
@@ -70,7 +71,7 @@ def check_output_dir(output_dir: pathlib.Path, clean_dir, settings: dict):
   clean = pathlib.Path(clean_dir).resolve()
   out = output_dir.resolve()
   if out == clean or clean in out.parents:
-    raise ValueError(f"output_dir {output_dir} must not be inside clean_dir {clean_dir}")
+    raise errors.UsageError(f"output_dir {output_dir} must not be inside clean_dir {clean_dir}")
   if output_dir.exists() and not output_dir.is_dir():
     raise NotADirectoryError(f"output_dir {output_dir} exists and is not a directory")
   if not (output_dir / SIDECAR).exists():
@@ -85,7 +86,7 @@ def check_output_dir(output_dir: pathlib.Path, clean_dir, settings: dict):
   differences = [f"{k}: {header[k]!r} there, {v!r} now" for k, v in settings.items()
                  if k in header and header[k] != v]
   if differences:
-    raise ValueError(f"output_dir {output_dir} holds a transfer set made with other "
+    raise errors.UsageError(f"output_dir {output_dir} holds a transfer set made with other "
                      f"settings ({'; '.join(differences)}); a changed max_images or "
                      "batch_size would change which images share a batch and so their "
                      "bytes: use another output_dir")

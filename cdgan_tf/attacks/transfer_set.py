@@ -42,6 +42,7 @@ import tensorflow as tf
 
 from cdgan_tf import classifiers
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 from cdgan_tf.common import interrupts
 from cdgan_tf.common import locks
 from cdgan_tf.attacks import settings as settings_lib
@@ -90,18 +91,18 @@ def load_surrogates(surrogates: Sequence[Surrogate]) -> List[classifiers.Classif
   if isinstance(surrogates, (str, classifiers.Classifier)):
     surrogates = [surrogates]
   if not surrogates:
-    raise ValueError("no surrogate classifier given")
+    raise errors.UsageError("no surrogate classifier given")
   loaded = [s if isinstance(s, classifiers.Classifier) else classifiers.load_classifier(s)
             for s in surrogates]
   for c in loaded:
     if not c.differentiable:
-      raise ValueError(
+      raise errors.UsageError(
           f"surrogate {c.name} ({c.source or 'no source'}) is forward-only: a gradient "
           "attack needs a differentiable surrogate (Keras, SavedModel, TF-Hub, or a "
           "TFLite model whose ops the float rebuild supports); forward-only models can "
           "only be the target of the transfer set")
   if len({c.num_classes for c in loaded}) > 1:
-    raise ValueError("surrogates disagree on the class count: " + ", ".join(
+    raise errors.UsageError("surrogates disagree on the class count: " + ", ".join(
         f"{c.name}: {c.num_classes}" for c in loaded))
   return loaded
 
@@ -167,7 +168,7 @@ def _list_items(clean_dir, labels_path, max_images: int, crop: str, surrogate):
   for key in folders.select_subset(list(by_key), max_images):
     path, label = by_key[key]
     if label >= surrogate.num_classes:
-      raise ValueError(f"{path}: label {label} is out of range for the surrogate "
+      raise errors.UsageError(f"{path}: label {label} is out of range for the surrogate "
                        f"{surrogate.name} ({surrogate.num_classes} classes)")
     try:
       items.append((key, path, label, _planned_size(path, crop)))
@@ -300,7 +301,7 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
   checks.check_choice("crop", crop, image_files.CROPS)
   checks.check_choice("attack_path", attack_path, ATTACK_PATHS)
   if batch_size < 1 or max_images < 0:
-    raise ValueError(f"batch_size={batch_size} must be >= 1 and max_images={max_images} >= 0")
+    raise errors.UsageError(f"batch_size={batch_size} must be >= 1 and max_images={max_images} >= 0")
   if not isinstance(attack, settings_lib.AttackSettings):
     attack = settings_lib.AttackSettings.parse(attack, eps, steps, step_size, decay,
                                                diversity_prob)

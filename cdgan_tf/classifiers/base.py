@@ -22,6 +22,7 @@ import tensorflow as tf
 
 from cdgan_tf import image_ops
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 
 VALUE_RANGES = ("0_1", "-1_1", "0_255", "uint8")
 # Central crop for whole, uncropped ImageNet photos (e.g. the 227x227 val sample): the
@@ -33,7 +34,7 @@ OUTPUT_KINDS = ("logits", "probabilities")
 _LOG_EPSILON = 1e-12
 
 
-class ClassifierError(ValueError):
+class ClassifierError(errors.UsageError):
   """A classifier spec, file or input that cannot be used; the message names it."""
 
 

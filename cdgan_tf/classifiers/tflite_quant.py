@@ -15,11 +15,13 @@ from typing import Callable, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from cdgan_tf.common import errors
+
 # Integer storage types whose tensors are clamped to their representable real range.
 _SATURATING_TYPES = (np.int8, np.uint8, np.int16, np.uint16)
 
 
-class TFLiteRebuildError(ValueError):
+class TFLiteRebuildError(errors.UsageError):
   """A TFLite model (or a request on it) the float rebuild cannot handle.
 
   The message names the model file and, for graph problems, the operator.

@@ -13,6 +13,7 @@ from typing import Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
+from cdgan_tf.common import errors
 from cdgan_tf.common import native_logs
 
 
@@ -71,16 +72,16 @@ class TFLiteRunner:
                                            num_threads=num_threads)
         self.interpreter.allocate_tensors()
     except Exception as e:  # pylint: disable=broad-except
-      raise ValueError(f"could not load TFLite file {path}: {type(e).__name__}: {e}") from e
+      raise errors.UsageError(f"could not load TFLite file {path}: {type(e).__name__}: {e}") from e
     inputs = self.interpreter.get_input_details()
     outputs = self.interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
-      raise ValueError(f"TFLite file {path}: need one input and one output, has "
+      raise errors.UsageError(f"TFLite file {path}: need one input and one output, has "
                        f"{len(inputs)} and {len(outputs)}")
     self.input, self.output = inputs[0], outputs[0]
     shape = self.input["shape"]
     if len(shape) != 4 or shape[-1] != 3 or len(self.output["shape"]) != 2:
-      raise ValueError(f"TFLite file {path}: shapes {shape.tolist()} -> "
+      raise errors.UsageError(f"TFLite file {path}: shapes {shape.tolist()} -> "
                        f"{self.output['shape'].tolist()} are not [N, H, W, 3] -> [N, K]")
     self.batch = int(shape[0])
     signature = self.input.get("shape_signature", shape)

@@ -26,6 +26,8 @@ import os
 import pathlib
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+from cdgan_tf.common import errors
+
 PathLike = Union[str, os.PathLike]
 
 IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png", ".bmp", ".webp", ".gif", ".tif", ".tiff")
@@ -92,16 +94,16 @@ def read_label_file(path: PathLike) -> Dict[str, int]:
       if not fields:
         continue
       if len(fields) != 2:
-        raise ValueError(f"{path}:{number}: expected '<file name> <label>', got {line.strip()!r}")
+        raise errors.UsageError(f"{path}:{number}: expected '<file name> <label>', got {line.strip()!r}")
       try:
         label = int(fields[1])
       except ValueError:
-        raise ValueError(f"{path}:{number}: label {fields[1]!r} is not an integer") from None
+        raise errors.UsageError(f"{path}:{number}: label {fields[1]!r} is not an integer") from None
       if label < 0:
-        raise ValueError(f"{path}:{number}: label {label} is negative")
+        raise errors.UsageError(f"{path}:{number}: label {label} is negative")
       stem = os.path.splitext(os.path.basename(fields[0]))[0]
       if labels.get(stem, label) != label:
-        raise ValueError(f"{path}:{number}: {stem} already has label {labels[stem]}, now {label}")
+        raise errors.UsageError(f"{path}:{number}: {stem} already has label {labels[stem]}, now {label}")
       labels[stem] = label
   return labels
 
@@ -124,7 +126,7 @@ def class_names(root: PathLike) -> List[str]:
   names = sorted(e.name for e in os.scandir(root)
                  if e.is_dir() and not e.name.startswith(".") and is_utf8(e.name))
   if not names:
-    raise ValueError(f"{root} has no class folders (<dir>/<class>/<file>); give a label "
+    raise errors.UsageError(f"{root} has no class folders (<dir>/<class>/<file>); give a label "
                      "file for a flat folder of images")
   return names
 

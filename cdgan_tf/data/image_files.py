@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image
 
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 
 PathLike = Union[str, os.PathLike]
 CROPS = ("none", "damagenet")
@@ -190,7 +191,7 @@ def prepare_clean(image: np.ndarray, crop: str = "none") -> np.ndarray:
   checks.check_choice("crop", crop, CROPS)
   image = np.asarray(image)
   if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-    raise ValueError(f"expected uint8 [H, W, 3], got {image.dtype} {image.shape}")
+    raise errors.UsageError(f"expected uint8 [H, W, 3], got {image.dtype} {image.shape}")
   if crop == "none":
     return image
   size = DAMAGENET_SIZE

@@ -36,6 +36,7 @@ import tensorflow as tf
 from cdgan_tf import config
 from cdgan_tf import image_ops
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 from cdgan_tf.data import features
 from cdgan_tf.data import shards
 
@@ -48,7 +49,7 @@ _MAX_CYCLE = 16
 def _glob(pattern: str) -> List[str]:
   files = sorted(tf.io.gfile.glob(pattern))
   if not files:
-    raise ValueError(f"no TFRecord file matches pattern {pattern!r}")
+    raise errors.UsageError(f"no TFRecord file matches pattern {pattern!r}")
   return files
 
 
@@ -164,12 +165,12 @@ def build_dataset(data_config: config.DataConfig, role: config.Role, training: b
   """
   role = config.Role(checks.check_choice("role", str(role), config.ROLES))
   if large_input and role is not config.Role.SUPER:
-    raise ValueError("large_input (chained training) is for the super role only")
+    raise errors.UsageError("large_input (chained training) is for the super role only")
   if pattern is None:
     field = "train_pattern" if training else "val_pattern"
     pattern = getattr(data_config, field)
     if not pattern:
-      raise ValueError(f"DataConfig.{field} is empty: no TFRecord pattern to read")
+      raise errors.UsageError(f"DataConfig.{field} is empty: no TFRecord pattern to read")
   all_files = _glob(pattern)
   files = shards.check_files(all_files, data_config.skip_damaged_shards)
 
@@ -199,7 +200,7 @@ def build_dataset(data_config: config.DataConfig, role: config.Role, training: b
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
   if len(files) < num_pipelines:
-    raise ValueError(f"pattern {pattern!r} matches {len(files)} files, fewer than the "
+    raise errors.UsageError(f"pattern {pattern!r} matches {len(files)} files, fewer than the "
                      f"{num_pipelines} input pipelines that each need at least one")
   if len(files) == len(all_files):
     ds = tf.data.Dataset.list_files(pattern, shuffle=True, seed=seed)

@@ -21,12 +21,14 @@ from typing import Dict, List, Optional, Tuple
 from absl import logging
 import tensorflow as tf
 
+from cdgan_tf.common import errors
+
 MANIFEST = "manifest.json"
 _CHUNK = 1 << 20
 _verdicts: Dict[Tuple[str, int, int], Optional[str]] = {}  # (path, size, mtime) -> reason
 
 
-class DamagedShardError(ValueError):
+class DamagedShardError(errors.UsageError):
   """A shard differs from its manifest entry; the message names it and what to do."""
 
 

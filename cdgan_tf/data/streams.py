@@ -23,6 +23,7 @@ import tensorflow as tf
 
 from cdgan_tf.common import checks
 from cdgan_tf import image_ops
+from cdgan_tf.common import errors
 from cdgan_tf.data import features
 from cdgan_tf.data import folders
 from cdgan_tf.data import image_files
@@ -91,7 +92,7 @@ class FolderStream:
       self.items = [item for item in self.items if item[0] in keep]
     self.items.sort(key=lambda item: item[0])
     if not self.items:
-      raise ValueError(f"no images to evaluate: {what} ({len(skipped)} inputs skipped"
+      raise errors.UsageError(f"no images to evaluate: {what} ({len(skipped)} inputs skipped"
                        + (f", first: {skipped[0].path}: {skipped[0].reason}" if skipped
                           else "") + ")")
     self.source = Source(description=what, count=len(self.items), skipped=skipped)
@@ -149,7 +150,7 @@ class RecordStream:
                skip_damaged_shards: bool = False):
     self.files = sorted(glob.glob(pattern))
     if not self.files:
-      raise ValueError(f"no TFRecord files match {pattern!r}")
+      raise errors.UsageError(f"no TFRecord files match {pattern!r}")
     self.files = shards.check_files(self.files, skip_damaged_shards)
     dataset = tf.data.TFRecordDataset(self.files).map(features.parse_example)
     if max_images:
@@ -157,7 +158,7 @@ class RecordStream:
     if image_size is None:
       first = next(iter(dataset.take(1)), None)
       if first is None:
-        raise ValueError(f"the records matching {pattern!r} are empty")
+        raise errors.UsageError(f"the records matching {pattern!r} are empty")
       image_size = tuple(first["clean"].shape[:2])
     self.size = tuple(image_size)
 

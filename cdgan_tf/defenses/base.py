@@ -23,6 +23,7 @@ from typing import Callable, List, Tuple
 import tensorflow as tf
 
 from cdgan_tf import image_ops
+from cdgan_tf.common import errors
 
 Stage = Tuple[str, tf.Tensor]
 
@@ -31,10 +32,10 @@ def check_images(images, who: str) -> tf.Tensor:
   """float [N, H, W, C] -> float32 tensor; refuses other dtypes and ranks by name."""
   images = tf.convert_to_tensor(images)
   if not images.dtype.is_floating:
-    raise ValueError(f"{who}: images must be float32 in [0, 1], got dtype "
+    raise errors.UsageError(f"{who}: images must be float32 in [0, 1], got dtype "
                      f"{images.dtype.name}")
   if images.shape.rank != 4:
-    raise ValueError(f"{who}: images must be [N, H, W, C], got shape {images.shape}")
+    raise errors.UsageError(f"{who}: images must be [N, H, W, C], got shape {images.shape}")
   return tf.cast(images, tf.float32)
 
 
@@ -60,7 +61,7 @@ def in_batches(fn, images: tf.Tensor, batch_size: int) -> tf.Tensor:
     fn's output for all N images, in order.
   """
   if batch_size < 1:
-    raise ValueError(f"batch_size={batch_size} must be >= 1")
+    raise errors.UsageError(f"batch_size={batch_size} must be >= 1")
   count = images.shape[0]
   if count is not None and count <= batch_size:
     return fn(images)

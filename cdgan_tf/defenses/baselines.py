@@ -25,6 +25,7 @@ import tensorflow as tf
 
 from cdgan_tf import image_ops
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 from cdgan_tf.defenses.base import FunctionPurifier
 
 VALID_FORMS = ("identity", "resize", "jpeg<q> (q in 0..100, e.g. jpeg75)",
@@ -76,7 +77,7 @@ def jpeg(quality: int = 75) -> FunctionPurifier:
   """JPEG compression at `quality` (0..100), image by image."""
   quality = int(quality)
   if not 0 <= quality <= 100:
-    raise ValueError(f"jpeg baseline: quality={quality} must be in 0..100")
+    raise errors.UsageError(f"jpeg baseline: quality={quality} must be in 0..100")
 
   def fn(images):
     def one(image):
@@ -93,7 +94,7 @@ def bits(depth: int = 4) -> FunctionPurifier:
   """Bit-depth reduction to `depth` bits per channel (2^depth levels)."""
   depth = int(depth)
   if not 1 <= depth <= 8:
-    raise ValueError(f"bits baseline: depth={depth} must be in 1..8")
+    raise errors.UsageError(f"bits baseline: depth={depth} must be in 1..8")
   levels = float(2 ** depth - 1)
 
   def fn(images):
@@ -106,7 +107,7 @@ def median(kernel: int = 3) -> FunctionPurifier:
   """k x k median filter per channel with reflect padding (odd k; k=1 is identity)."""
   kernel = int(kernel)
   if kernel < 1 or kernel % 2 == 0:
-    raise ValueError(f"median baseline: kernel={kernel} must be odd and >= 1")
+    raise errors.UsageError(f"median baseline: kernel={kernel} must be odd and >= 1")
   pad = kernel // 2
   area = kernel * kernel
 
@@ -115,7 +116,7 @@ def median(kernel: int = 3) -> FunctionPurifier:
       return tf.identity(images)
     height, width = _size(images)
     if isinstance(height, int) and min(height, width) <= pad:
-      raise ValueError(f"median{kernel}: images of {height}x{width} are too small for "
+      raise errors.UsageError(f"median{kernel}: images of {height}x{width} are too small for "
                        f"reflect padding by {pad}")
     channels = images.shape[3] if images.shape[3] is not None else tf.shape(images)[3]
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
@@ -167,6 +168,6 @@ def make_baseline(name: str, image_size: int, scale: int) -> FunctionPurifier:
     return resize(image_size, scale)
   match = _PATTERN.match(text)
   if match is None:
-    raise ValueError(f"unknown baseline {name!r}; valid forms: {', '.join(VALID_FORMS)}")
+    raise errors.UsageError(f"unknown baseline {name!r}; valid forms: {', '.join(VALID_FORMS)}")
   kind, value = match.group(1), int(match.group(2))
   return {"jpeg": jpeg, "bits": bits, "median": median}[kind](value)

@@ -28,6 +28,7 @@ import tensorflow as tf
 from cdgan_tf import config as config_lib
 from cdgan_tf import image_ops
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 from cdgan_tf.defenses import base
 from cdgan_tf.models import generator_files
 from cdgan_tf.models import inference
@@ -45,7 +46,7 @@ def _measured_scale(model: keras.Model, size: int) -> float:
 def _check_role(info: Optional[generator_files.GeneratorInfo], expected: config_lib.Role,
                 path: str, flag: str) -> None:
   if info is not None and info.role is not expected:
-    raise ValueError(
+    raise errors.UsageError(
         f"{path} holds the {info.role.value} generator, but {flag} needs the "
         f"{expected.value} one (generator.json says role={info.role.value}); were "
         "--sub_model and --super_model swapped?")
@@ -79,9 +80,9 @@ class CdganPurifier(tf.Module, base.Purifier):
     super().__init__(name=f"cdgan_{mode}")
     checks.check_geometry(image_size, scale)
     if mode in ("chain", "sub_only") and sub_generator is None:
-      raise ValueError(f"mode {mode} needs the sub generator")
+      raise errors.UsageError(f"mode {mode} needs the sub generator")
     if mode in ("chain", "super_only") and super_generator is None:
-      raise ValueError(f"mode {mode} needs the super generator")
+      raise errors.UsageError(f"mode {mode} needs the super generator")
     # The trained (float32) generators, kept for `with_mode` and export.
     self.trained_generators = (sub_generator, super_generator)
     copy = lambda g: None if g is None else inference.inference_copy(  # noqa: E731
@@ -130,7 +131,7 @@ class CdganPurifier(tf.Module, base.Purifier):
                 for name in ("image_size", "scale")
                 if getattr(sub_info, name) != getattr(sup_info, name)]
       if differ:
-        raise ValueError(f"generators do not match: {'; '.join(differ)} ({sub_path}, "
+        raise errors.UsageError(f"generators do not match: {'; '.join(differ)} ({sub_path}, "
                          f"{super_path}); chain a pair trained at one geometry")
     info = sub_info or sup_info
     size = image_size or (info.image_size if info else None) or (
@@ -142,7 +143,7 @@ class CdganPurifier(tf.Module, base.Purifier):
     if sub is not None and sup is not None:
       super_scale = round(_measured_scale(sup, size // scale))
       if super_scale != scale:
-        raise ValueError(f"generators do not match: sub scales by 1/{scale}, super by "
+        raise errors.UsageError(f"generators do not match: sub scales by 1/{scale}, super by "
                          f"{super_scale} ({sub_path}, {super_path})")
     return cls(sub, sup, image_size=size, scale=scale, mode=mode,
                compute_dtype=compute_dtype, jit_compile=jit_compile)
@@ -169,7 +170,7 @@ class CdganPurifier(tf.Module, base.Purifier):
     """
     images = base.check_images(images, self.name)
     if images.shape[-1] != 3:
-      raise ValueError(f"the purifier takes [N, H, W, 3] images, got shape {images.shape}")
+      raise errors.UsageError(f"the purifier takes [N, H, W, 3] images, got shape {images.shape}")
     resized = image_ops.resize(images, self.image_size)
     small, purified = self._generate(resized)
     return resized, small, purified

@@ -13,6 +13,7 @@ import os
 
 import tensorflow as tf
 
+from cdgan_tf.common import errors
 from cdgan_tf.defenses import base
 
 
@@ -36,7 +37,7 @@ class ExportedPurifier(base.Purifier):
     self._loaded = tf.saved_model.load(export_dir)
     for attribute in ("serve_images", "image_size", "scale"):
       if not hasattr(self._loaded, attribute):
-        raise ValueError(f"{export_dir} is not an exported purifier (no {attribute}); "
+        raise errors.UsageError(f"{export_dir} is not an exported purifier (no {attribute}); "
                          "export one with export_defended.py without --classifier")
     self.name = name
     self.image_size = int(self._loaded.image_size.numpy())

@@ -16,6 +16,7 @@ from __future__ import annotations
 from typing import Dict, Optional, Sequence
 
 from cdgan_tf import config as config_lib
+from cdgan_tf.common import errors
 from cdgan_tf.defenses import base
 from cdgan_tf.defenses import baselines
 from cdgan_tf.defenses import cdgan as cdgan_lib
@@ -39,10 +40,10 @@ def load_cdgan(sub_model: str = "", super_model: str = "", purifier_dir: str = "
                                               jit_compile=jit_compile)
   if purifier_dir:
     if compute_dtype != "float32" or jit_compile:
-      raise ValueError("compute_dtype and jit_compile apply to --sub_model/--super_model, "
+      raise errors.UsageError("compute_dtype and jit_compile apply to --sub_model/--super_model, "
                        "not to an exported purifier (--purifier)")
     return exported.ExportedPurifier(purifier_dir)
-  raise ValueError("CD-GAN needs --sub_model and --super_model (or --purifier)")
+  raise errors.UsageError("CD-GAN needs --sub_model and --super_model (or --purifier)")
 
 
 def build_defenses(names: Sequence[str], sub_model: str = "", super_model: str = "",
@@ -73,7 +74,7 @@ def build_defenses(names: Sequence[str], sub_model: str = "", super_model: str =
   geometry = config_lib.DataConfig()
   for name in names:  # Checked before loading anything: a typo fails in a moment.
     if name not in CDGAN_NAMES and not baselines.is_baseline_name(name):
-      raise ValueError(f"unknown defense {name!r}; valid: {', '.join(CDGAN_NAMES)}, "
+      raise errors.UsageError(f"unknown defense {name!r}; valid: {', '.join(CDGAN_NAMES)}, "
                        f"{', '.join(baselines.VALID_FORMS)}")
   cdgan = None
   if any(n in CDGAN_NAMES for n in names):
@@ -87,7 +88,7 @@ def build_defenses(names: Sequence[str], sub_model: str = "", super_model: str =
       defenses[name] = cdgan
     elif name in CDGAN_NAMES:
       if not isinstance(cdgan, cdgan_lib.CdganPurifier):
-        raise ValueError(f"defense {name} needs --sub_model/--super_model (not --purifier)")
+        raise errors.UsageError(f"defense {name} needs --sub_model/--super_model (not --purifier)")
       defenses[name] = cdgan.with_mode(MODE_OF[name])
     else:
       defenses[name] = baselines.make_baseline(name, image_size=size, scale=scale)

@@ -32,6 +32,7 @@ import tensorflow as tf
 from cdgan_tf.attacks import bpda as bpda_lib
 from cdgan_tf.attacks import settings as attack_settings
 from cdgan_tf.attacks import square as square_lib
+from cdgan_tf.common import errors
 from cdgan_tf.data.batch import Batch
 from cdgan_tf.defenses import base as defenses_base
 from cdgan_tf.evaluation import table as table_lib
@@ -69,16 +70,16 @@ class ThreatModel:
       ValueError: an unknown name or bad PGD / query parameters.
     """
     if name not in THREATS:
-      raise ValueError(f"unknown attack {name!r}: use {', '.join(THREATS)}")
+      raise errors.UsageError(f"unknown attack {name!r}: use {', '.join(THREATS)}")
     if name == TRANSFER:
       return cls(name)
     if name in QUERY_THREATS:
       if int(queries) < 1:
-        raise ValueError(f"queries={queries} must be >= 1")
+        raise errors.UsageError(f"queries={queries} must be >= 1")
       l2 = QUERY_THREATS[name] == "l2"
       value = attack_settings.parse_eps(eps_l2 if l2 else eps)
       if not l2 and value > 1.0:
-        raise ValueError(f"eps={eps!r} exceeds the [0, 1] pixel range")
+        raise errors.UsageError(f"eps={eps!r} exceeds the [0, 1] pixel range")
       return cls(name, queries=int(queries), eps=value)
     return cls(name, attack_settings.AttackSettings.parse("pgd", eps, steps, step_size))
 
@@ -98,7 +99,7 @@ def check_attackable(threats: Sequence[ThreatModel], classifiers) -> None:
   gradient = [t.name for t in threats if t.attack is not None]
   forward_only = [c.name for c in classifiers if not c.differentiable]
   if gradient and forward_only:
-    raise ValueError(
+    raise errors.UsageError(
         f"gradient attacks ({', '.join(gradient)}) need differentiable classifiers; "
         f"forward-only: {', '.join(forward_only)} (use --attack=transfer with them; a "
         "TFLite model is forward-only when its ops have no float rebuild)")

@@ -17,6 +17,8 @@ from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
+from cdgan_tf.common import errors
+
 Z95 = 1.959963984540054  # The 0.975 quantile of the standard normal.
 INTERVAL_METHOD = "wilson"
 PAIRED_TEST_METHOD = "mcnemar_exact"
@@ -36,7 +38,7 @@ def wilson(correct: int, total: int, z: float = Z95) -> Optional[Tuple[float, fl
   if total <= 0:
     return None
   if not 0 <= correct <= total:
-    raise ValueError(f"correct={correct} must be in [0, total={total}]")
+    raise errors.UsageError(f"correct={correct} must be in [0, total={total}]")
   p = correct / total
   z2 = z * z
   denominator = 1.0 + z2 / total
@@ -55,7 +57,7 @@ def discordant(first: Sequence[bool], second: Sequence[bool]) -> Tuple[int, int]
   first = np.asarray(first, dtype=bool).reshape(-1)
   second = np.asarray(second, dtype=bool).reshape(-1)
   if first.shape != second.shape:
-    raise ValueError(f"paired test on different images: {first.size} vs {second.size}")
+    raise errors.UsageError(f"paired test on different images: {first.size} vs {second.size}")
   return int(np.sum(first & ~second)), int(np.sum(~first & second))
 
 
@@ -67,7 +69,7 @@ def mcnemar_exact(b: int, c: int) -> float:
   Computed in exact rational arithmetic; n = 0 gives 1.
   """
   if b < 0 or c < 0:
-    raise ValueError(f"discordant counts must be >= 0, got {b}, {c}")
+    raise errors.UsageError(f"discordant counts must be >= 0, got {b}, {c}")
   n = b + c
   if n == 0:
     return 1.0

@@ -11,6 +11,7 @@ from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from cdgan_tf.common import errors
 from cdgan_tf.data.batch import Batch
 from cdgan_tf.defenses import base as defenses_base
 from cdgan_tf.evaluation.evaluator import predict
@@ -75,7 +76,7 @@ def spread_rows(labels: Sequence[int], correct: Sequence[bool], count: int) -> L
   """
   labels, correct = np.asarray(labels), np.asarray(correct, bool)
   if labels.shape != correct.shape:
-    raise ValueError(f"{labels.shape[0]} labels but {correct.shape[0]} correct flags")
+    raise errors.UsageError(f"{labels.shape[0]} labels but {correct.shape[0]} correct flags")
   pools = {(int(c), bool(k)): [int(i) for i in np.flatnonzero((labels == c) & (correct == k))]
            for c in np.unique(labels) for k in (True, False)}
   classes = [int(c) for c in np.unique(labels)]

@@ -36,6 +36,7 @@ from typing import Dict, Optional
 
 import numpy as np
 
+from cdgan_tf.common import errors
 from cdgan_tf.evaluation import intervals
 
 PRIMARY_DEFENSE = "cdgan"
@@ -90,7 +91,7 @@ class AccuracyTable:
   def _key(self, classifier, condition, defense=None, attack=None) -> tuple:
     """(attack, classifier, defense, condition) with the fields the condition has."""
     if condition not in CONDITIONS:
-      raise ValueError(f"unknown condition {condition!r}")
+      raise errors.UsageError(f"unknown condition {condition!r}")
     defense = None if condition in ("normal", "attack") else defense or PRIMARY_DEFENSE
     attack = None if condition in ("normal", "defense_clean") else (
         attack or self.primary_attack)

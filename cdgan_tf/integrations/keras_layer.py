@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from cdgan_tf import image_ops
+from cdgan_tf.common import errors
 from cdgan_tf.defenses import base
 from cdgan_tf.defenses import cdgan as cdgan_lib
 
@@ -35,7 +36,7 @@ def _size_pair(size: Size):
   pair = (int(size), int(size)) if isinstance(size, (int, float)) else tuple(
       int(s) for s in size)
   if len(pair) != 2 or min(pair) < 1:
-    raise ValueError(f"output_size must be a positive int or (height, width), got {size!r}")
+    raise errors.UsageError(f"output_size must be a positive int or (height, width), got {size!r}")
   return pair
 
 
@@ -70,7 +71,7 @@ class PurifierLayer(keras.layers.Layer):
       purifier = pretrained.load_purifier(self._source)
     if isinstance(purifier, cdgan_lib.CdganPurifier):
       if purifier.compute_dtype != "float32" or purifier.jit_compile:
-        raise ValueError("PurifierLayer runs CD-GAN in float32 without XLA; load the "
+        raise errors.UsageError("PurifierLayer runs CD-GAN in float32 without XLA; load the "
                          "purifier with the default compute_dtype and jit_compile")
       sub_generator, super_generator = purifier.trained_generators
       image_size, scale, mode = purifier.image_size, purifier.scale, purifier.mode
@@ -116,7 +117,7 @@ class PurifierLayer(keras.layers.Layer):
     elif self._source is not None:
       config["purifier"] = self._source
     else:
-      raise ValueError(f"PurifierLayer cannot save {self.purifier!r}: give it as a path "
+      raise errors.UsageError(f"PurifierLayer cannot save {self.purifier!r}: give it as a path "
                        "(or a preset name) instead of an object")
     return config
 

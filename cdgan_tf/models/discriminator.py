@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import keras
 
+from cdgan_tf.common import errors
 from cdgan_tf.models import layers
 
 MAX_STAGES = 4
@@ -48,9 +49,9 @@ def build_discriminator(image_size: int, filters: int = 64,
     ValueError: image_size < 2 or filters < 1.
   """
   if not isinstance(image_size, int) or image_size < 2:
-    raise ValueError(f"discriminator image_size={image_size!r} must be an int >= 2")
+    raise errors.UsageError(f"discriminator image_size={image_size!r} must be an int >= 2")
   if filters < 1:
-    raise ValueError(f"discriminator filters={filters} must be positive")
+    raise errors.UsageError(f"discriminator filters={filters} must be positive")
   images = keras.Input(shape=(image_size, image_size, 3), dtype="float32", name="images")
   x = layers.ToGeneratorRange(name="to_generator_range")(images)
   stages = num_stages(image_size)

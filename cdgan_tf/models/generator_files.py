@@ -23,6 +23,7 @@ import keras
 import tensorflow as tf
 
 from cdgan_tf import config as config_lib
+from cdgan_tf.common import errors
 from cdgan_tf.common import files
 from cdgan_tf.models import layers  # noqa: F401  (registers the custom layers)
 
@@ -31,7 +32,7 @@ INFO_FILE = "generator.json"
 EXPORT_DIR = "export"
 
 
-class GeneratorFileError(ValueError):
+class GeneratorFileError(errors.UsageError):
   """A generator path that does not hold a loadable generator; the message names it."""
 
 

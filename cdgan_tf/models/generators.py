@@ -22,6 +22,7 @@ import keras
 
 from cdgan_tf import config as config_lib
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 from cdgan_tf.models.layers import FromGeneratorRange
 from cdgan_tf.models.layers import PixelShuffle
 from cdgan_tf.models.layers import ResizeByFactor
@@ -35,9 +36,9 @@ def _num_steps(scale: int) -> int:
 
 def _check_sizes(num_res_blocks: int, filters: int) -> None:
   if num_res_blocks < 0:
-    raise ValueError(f"num_res_blocks={num_res_blocks} must not be negative")
+    raise errors.UsageError(f"num_res_blocks={num_res_blocks} must not be negative")
   if filters < 1:
-    raise ValueError(f"filters={filters} must be positive")
+    raise errors.UsageError(f"filters={filters} must be positive")
 
 
 def _prelu(x, name):

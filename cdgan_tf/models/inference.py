@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from cdgan_tf import image_ops
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 from cdgan_tf.models.layers import ResizeByFactor
 
 COMPUTE_DTYPES = ("float32", "bfloat16", "float16")
@@ -55,7 +56,7 @@ def resize_matrix(in_size: int, out_size: int) -> np.ndarray:
 def _static_hw(images: tf.Tensor) -> Tuple[int, int]:
   height, width = images.shape[1], images.shape[2]
   if height is None or width is None:
-    raise ValueError(f"a matrix resize needs a known height and width, got shape "
+    raise errors.UsageError(f"a matrix resize needs a known height and width, got shape "
                      f"{images.shape} (trace with a fixed input size)")
   return int(height), int(width)
 
@@ -118,7 +119,7 @@ def _last_conv_index(model: keras.Model) -> int:
   indices = [i for i, layer in enumerate(model.layers)
              if isinstance(layer, keras.layers.Conv2D)]
   if not indices:
-    raise ValueError(f"{model.name} has no Conv2D layer; not a CD-GAN generator")
+    raise errors.UsageError(f"{model.name} has no Conv2D layer; not a CD-GAN generator")
   return indices[-1]
 
 

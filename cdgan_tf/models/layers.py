@@ -10,6 +10,7 @@ import keras
 import tensorflow as tf
 
 from cdgan_tf import image_ops
+from cdgan_tf.common import errors
 
 _PACKAGE = "cdgan_tf"
 
@@ -49,7 +50,7 @@ class PixelShuffle(keras.layers.Layer):
   def __init__(self, block_size: int = 2, **kwargs):
     super().__init__(**kwargs)
     if block_size < 2:
-      raise ValueError(f"PixelShuffle block_size={block_size} must be >= 2")
+      raise errors.UsageError(f"PixelShuffle block_size={block_size} must be >= 2")
     self.block_size = int(block_size)
 
   def call(self, inputs):
@@ -81,7 +82,7 @@ class ResizeByFactor(keras.layers.Layer):
   def __init__(self, factor: float = 1.0, **kwargs):
     super().__init__(**kwargs)
     if factor <= 0:
-      raise ValueError(f"ResizeByFactor factor={factor} must be positive")
+      raise errors.UsageError(f"ResizeByFactor factor={factor} must be positive")
     self.factor = float(factor)
 
   def call(self, inputs):

@@ -31,6 +31,7 @@ from __future__ import annotations
 import tensorflow as tf
 
 from cdgan_tf import image_ops
+from cdgan_tf.common import errors
 from cdgan_tf.data import image_files
 from cdgan_tf.defenses import base
 from cdgan_tf.defenses import cdgan as cdgan_lib
@@ -174,7 +175,7 @@ def _unless_empty(images: tf.Tensor, fn, empty: tf.Tensor) -> tf.Tensor:
 
 def _max_pixels_variable(max_pixels: int) -> tf.Variable:
   if max_pixels < 0:
-    raise ValueError(f"max_pixels must be >= 0 (0: no limit), got {max_pixels}")
+    raise errors.UsageError(f"max_pixels must be >= 0 (0: no limit), got {max_pixels}")
   return tf.Variable(int(max_pixels) or 2 ** 62, trainable=False, dtype=tf.int64,
                      name="max_pixels")
 
@@ -191,13 +192,13 @@ def _serving_batch_size(batch_size):
   if batch_size is None:
     return base.cpu_batch_size()
   if batch_size < 0:
-    raise ValueError(f"batch_size={batch_size} must be >= 0 (0: whole batches)")
+    raise errors.UsageError(f"batch_size={batch_size} must be >= 0 (0: whole batches)")
   return int(batch_size)
 
 
 def _check_cdgan(purifier) -> cdgan_lib.CdganPurifier:
   if not isinstance(purifier, cdgan_lib.CdganPurifier):
-    raise ValueError(f"only the CD-GAN purifier (generators) can be exported, not "
+    raise errors.UsageError(f"only the CD-GAN purifier (generators) can be exported, not "
                      f"{purifier!r}")
   return purifier
 
@@ -261,7 +262,7 @@ class DefendedModule(tf.Module):
     self.batch_size = _serving_batch_size(batch_size)
     trackable = classifier.trackable
     if trackable is None:
-      raise ValueError(f"classifier {classifier.name} has no TensorFlow model to export "
+      raise errors.UsageError(f"classifier {classifier.name} has no TensorFlow model to export "
                        "(TFLite models cannot be put inside a SavedModel; use a TF-Hub "
                        "handle, SavedModel directory or Keras file)")
     self.classifier_model = trackable

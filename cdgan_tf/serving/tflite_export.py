@@ -29,6 +29,7 @@ from tensorflow.python.framework import convert_to_constants
 
 from cdgan_tf.classifiers import tflite_runner
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 from cdgan_tf.common import files
 from cdgan_tf.common import native_logs
 from cdgan_tf.defenses import cdgan as cdgan_lib
@@ -43,7 +44,7 @@ class _ChainModule(tf.Module):
   def __init__(self, purifier: cdgan_lib.CdganPurifier):
     super().__init__(name="tflite_purifier")
     if purifier.mode != "chain":
-      raise ValueError(f"TFLite export takes the CD-GAN chain, not mode {purifier.mode}")
+      raise errors.UsageError(f"TFLite export takes the CD-GAN chain, not mode {purifier.mode}")
     sub, sup = purifier.trained_generators
     self.sub = inference.inference_copy(sub, "float32", matrix_resizes=True)
     self.super = inference.inference_copy(sup, "float32", matrix_resizes=True)
@@ -77,7 +78,7 @@ def convert(purifier: cdgan_lib.CdganPurifier, quantization: str = "float16",
   checks.check_choice("quantization", quantization, QUANTIZATIONS)
   input_size = int(input_size or purifier.image_size)
   if input_size < 1 or batch_size < 1:
-    raise ValueError(f"input_size {input_size} and batch_size {batch_size} must be >= 1")
+    raise errors.UsageError(f"input_size {input_size} and batch_size {batch_size} must be >= 1")
   module = _ChainModule(purifier)
   concrete = tf.function(module.__call__).get_concrete_function(
       tf.TensorSpec([batch_size, input_size, input_size, 3], tf.float32, name="images"))
@@ -134,7 +135,7 @@ class TFLitePurifierRunner:
     """float32 [N, input_size, input_size, 3] in [0, 1] -> [N, S, S, 3] in [0, 1]."""
     images = np.asarray(images, np.float32)
     if tuple(images.shape[1:]) != (self.input_size, self.input_size, 3):
-      raise ValueError(f"the TFLite purifier takes [N, {self.input_size}, "
+      raise errors.UsageError(f"the TFLite purifier takes [N, {self.input_size}, "
                        f"{self.input_size}, 3], got {images.shape}")
     outputs = []
     for start in range(0, len(images), self.batch):

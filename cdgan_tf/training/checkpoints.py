@@ -28,13 +28,15 @@ from typing import List, Optional, Tuple
 from absl import logging
 import tensorflow as tf
 
+from cdgan_tf.common import errors
+
 PREFIX = "ckpt"
 STATE_FILE = "checkpoint"
 DAMAGED_DIR = "damaged"
 _NAME_RE = re.compile(rf"^{PREFIX}-(\d+)(\.index|\.data-\d+-of-\d+)$")
 
 
-class CheckpointError(ValueError):
+class CheckpointError(errors.UsageError):
   """A model_dir holds checkpoints but none can be restored; the message says what to do."""
 
 

@@ -40,6 +40,7 @@ from absl import logging
 import tensorflow as tf
 
 from cdgan_tf import config as config_lib
+from cdgan_tf.common import errors
 from cdgan_tf.common import files
 from cdgan_tf.common import interrupts
 from cdgan_tf.common import locks
@@ -76,7 +77,7 @@ class Controller:
                         ("summary_every", summary_every),
                         ("checkpoint_every", checkpoint_every)):
       if value < 1:
-        raise ValueError(f"{name} must be at least 1, got {value}")
+        raise errors.UsageError(f"{name} must be at least 1, got {value}")
     self.step = step
     self.checkpoint_manager = checkpoint_manager
     self.summary_dir = summary_dir
@@ -209,14 +210,14 @@ def restore(step: gan_step_lib.GanStep, checkpoint_dir: str, keep_checkpoints: i
     ValueError: keep_checkpoints < 1, or the checkpoint does not fit these models.
   """
   if keep_checkpoints < 1:
-    raise ValueError(f"--keep_checkpoints must be at least 1, got {keep_checkpoints}")
+    raise errors.UsageError(f"--keep_checkpoints must be at least 1, got {keep_checkpoints}")
   checkpoint = tf.train.Checkpoint(**step.checkpoint_items)
   try:
     checkpoints.restore_newest(checkpoint, checkpoint_dir, restart)
   except checkpoints.CheckpointError:
     raise
   except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as e:
-    raise ValueError(f"the newest checkpoint in {checkpoint_dir} does not fit these "
+    raise errors.UsageError(f"the newest checkpoint in {checkpoint_dir} does not fit these "
                      "models (a run of other sizes?); use a new --model_dir "
                      f"({type(e).__name__})") from e
   # Made after the restore: it reads the state file restore_newest may have repaired.
@@ -251,7 +252,7 @@ def run(experiment: config_lib.ExperimentConfig,
   """
   runtime = experiment.runtime
   if not runtime.model_dir:
-    raise ValueError("model_dir must be set")
+    raise errors.UsageError("model_dir must be set")
   if step is None:
     if strategy is None:
       strategy = distribute.make_strategy(runtime.strategy, runtime.tpu)

@@ -13,6 +13,8 @@ import os
 import keras
 import tensorflow as tf
 
+from cdgan_tf.common import errors
+
 # One MirroredStrategy per device set and process: two of them on the same devices
 # share collective-op instance keys and can deadlock or mix up all-reduces.
 _MIRRORED = {}
@@ -41,7 +43,7 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     return _MIRRORED[devices]
   if name == "multi_worker":
     if "TF_CONFIG" not in os.environ:
-      raise ValueError("strategy multi_worker needs the TF_CONFIG environment variable "
+      raise errors.UsageError("strategy multi_worker needs the TF_CONFIG environment variable "
                        "(cluster and task); see the README")
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "tpu":
@@ -49,7 +51,7 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
-  raise ValueError(f"unknown strategy {name!r}: use default, mirrored, multi_worker or tpu")
+  raise errors.UsageError(f"unknown strategy {name!r}: use default, mirrored, multi_worker or tpu")
 
 
 def set_mixed_precision(policy: str) -> None:

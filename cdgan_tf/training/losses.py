@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from cdgan_tf import config
 from cdgan_tf.common import checks
+from cdgan_tf.common import errors
 
 CONTENT_KINDS = config.CONTENT_LOSSES
 ADVERSARIAL_KINDS = config.ADVERSARIAL_LOSSES
@@ -31,10 +32,10 @@ def _logits(logits: tf.Tensor, what: str) -> tf.Tensor:
   logits = tf.cast(tf.convert_to_tensor(logits), tf.float32)
   if logits.shape.rank == 2:
     if logits.shape[-1] not in (None, 1):
-      raise ValueError(f"{what} must have shape [N, 1] or [N], got {logits.shape}")
+      raise errors.UsageError(f"{what} must have shape [N, 1] or [N], got {logits.shape}")
     return tf.reshape(logits, [-1])
   if logits.shape.rank != 1:
-    raise ValueError(f"{what} must have shape [N, 1] or [N], got {logits.shape}")
+    raise errors.UsageError(f"{what} must have shape [N, 1] or [N], got {logits.shape}")
   return logits
 
 
@@ -62,7 +63,7 @@ def content_loss(target: tf.Tensor, generated: tf.Tensor, kind: str = "mse") -> 
   target = tf.cast(tf.convert_to_tensor(target), tf.float32)
   generated = tf.cast(tf.convert_to_tensor(generated), tf.float32)
   if not target.shape.is_compatible_with(generated.shape):
-    raise ValueError(f"content loss: target shape {target.shape} differs from "
+    raise errors.UsageError(f"content loss: target shape {target.shape} differs from "
                      f"generated shape {generated.shape}")
   diff = target - generated
   return _per_example_mean(tf.square(diff) if kind == "mse" else tf.abs(diff))

@@ -31,6 +31,7 @@ from absl import logging
 import tensorflow as tf
 
 from cdgan_tf import config as config_lib
+from cdgan_tf.common import errors
 from cdgan_tf.common import files
 
 CONFIG_FILE = "config.json"
@@ -41,7 +42,7 @@ LENGTH_FIELDS = config_lib.LENGTH_FIELDS  # A longer run extends without a flag.
 Changes = Dict[str, Tuple[object, object]]
 
 
-class ConfigChangeError(ValueError):
+class ConfigChangeError(errors.UsageError):
   """The new settings differ from the run's in a way that is not allowed."""
 
 

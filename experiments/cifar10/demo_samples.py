@@ -11,7 +11,9 @@ Example (what `make demo` runs after evaluate.py):
       --purifier=cifar10 --output=results/demo/samples.png
 """
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 from absl import flags  # pylint: disable=g-bad-import-order
 import numpy as np

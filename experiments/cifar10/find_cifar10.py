@@ -15,7 +15,9 @@ horse, ship, truck). Where it comes from, first match wins:
 import os
 import pathlib
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 from absl import flags  # pylint: disable=g-bad-import-order
 from absl import logging

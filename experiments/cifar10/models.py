@@ -28,6 +28,8 @@ import keras
 from keras import layers
 import tensorflow as tf
 
+from cdgan_tf.common import errors
+
 IMAGE_SIZE = 32
 NUM_CLASSES = 10
 # Per-channel statistics of the CIFAR-10 training images in [0, 1].
@@ -88,7 +90,7 @@ def resnet_v2(depth: int = 20, width: int = 16, name: str = "resnet_v2") -> kera
     Model [N, 32, 32, 3] in [0, 1] -> logits [N, 10].
   """
   if depth < 8 or (depth - 2) % 6:
-    raise ValueError(f"resnet_v2 depth={depth} must be 6 n + 2 (8, 14, 20, 26, ...)")
+    raise errors.UsageError(f"resnet_v2 depth={depth} must be 6 n + 2 (8, 14, 20, 26, ...)")
   blocks_per_stage = (depth - 2) // 6
   inputs, x = _inputs_normalised(name)
   x = _conv(x, width, name=f"{name}_stem_conv")
@@ -233,7 +235,7 @@ def inception(width: int = 16, blocks_per_stage: Sequence[int] = (0, 2, 2),
     Model [N, 32, 32, 3] in [0, 1] -> logits [N, 10].
   """
   if len(blocks_per_stage) != 3:
-    raise ValueError(f"inception blocks_per_stage={blocks_per_stage} needs 3 entries")
+    raise errors.UsageError(f"inception blocks_per_stage={blocks_per_stage} needs 3 entries")
   w = width
   inputs, x = _inputs_normalised(name)
   x = _conv_bn_relu(x, 2 * w, 3, name=f"{name}_stem1")
@@ -378,7 +380,7 @@ def training_clone(model: keras.Model, mixed_bfloat16: bool = False) -> keras.Mo
 def copy_weights(source: keras.Model, target: keras.Model) -> keras.Model:
   """Copies all weights layer by layer (same architecture, e.g. fused -> built-in BN)."""
   if len(source.layers) != len(target.layers):
-    raise ValueError(f"cannot copy weights: {source.name} has {len(source.layers)} "
+    raise errors.UsageError(f"cannot copy weights: {source.name} has {len(source.layers)} "
                      f"layers, {target.name} has {len(target.layers)}")
   for src, dst in zip(source.layers, target.layers):
     dst.set_weights(src.get_weights())
@@ -399,6 +401,6 @@ ARCHITECTURES: Dict[str, Tuple[Callable[[], keras.Model], str]] = {
 def build(name: str, **kwargs) -> keras.Model:
   """Builds architecture `name` (a key of ARCHITECTURES) with its default sizes."""
   if name not in ARCHITECTURES:
-    raise ValueError(f"unknown CIFAR-10 architecture {name!r}; "
+    raise errors.UsageError(f"unknown CIFAR-10 architecture {name!r}; "
                      f"choose from {', '.join(ARCHITECTURES)}")
   return ARCHITECTURES[name][0](**kwargs)

@@ -12,7 +12,9 @@ the weak one, and whether each of the issue's targets is met.
 import json
 import os
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 from absl import flags  # pylint: disable=g-bad-import-order
 

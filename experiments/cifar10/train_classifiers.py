@@ -42,6 +42,7 @@ import tensorflow as tf  # pylint: disable=g-import-not-at-top,wrong-import-posi
 import keras  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 import models  # pylint: disable=g-import-not-at-top,wrong-import-position  (the script's folder)
+from cdgan_tf.common import errors
 from cdgan_tf.common import files  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cdgan_tf.data import folders  # pylint: disable=g-import-not-at-top,wrong-import-position
 from cdgan_tf.data import image_files  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -128,7 +129,7 @@ def class_names(data_dir: pathlib.Path) -> list:
       raise FileNotFoundError(f"--data_dir={data_dir}: missing folder {folder}")
     names[split] = folders.class_names(folder)
   if names["train"] != names["test"] or len(names["train"]) != models.NUM_CLASSES:
-    raise ValueError(f"--data_dir={data_dir}: expected the same {models.NUM_CLASSES} "
+    raise errors.UsageError(f"--data_dir={data_dir}: expected the same {models.NUM_CLASSES} "
                      f"class folders in train and test, got {names['train']} and "
                      f"{names['test']}")
   return names["train"]
@@ -142,16 +143,16 @@ def load_split(data_dir: pathlib.Path, split: str, classes: list):
   """
   listed, _ = folders.list_labelled_images(data_dir / split)
   if folders.class_names(data_dir / split) != list(classes):
-    raise ValueError(f"--data_dir={data_dir}: {split}/ has other class folders")
+    raise errors.UsageError(f"--data_dir={data_dir}: {split}/ has other class folders")
   images, labels = [], []
   for _, path, label in sorted(listed, key=lambda item: (item[2], item[0])):
     array = image_files.load_rgb(path)
     if array.shape != IMAGE_SHAPE:
-      raise ValueError(f"{path}: expected a 32x32 image, got {array.shape}")
+      raise errors.UsageError(f"{path}: expected a 32x32 image, got {array.shape}")
     images.append(array)
     labels.append(label)
   if not images:
-    raise ValueError(f"--data_dir={data_dir}: no images under {split}/")
+    raise errors.UsageError(f"--data_dir={data_dir}: no images under {split}/")
   return np.stack(images), np.asarray(labels, np.int64)
 
 

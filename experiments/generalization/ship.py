@@ -8,7 +8,9 @@ through `experiments.actions.ship_generators` (the runner's ship stage: byte cop
 chained super generator's `sub_model` rewritten to <dest>/sub, nothing else).
 """
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 from absl import flags  # pylint: disable=g-bad-import-order
 

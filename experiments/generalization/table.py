@@ -28,7 +28,9 @@ import subprocess
 import sys
 import time
 
-from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+from cdgan_tf import cli  # First (imports nothing heavy).
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 from absl import flags  # pylint: disable=g-bad-import-order
 from absl import logging  # pylint: disable=g-bad-import-order
