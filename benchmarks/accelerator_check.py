@@ -60,9 +60,9 @@ import numpy as np
 import tensorflow as tf
 
 import benchlib
-from synthetic import synthetic_pairs, write_records
 from cdgan_tf import config as config_lib
 from cdgan_tf import image_ops
+from cdgan_tf.data import synthetic
 from cdgan_tf.defenses import cdgan as cdgan_lib
 from cdgan_tf.serving import saving
 from cdgan_tf.models import generator_files
@@ -126,20 +126,13 @@ def devices() -> list:
 def _experiment(role: str, model_dir: str, train: str, val: str,
                 sub_model: str = "") -> config_lib.ExperimentConfig:
   steps = FLAGS.steps
-  return config_lib.ExperimentConfig(
-      model=config_lib.ModelConfig(num_res_blocks=FLAGS.num_res_blocks,
-                                   filters=FLAGS.filters,
-                                   discriminator_filters=FLAGS.discriminator_filters),
-      data=config_lib.DataConfig(train_pattern=train, val_pattern=val,
-                                 image_size=FLAGS.image_size, scale=FLAGS.scale,
-                                 batch_size=FLAGS.batch_size),
-      train=config_lib.TrainConfig(
-          role=role, train_steps=steps, warmup_steps=min(FLAGS.warmup_steps, steps),
-          sub_model=sub_model),
-      runtime=config_lib.RuntimeConfig(
-          model_dir=model_dir, steps_per_loop=FLAGS.steps_per_loop, summary_every=steps,
-          checkpoint_every=steps, eval_every=0, strategy=FLAGS.strategy,
-          mixed_precision=FLAGS.policy))
+  return config_lib.from_flat(
+      **benchlib.flag_values(FLAGS, benchlib.SIZE_FLAGS), role=role,
+      train_records=train, val_records=val, train_steps=steps,
+      warmup_steps=min(FLAGS.warmup_steps, steps), sub_model=sub_model,
+      model_dir=model_dir, steps_per_loop=FLAGS.steps_per_loop, summary_every=steps,
+      checkpoint_every=steps, eval_every=0, strategy=FLAGS.strategy,
+      mixed_precision=FLAGS.policy)
 
 
 class _ChunkTimer(actions_lib.Callback):
@@ -199,7 +192,7 @@ def train_gan(role: str, strategy, root: str, train: str, val: str,
 def evaluate_and_export(sub_path: str, super_path: str, root: str) -> dict:
   """The chain's PSNR on held-out pairs, its serving export and the reload check."""
   purifier = cdgan_lib.CdganPurifier.from_files(sub_path, super_path)
-  adversarial, clean = synthetic_pairs(FLAGS.image_size, FLAGS.eval_examples, seed=2)
+  adversarial, clean = synthetic.sign_pairs(FLAGS.image_size, FLAGS.eval_examples, seed=2)
   adversarial = tf.constant(adversarial, tf.float32) / 255.0
   clean = tf.constant(clean, tf.float32) / 255.0
   purified = purifier(adversarial)
@@ -233,10 +226,10 @@ def main(argv):
   tf.io.gfile.makedirs(root)
   train, val = FLAGS.train_records, FLAGS.val_records
   if not train:
-    train = write_records(os.path.join(root, "train.tfrecord"), FLAGS.image_size,
-                          FLAGS.examples, seed=0)
-    val = write_records(os.path.join(root, "val.tfrecord"), FLAGS.image_size,
-                        FLAGS.eval_examples, seed=1)
+    train = synthetic.write_records(
+        root, "train", synthetic.sign_pairs(FLAGS.image_size, FLAGS.examples, seed=0))
+    val = synthetic.write_records(
+        root, "val", synthetic.sign_pairs(FLAGS.image_size, FLAGS.eval_examples, seed=1))
   sub = train_gan("sub", strategy, root, train, val)
   sup = train_gan("super", strategy, root, train, val, sub_model=sub["export_path"])
   start = time.perf_counter()

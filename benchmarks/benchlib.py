@@ -222,6 +222,11 @@ def write_results(path: str, benchmark: str, settings: dict, results) -> str:
   return path
 
 
+# The size flags every training benchmark defines, named as config.from_flat takes them.
+SIZE_FLAGS = ("image_size", "scale", "batch_size", "num_res_blocks", "filters",
+              "discriminator_filters")
+
+
 def flag_values(flag_values_obj, names: Sequence[str]) -> dict:
   """{name: value} of the named absl flags (the settings block of the JSON)."""
   return {name: flag_values_obj[name].value for name in names}

@@ -81,14 +81,11 @@ def _parse_scales(values) -> list:
 def _gan_step(role: str, scale: int, sizing: tuple) -> gan_step_lib.GanStep:
   blocks, filters, d_filters = sizing
   size, batch = FLAGS.image_size, FLAGS.batch_size
-  experiment = config_lib.ExperimentConfig(
-      model=config_lib.ModelConfig(num_res_blocks=blocks, filters=filters,
-                                   discriminator_filters=d_filters, image_skip=True),
-      loss=config_lib.LossConfig(
-          feature_extractor=FLAGS.feature_extractor,
-          feature_weight=FLAGS.feature_weight if FLAGS.feature_extractor else 0.0),
-      data=config_lib.DataConfig(image_size=size, scale=scale, batch_size=batch),
-      train=config_lib.TrainConfig(role=role, warmup_steps=0))
+  experiment = config_lib.from_flat(
+      num_res_blocks=blocks, filters=filters, discriminator_filters=d_filters,
+      image_skip=True, feature_extractor=FLAGS.feature_extractor,
+      feature_weight=FLAGS.feature_weight if FLAGS.feature_extractor else 0.0,
+      image_size=size, scale=scale, batch_size=batch, role=role, warmup_steps=0)
   small = size // scale
   inputs, targets = (size, small) if role == "sub" else (small, size)
   rng = tf.random.Generator.from_seed(0)

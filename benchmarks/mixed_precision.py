@@ -30,6 +30,7 @@ import tensorflow as tf
 import benchlib
 import train_throughput
 from cdgan_tf import config as config_lib
+from cdgan_tf.data import synthetic
 from cdgan_tf.training import distribute
 from cdgan_tf.training import gan_step as gan_step_lib
 
@@ -53,17 +54,11 @@ FLAGS.set_default("turn_steps", 50)
 
 
 def _experiment(policy: str, train: str, val: str) -> config_lib.ExperimentConfig:
-  return config_lib.ExperimentConfig(
-      model=config_lib.ModelConfig(num_res_blocks=FLAGS.num_res_blocks,
-                                   filters=FLAGS.filters,
-                                   discriminator_filters=FLAGS.discriminator_filters),
-      data=config_lib.DataConfig(train_pattern=train, val_pattern=val,
-                                 image_size=FLAGS.image_size, scale=FLAGS.scale,
-                                 batch_size=FLAGS.batch_size),
-      train=config_lib.TrainConfig(role=FLAGS.role, train_steps=FLAGS.warmup + FLAGS.steps),
-      runtime=config_lib.RuntimeConfig(
-          steps_per_loop=FLAGS.steps_per_loop, eval_steps=FLAGS.eval_steps,
-          mixed_precision="none" if policy == "float32" else policy))
+  return config_lib.from_flat(
+      **benchlib.flag_values(FLAGS, benchlib.SIZE_FLAGS), role=FLAGS.role,
+      train_records=train, val_records=val, train_steps=FLAGS.warmup + FLAGS.steps,
+      steps_per_loop=FLAGS.steps_per_loop, eval_steps=FLAGS.eval_steps,
+      mixed_precision="none" if policy == "float32" else policy)
 
 
 def _patterns(tmp: str):
@@ -71,7 +66,8 @@ def _patterns(tmp: str):
   val = os.path.join(FLAGS.records_dir, "val-*")
   if tf.io.gfile.glob(train) and tf.io.gfile.glob(val):
     return train, val, f"records {FLAGS.records_dir}"
-  pattern = train_throughput.write_records(tmp, FLAGS.image_size, FLAGS.examples)
+  pattern = synthetic.write_records(
+      tmp, "train", synthetic.noise_pairs(FLAGS.image_size, FLAGS.examples, seed=0))
   return pattern, pattern, "synthetic random pairs (PSNR meaningless)"
 
 

@@ -49,8 +49,8 @@ import tensorflow as tf
 
 import benchlib
 from cdgan_tf import config as config_lib
-from cdgan_tf.data import features
 from cdgan_tf.data import pipeline
+from cdgan_tf.data import synthetic
 from cdgan_tf.training import actions as actions_lib
 from cdgan_tf.training import controller as controller_lib
 from cdgan_tf.training import gan_step as gan_step_lib
@@ -87,37 +87,15 @@ flags.DEFINE_string("output_json", "", "Write the figures to this JSON file.")
 FLAGS = flags.FLAGS
 
 
-def write_records(directory: str, size: int, count: int) -> str:
-  """`count` random (noisy, clean) PNG pairs of size x size; returns the glob."""
-  rng = np.random.default_rng(0)
-  path = os.path.join(directory, "train-00000-of-00001.tfrecord")
-  with tf.io.TFRecordWriter(path) as writer:
-    for i in range(count):
-      clean = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
-      adversarial = np.clip(clean + rng.normal(0, 8, clean.shape), 0, 255).astype(np.uint8)
-      writer.write(features.make_example(
-          tf.io.encode_png(adversarial).numpy(), (size, size),
-          tf.io.encode_png(clean).numpy(), (size, size), i % 10, f"x{i}").SerializeToString())
-  return os.path.join(directory, "train-*")
-
-
 def _experiment(role: str, records: str, model_dir: str,
                 summary_every: int) -> config_lib.ExperimentConfig:
-  loss = config_lib.LossConfig(
+  return config_lib.from_flat(
+      **benchlib.flag_values(FLAGS, benchlib.SIZE_FLAGS), role=role,
+      train_records=records, train_steps=FLAGS.warmup + FLAGS.steps,
       feature_weight=FLAGS.feature_weight if FLAGS.feature_extractor else 0.0,
-      feature_extractor=FLAGS.feature_extractor)
-  return config_lib.ExperimentConfig(
-      loss=loss,
-      model=config_lib.ModelConfig(num_res_blocks=FLAGS.num_res_blocks,
-                                   filters=FLAGS.filters,
-                                   discriminator_filters=FLAGS.discriminator_filters),
-      data=config_lib.DataConfig(train_pattern=records, image_size=FLAGS.image_size,
-                                 scale=FLAGS.scale, batch_size=FLAGS.batch_size),
-      train=config_lib.TrainConfig(role=role, train_steps=FLAGS.warmup + FLAGS.steps),
-      runtime=config_lib.RuntimeConfig(model_dir=model_dir,
-                                       steps_per_loop=FLAGS.steps_per_loop,
-                                       summary_every=summary_every,
-                                       checkpoint_every=FLAGS.checkpoint_every))
+      feature_extractor=FLAGS.feature_extractor, model_dir=model_dir,
+      steps_per_loop=FLAGS.steps_per_loop, summary_every=summary_every,
+      checkpoint_every=FLAGS.checkpoint_every)
 
 
 class _Tandem(actions_lib.Callback):
@@ -217,7 +195,7 @@ def measure(role: str, records: str, root: str) -> list:
   cadences = [int(c) for c in FLAGS.summary_every]
   strategy = tf.distribute.get_strategy()
   base = _experiment(role, records, os.path.join(root, f"{role}_bare"), cadences[0])
-  batch = next(iter(pipeline.build_dataset(base.data, role, training=True)))
+  batch = next(iter(pipeline.train_dataset(base.data, role)))
   references = {
       "bare": gan_step_lib.GanStep(
           base, strategy,
@@ -302,7 +280,8 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # The controller's progress lines.
   with tempfile.TemporaryDirectory() as tmp:
-    records = write_records(tmp, FLAGS.image_size, FLAGS.examples)
+    records = synthetic.write_records(
+        tmp, "train", synthetic.noise_pairs(FLAGS.image_size, FLAGS.examples, seed=0))
     rows = [row for role in FLAGS.roles for row in measure(role, records, tmp)]
   print(f"\nimage_size={FLAGS.image_size} scale={FLAGS.scale} batch={FLAGS.batch_size} "
         f"blocks={FLAGS.num_res_blocks} filters={FLAGS.filters} steps={FLAGS.steps} "

@@ -285,6 +285,38 @@ class ExperimentConfig:
                train=TrainConfig(**train), runtime=RuntimeConfig(**runtime))
 
 
+# Flat names (the training flags') that are not their field's name.
+FLAT_ALIASES = {"train_records": "train_pattern", "val_records": "val_pattern"}
+
+
+def from_flat(**values) -> ExperimentConfig:
+  """The one way flat settings (flags) become an `ExperimentConfig`.
+
+  Each name goes to the section that has a field of that name (field names are unique
+  across sections; `FLAT_ALIASES` maps --train_records / --val_records to the data
+  patterns); what is not given keeps its default.
+
+  Example: from_flat(role="sub", image_size=32, scale=2, model_dir="/tmp/run").
+
+  Raises:
+    errors.UsageError: a name that is no field of any section.
+  """
+  sections = {f.name: f.default_factory for f in dataclasses.fields(ExperimentConfig)}
+  owner = {field.name: section for section, cls in sections.items()
+           for field in dataclasses.fields(cls)}
+  grouped = {section: {} for section in sections}
+  unknown = []
+  for name, value in values.items():
+    field = FLAT_ALIASES.get(name, name)
+    if field in owner:
+      grouped[owner[field]][field] = value
+    else:
+      unknown.append(name)
+  if unknown:
+    raise errors.UsageError(f"no setting named {', '.join(sorted(unknown))}")
+  return ExperimentConfig(**{s: sections[s](**grouped[s]) for s in sections})
+
+
 def json_ready(value):
   """Converts enums (and containers of them) to plain JSON values."""
   if isinstance(value, enum.Enum):

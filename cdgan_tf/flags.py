@@ -151,39 +151,16 @@ def define_training_flags(flag_values=flags.FLAGS) -> None:
 
 def experiment_from_flags(role: config_lib.Role,
                           flag_values=flags.FLAGS) -> config_lib.ExperimentConfig:
-  """Builds the ExperimentConfig of `role` from parsed flags."""
+  """Builds the ExperimentConfig of `role` from parsed flags (`config.from_flat`)."""
   f = flag_values
   role = config_lib.Role(role)
-  return config_lib.ExperimentConfig(
-      model=config_lib.ModelConfig(num_res_blocks=f.num_res_blocks, filters=f.filters,
-                                   discriminator_filters=f.discriminator_filters,
-                                   image_skip=f.image_skip),
-      loss=config_lib.LossConfig(content_loss=f.content_loss,
-                                 adversarial_loss=f.adversarial_loss,
-                                 content_weight=f.content_weight,
-                                 adversarial_weight=f.adversarial_weight,
-                                 feature_weight=f.feature_weight,
-                                 feature_extractor=f.feature_extractor,
-                                 feature_layer=f.feature_layer),
-      data=config_lib.DataConfig(train_pattern=f.train_records, val_pattern=f.val_records,
-                                 image_size=f.image_size, scale=f.scale,
-                                 batch_size=f.batch_size, augment=f.augment,
-                                 deterministic=f.deterministic,
-                                 shuffle_buffer=f.shuffle_buffer,
-                                 clean_pair_fraction=f.clean_pair_fraction,
-                                 skip_damaged_shards=f.skip_damaged_shards,
-                                 augment_min_scale=f.augment_min_scale),
-      train=config_lib.TrainConfig(
-          role=role, epochs=f.epochs or role.paper_epochs,
-          train_steps=f.train_steps, learning_rate=f.learning_rate, beta_1=f.beta_1,
-          warmup_steps=f.warmup_steps, seed=f.seed,
-          sub_model=(f["sub_model"].value or "" if role is config_lib.Role.SUPER
-                     and "sub_model" in f else "")),
-      runtime=config_lib.RuntimeConfig(
-          model_dir=f.model_dir, steps_per_loop=f.steps_per_loop,
-          checkpoint_every=f.checkpoint_every, summary_every=f.summary_every,
-          eval_every=f.eval_every, eval_steps=f.eval_steps, strategy=f.strategy,
-          tpu=f.tpu, mixed_precision=f.mixed_precision))
+  run_options = ("restart", "keep_checkpoints", "allow_config_change", "sub_model")
+  values = {name: f[name].value for _, name, *_ in _training_flag_table()
+            if name not in run_options}
+  values["epochs"] = f.epochs or role.paper_epochs
+  if role is config_lib.Role.SUPER and "sub_model" in f:
+    values["sub_model"] = f["sub_model"].value or ""
+  return config_lib.from_flat(role=role, **values)
 
 
 def train_from_flags(role: config_lib.Role, argv, flag_values=flags.FLAGS) -> dict:

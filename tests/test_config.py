@@ -87,3 +87,23 @@ def test_a_config_json_from_before_runtime_config_reads_the_same():
   assert cfg.runtime == config.RuntimeConfig(model_dir="/runs/a", summary_every=3,
                                              mixed_precision="mixed_bfloat16")
   assert config.ExperimentConfig.from_dict(cfg.to_dict()) == cfg
+
+
+def test_flat_settings_go_to_their_sections():
+  """config.from_flat: the one way flags become configs (scripts and benchmarks)."""
+  names = [f.name for cls in (config.ModelConfig, config.LossConfig, config.DataConfig,
+                              config.TrainConfig, config.RuntimeConfig)
+           for f in __import__("dataclasses").fields(cls)]
+  assert len(names) == len(set(names))  # Each flat name has one home.
+  cfg = config.from_flat(role="super", filters=8, feature_weight=0.5,
+                         train_records="r/train-*", val_records="r/val-*", scale=2,
+                         image_size=32, seed=7, model_dir="/m", eval_every=0)
+  assert (cfg.model.filters, cfg.loss.feature_weight) == (8, 0.5)
+  assert (cfg.data.train_pattern, cfg.data.val_pattern, cfg.data.scale) == (
+      "r/train-*", "r/val-*", 2)
+  assert (cfg.train.role, cfg.train.seed) == (config.Role.SUPER, 7)
+  assert (cfg.runtime.model_dir, cfg.runtime.eval_every) == ("/m", 0)
+  assert cfg.data.batch_size == config.DataConfig().batch_size  # Not given: default.
+  from cdgan_tf.common import errors  # pylint: disable=import-outside-toplevel
+  with pytest.raises(errors.UsageError, match="no setting named bogus, fliters"):
+    config.from_flat(fliters=8, bogus=1)

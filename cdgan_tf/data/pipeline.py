@@ -6,7 +6,7 @@ pipeline resizes them for one GAN role:
   role "sub":   adversarial at image_size        -> clean at image_size // scale
   role "super": adversarial at image_size//scale -> clean at image_size
 
-Training: seeded file shuffle -> shard by input pipeline -> repeat -> parallel interleave
+Training (`train_dataset`): seeded file shuffle -> shard by input pipeline -> repeat -> parallel interleave
 -> shuffle -> parse + paired augmentation -> batch(drop_remainder) -> prefetch (the
 layout of tensorflow/models and google/automl input pipelines). The augmentation resizes
 both images to round(1.125 * image_size), takes one random image_size crop window and one
@@ -18,8 +18,8 @@ coordinates on both sides and resized to image_size. The random ops are
 stateless, seeded by (seed, element index), so with `DataConfig.deterministic` the
 batches are the same run to run for the same seed.
 
-Evaluation: sorted files, no shuffle, augmentation or repeat; both images resized to
-image_size; batch(drop_remainder=False).
+Evaluation (`eval_dataset`): sorted files, no shuffle, augmentation or repeat; both
+images resized to image_size; batch(drop_remainder=False). Training is `train_dataset`.
 
 Images are resized to squares; records of non-square images are stretched.
 """
@@ -127,81 +127,79 @@ def _augment_pair(adversarial, clean, image_size, seed, min_scale: float = 1.0):
   return pair[..., :3], pair[..., 3:]
 
 
-def build_dataset(data_config: config.DataConfig, role: config.Role, training: bool,
-                  input_context: Optional[tf.distribute.InputContext] = None,
-                  pattern: Optional[str] = None, seed: int = 0,
-                  large_input: bool = False, start_step: int = 0) -> tf.data.Dataset:
-  """Builds the batched dataset of one GAN role.
-
-  Args:
-    data_config: Sizes, batch size, augmentation, determinism, shuffle buffer.
-    role: Role.SUB or Role.SUPER ("sub" / "super" accepted).
-    training: Training (shuffled, augmented, repeated) or evaluation order.
-    input_context: From `strategy.distribute_datasets_from_function`: shards the input
-      (training: by file; evaluation: by record) and sets the per-replica batch size.
-    pattern: Glob of TFRecord shards; defaults to data_config.train_pattern when
-      training, else data_config.val_pattern.
-    seed: Seed of the file order, the shuffle and the augmentation (training only).
-    large_input: Role "super" only: inputs at S instead of S/scale (chained training,
-      where the trainer runs the sub generator on them).
-    start_step: Training only: skip the elements of the first `start_step` global
-      steps, so a resumed run sees the batches an uninterrupted one would (exactly so
-      with `deterministic`).
-
-  Returns:
-    A dataset of (adversarial_input, clean_target) float32 in [0, 1]:
-    role "sub": ([B, S, S, 3], [B, S/scale, S/scale, 3]);
-    role "super": ([B, S/scale, S/scale, 3], [B, S, S, 3]) (inputs [B, S, S, 3] with
-    `large_input`),
-    with S = data_config.image_size and B the per-replica batch size (training:
-    exactly B, repeated forever; evaluation: the last batch may be smaller). In
-    training, the first round(clean_pair_fraction * B) pairs of every batch are
-    (clean -> clean): their input is the clean image, prepared as the role prepares
-    an adversarial one.
-
-  Raises:
-    ValueError: unknown role, empty pattern, a pattern matching no file, or fewer
-      training files than input pipelines.
-  """
+def _checked(data_config: config.DataConfig, role, large_input: bool,
+             pattern: Optional[str], field: str):
+  """(role, pattern, all matching files, the files to read) after the shared checks."""
   role = config.Role(checks.check_choice("role", str(role), config.ROLES))
   if large_input and role is not config.Role.SUPER:
     raise errors.UsageError("large_input (chained training) is for the super role only")
   if pattern is None:
-    field = "train_pattern" if training else "val_pattern"
     pattern = getattr(data_config, field)
     if not pattern:
       raise errors.UsageError(f"DataConfig.{field} is empty: no TFRecord pattern to read")
   all_files = _glob(pattern)
-  files = shards.check_files(all_files, data_config.skip_damaged_shards)
+  return role, pattern, all_files, shards.check_files(all_files,
+                                                      data_config.skip_damaged_shards)
 
-  batch_size = data_config.batch_size
-  num_pipelines, pipeline_id = 1, 0
-  if input_context is not None:
-    batch_size = input_context.get_per_replica_batch_size(data_config.batch_size)
-    num_pipelines = input_context.num_input_pipelines
-    pipeline_id = input_context.input_pipeline_id
+
+def _replica_split(data_config: config.DataConfig,
+                   input_context: Optional[tf.distribute.InputContext]):
+  """(per-replica batch size, number of input pipelines, this pipeline's id)."""
+  if input_context is None:
+    return data_config.batch_size, 1, 0
+  return (input_context.get_per_replica_batch_size(data_config.batch_size),
+          input_context.num_input_pipelines, input_context.input_pipeline_id)
+
+
+def eval_dataset(data_config: config.DataConfig, role: config.Role,
+                 input_context: Optional[tf.distribute.InputContext] = None,
+                 pattern: Optional[str] = None,
+                 large_input: bool = False) -> tf.data.Dataset:
+  """The evaluation pipeline of one GAN role: every record once, in file order.
+
+  Args:
+    data_config: Sizes and batch size.
+    role: Role.SUB or Role.SUPER ("sub" / "super" accepted).
+    input_context: From `strategy.distribute_datasets_from_function`: shards the
+      records and sets the per-replica batch size.
+    pattern: Glob of TFRecord shards (default: data_config.val_pattern).
+    large_input: Role "super" only: inputs at S instead of S/scale (chained training).
+
+  Returns:
+    A dataset of (adversarial_input, clean_target) float32 in [0, 1], shapes as
+    `train_dataset`'s; the last batch may be smaller than B.
+
+  Raises:
+    errors.UsageError: unknown role, empty pattern, a pattern matching no file.
+  """
+  role, _, _, files = _checked(data_config, role, large_input, pattern, "val_pattern")
+  batch_size, num_pipelines, pipeline_id = _replica_split(data_config, input_context)
   image_size, small_size = data_config.image_size, data_config.small_size
+  ds = tf.data.TFRecordDataset(files)
+  if num_pipelines > 1:
+    ds = ds.shard(num_pipelines, pipeline_id)
+
+  def eval_map(serialized):
+    example = features.parse_example(serialized)
+    return _for_role(image_ops.resize(example["adversarial"], image_size),
+                     image_ops.resize(example["clean"], image_size), role, small_size,
+                     large_input)
+
+  ds = ds.map(eval_map, num_parallel_calls=tf.data.AUTOTUNE)
+  ds = ds.batch(batch_size, drop_remainder=False)
   options = tf.data.Options()
+  options.deterministic = True
+  return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
 
-  if not training:
-    ds = tf.data.TFRecordDataset(files)
-    if num_pipelines > 1:
-      ds = ds.shard(num_pipelines, pipeline_id)
 
-    def eval_map(serialized):
-      example = features.parse_example(serialized)
-      return _for_role(image_ops.resize(example["adversarial"], image_size),
-                       image_ops.resize(example["clean"], image_size), role, small_size,
-                       large_input)
-
-    ds = ds.map(eval_map, num_parallel_calls=tf.data.AUTOTUNE)
-    ds = ds.batch(batch_size, drop_remainder=False)
-    options.deterministic = True
-    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
-
+def _shuffled_records(pattern: str, files: List[str], all_files: List[str], seed: int,
+                      num_pipelines: int, pipeline_id: int,
+                      shuffle_buffer: int) -> tf.data.Dataset:
+  """Seeded file order -> shard by pipeline -> repeat -> interleave -> shuffle."""
   if len(files) < num_pipelines:
-    raise errors.UsageError(f"pattern {pattern!r} matches {len(files)} files, fewer than the "
-                     f"{num_pipelines} input pipelines that each need at least one")
+    raise errors.UsageError(
+        f"pattern {pattern!r} matches {len(files)} files, fewer than the "
+        f"{num_pipelines} input pipelines that each need at least one")
   if len(files) == len(all_files):
     ds = tf.data.Dataset.list_files(pattern, shuffle=True, seed=seed)
   else:  # Damaged shards left out (list_files would shuffle its sorted matches so).
@@ -213,10 +211,51 @@ def build_dataset(data_config: config.DataConfig, role: config.Role, training: b
   ds = ds.interleave(tf.data.TFRecordDataset,
                      cycle_length=min(files_per_pipeline, _MAX_CYCLE), block_length=1,
                      num_parallel_calls=tf.data.AUTOTUNE)
-  ds = ds.shuffle(data_config.shuffle_buffer, seed=seed)
-  ds = ds.enumerate()
+  return ds.shuffle(shuffle_buffer, seed=seed)
+
+
+def train_dataset(data_config: config.DataConfig, role: config.Role,
+                  input_context: Optional[tf.distribute.InputContext] = None,
+                  pattern: Optional[str] = None, seed: int = 0,
+                  large_input: bool = False, start_step: int = 0) -> tf.data.Dataset:
+  """The training pipeline of one GAN role: shuffled, augmented, repeated forever.
+
+  Args:
+    data_config: Sizes, batch size, augmentation, determinism, shuffle buffer, the
+      clean-pair fraction.
+    role: Role.SUB or Role.SUPER ("sub" / "super" accepted).
+    input_context: From `strategy.distribute_datasets_from_function`: shards the input
+      by file and sets the per-replica batch size.
+    pattern: Glob of TFRecord shards (default: data_config.train_pattern).
+    seed: Seed of the file order, the shuffle and the augmentation.
+    large_input: Role "super" only: inputs at S instead of S/scale (chained training,
+      where the trainer runs the sub generator on them).
+    start_step: Skip the elements of the first `start_step` global steps, so a resumed
+      run sees the batches an uninterrupted one would (exactly so with
+      `deterministic`).
+
+  Returns:
+    A dataset of (adversarial_input, clean_target) float32 in [0, 1]:
+    role "sub": ([B, S, S, 3], [B, S/scale, S/scale, 3]);
+    role "super": ([B, S/scale, S/scale, 3], [B, S, S, 3]) (inputs [B, S, S, 3] with
+    `large_input`),
+    with S = data_config.image_size and B exactly the per-replica batch size. The
+    first round(clean_pair_fraction * B) pairs of every batch are (clean -> clean):
+    their input is the clean image, prepared as the role prepares an adversarial one.
+
+  Raises:
+    errors.UsageError: unknown role, empty pattern, a pattern matching no file, or
+      fewer files than input pipelines.
+  """
+  role, pattern, all_files, files = _checked(data_config, role, large_input, pattern,
+                                             "train_pattern")
+  batch_size, num_pipelines, pipeline_id = _replica_split(data_config, input_context)
+  image_size, small_size = data_config.image_size, data_config.small_size
+  ds = _shuffled_records(pattern, files, all_files, seed, num_pipelines, pipeline_id,
+                         data_config.shuffle_buffer).enumerate()
   if start_step:  # Each step takes global_batch / num_pipelines elements per pipeline.
     ds = ds.skip(start_step * (data_config.batch_size // num_pipelines))
+  clean_pairs = clean_pair_count(data_config, batch_size)
 
   def train_map(index, serialized):
     example = features.parse_example(serialized)
@@ -236,7 +275,6 @@ def build_dataset(data_config: config.DataConfig, role: config.Role, training: b
     clean_input, _ = _for_role(clean, clean, role, small_size, large_input)
     return generator_input, clean_input, target
 
-  clean_pairs = clean_pair_count(data_config, batch_size)
   ds = ds.map(train_map, num_parallel_calls=tf.data.AUTOTUNE)
   ds = ds.batch(batch_size, drop_remainder=True)
   if clean_pairs:
@@ -245,8 +283,21 @@ def build_dataset(data_config: config.DataConfig, role: config.Role, training: b
     ds = ds.map(lambda adversarial, clean, target: (
         tf.concat([clean[:clean_pairs], adversarial[clean_pairs:]], axis=0), target),
                 num_parallel_calls=tf.data.AUTOTUNE)
+  options = tf.data.Options()
   options.deterministic = bool(data_config.deterministic)
   return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def build_dataset(data_config: config.DataConfig, role: config.Role, training: bool,
+                  input_context: Optional[tf.distribute.InputContext] = None,
+                  pattern: Optional[str] = None, seed: int = 0,
+                  large_input: bool = False, start_step: int = 0) -> tf.data.Dataset:
+  """`train_dataset` when `training`, else `eval_dataset` (seed and start_step are
+  training's only)."""
+  if training:
+    return train_dataset(data_config, role, input_context, pattern, seed, large_input,
+                         start_step)
+  return eval_dataset(data_config, role, input_context, pattern, large_input)
 
 
 def _count_from_manifest(files: List[str]) -> Optional[int]:

@@ -83,8 +83,9 @@ class GanStep:
       float32 [N, H, W, 3] in [0, 1] -> features (a tensor, or a list/dict of them),
       in inference mode, never trained.
     train_dataset_fn: InputContext -> dataset of (input, target) batches; default: the
-      role's TFRecord pipeline (`pipeline.build_dataset`).
-    eval_dataset_fn: The same for validation (default: the val pattern, if any).
+      role's TFRecord pipeline (`pipeline.train_dataset`).
+    eval_dataset_fn: The same for validation (default: `pipeline.eval_dataset` of the
+      val pattern, if any).
     jit_compile: Compile each replica's step (forward, losses, gradients, optimizer
       updates) with XLA; the loop, iterator and cross-replica metric sums stay outside
       it. Meant for GPUs and TPUs (`benchmarks/accelerator_check.py`).
@@ -107,12 +108,12 @@ class GanStep:
     # The training data start where the step counter is when the first train() call
     # creates the iterator (after a restore): a resumed run sees the same batches.
     self._train_dataset_fn = train_dataset_fn or (
-        lambda ctx: pipeline.build_dataset(data, self.role, True, ctx, seed=seed,
+        lambda ctx: pipeline.train_dataset(data, self.role, ctx, seed=seed,
                                            large_input=chained,
                                            start_step=int(self.step.numpy())))
     if eval_dataset_fn is None and data.val_pattern:
-      eval_dataset_fn = lambda ctx: pipeline.build_dataset(  # noqa: E731
-          data, self.role, False, ctx, seed=seed, large_input=chained)
+      eval_dataset_fn = lambda ctx: pipeline.eval_dataset(  # noqa: E731
+          data, self.role, ctx, large_input=chained)
     self._eval_dataset_fn = eval_dataset_fn
     distribute.set_mixed_precision(experiment.runtime.mixed_precision)
     keras.utils.set_random_seed(experiment.train.seed)

@@ -14,16 +14,15 @@ import pytest
 import tensorflow as tf
 
 from cdgan_tf import image_ops
+from cdgan_tf.data import synthetic
 from cdgan_tf.defenses import cdgan as cdgan_lib
 from cdgan_tf.serving import saving
 from tests.conftest import REPO_ROOT
 
-sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
-import synthetic  # noqa: E402  pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def test_synthetic_pairs_are_clean_plus_a_sign_pattern():
-  adversarial, clean = synthetic.synthetic_pairs(16, 3, seed=0)
+  adversarial, clean = synthetic.sign_pairs(16, 3, seed=0)
   assert adversarial.shape == clean.shape == (3, 16, 16, 3)
   diff = np.abs(adversarial.astype(int) - clean.astype(int))
   # +-8/255 everywhere except where the clip at 0 or 255 cut it.
@@ -63,7 +62,7 @@ def test_tiny_run_writes_the_figures_and_a_chain_that_serves(tmp_path):
   assert 30.07 <= chain["input_psnr_db"] < 30.5
   # The exported chain reloads here and serves what the two exported generators compute.
   purifier = cdgan_lib.CdganPurifier.from_files(sub["export_path"], sup["export_path"])
-  adversarial, clean = synthetic.synthetic_pairs(16, 4, seed=2)
+  adversarial, clean = synthetic.sign_pairs(16, 4, seed=2)
   images = tf.constant(adversarial, tf.float32) / 255.0
   served = saving.load(chain["export_dir"]).signatures["serving_default"](
       images=images)["purified"]

@@ -90,7 +90,7 @@ def test_shapes_and_ranges(noise_records, role, image_size, scale, training):
 @pytest.mark.parametrize("role", ["sub", "super"])
 def test_augmentation_keeps_pairs_aligned(twin_records, role):
   cfg = _cfg(twin_records, image_size=16, scale=4, batch_size=4)
-  augmented = _take(pipeline.build_dataset(cfg, role, training=True), 3)
+  augmented = _take(pipeline.train_dataset(cfg, role), 3)
   for adversarial, clean in augmented:
     large, small = (adversarial, clean) if role == "sub" else (clean, adversarial)
     np.testing.assert_allclose(image_ops.resize(large, 4), small, atol=1e-5)
@@ -110,7 +110,7 @@ def test_crop_comes_from_a_1_125_resize(tmp_path):
   ramp = np.tile(np.linspace(0, 255, 64).astype(np.uint8)[None, :, None], (64, 1, 3))
   pattern = _write(tmp_path / "ramp.tfrecord", [(ramp, ramp)])
   cfg = _cfg(pattern, image_size=32, scale=2, batch_size=1)
-  adversarial, _ = _take(pipeline.build_dataset(cfg, "sub", training=True), 1)[0]
+  adversarial, _ = _take(pipeline.train_dataset(cfg, "sub"), 1)[0]
   row = adversarial[0, 16, :, 0]
   span = abs(row[-1] - row[0])
   assert 0.75 < span < 0.95  # 1/1.125 = 0.89 of the full 0..1 ramp (minus edges)
@@ -120,7 +120,7 @@ def test_crop_comes_from_a_1_125_resize(tmp_path):
 def test_determinism_for_the_same_seed(noise_records):
   def batches(seed):
     cfg = _cfg(noise_records, batch_size=2, deterministic=True)
-    return _take(pipeline.build_dataset(cfg, "sub", training=True, seed=seed), 4)
+    return _take(pipeline.train_dataset(cfg, "sub", seed=seed), 4)
 
   first, second, other = batches(7), batches(7), batches(8)
   for (a1, c1), (a2, c2) in zip(first, second):
@@ -142,7 +142,7 @@ def test_sharding_splits_files(tmp_path):
     context = tf.distribute.InputContext(num_input_pipelines=2,
                                          input_pipeline_id=pipeline_id,
                                          num_replicas_in_sync=2)
-    ds = pipeline.build_dataset(cfg, "super", training=True, input_context=context)
+    ds = pipeline.train_dataset(cfg, "super", input_context=context)
     assert tuple(ds.element_spec[0].shape)[0] == 1  # per-replica batch: 2 / 2
     values = {int(round(float(c.mean()) * 255)) for _, c in _take(ds, 2)}
     seen.append(values)
@@ -165,29 +165,29 @@ def test_eval_is_sorted_unshuffled_and_keeps_the_remainder(tmp_path):
                         ("val-c.tfrecord", [200])]:
     _write(tmp_path / name, [(_constant(c), _constant(c)) for c in colours])
   cfg = _cfg("", val_pattern=str(tmp_path / "val-*.tfrecord"), batch_size=2)
-  ds = pipeline.build_dataset(cfg, "sub", training=False)
+  ds = pipeline.eval_dataset(cfg, "sub")
   batches = _take(ds, 10)
   assert [a.shape[0] for a, _ in batches] == [2, 2, 1]
   order = [int(round(float(a[i].mean()) * 255)) for a, _ in batches
            for i in range(a.shape[0])]
   assert order == [40, 80, 120, 160, 200]
   context = tf.distribute.InputContext(2, 1, 2)
-  shard = _take(pipeline.build_dataset(cfg, "sub", False, input_context=context), 10)
+  shard = _take(pipeline.eval_dataset(cfg, "sub", input_context=context), 10)
   assert [int(round(float(a[0].mean()) * 255)) for a, _ in shard] == [80, 160]
 
 
 def test_bad_inputs_name_the_problem(tmp_path, twin_records):
   missing = str(tmp_path / "nothing-*.tfrecord")
   with pytest.raises(ValueError, match="nothing-"):
-    pipeline.build_dataset(_cfg(missing), "sub", training=True)
+    pipeline.train_dataset(_cfg(missing), "sub")
   with pytest.raises(ValueError, match="nothing-"):
     pipeline.count_examples(missing)
   with pytest.raises(ValueError, match="val_pattern"):
-    pipeline.build_dataset(_cfg(twin_records, val_pattern=""), "sub", training=False)
+    pipeline.eval_dataset(_cfg(twin_records, val_pattern=""), "sub")
   with pytest.raises(ValueError, match="role"):
-    pipeline.build_dataset(_cfg(twin_records), "middle", training=True)
+    pipeline.train_dataset(_cfg(twin_records), "middle")
   # An explicit pattern overrides the config's.
-  ds = pipeline.build_dataset(_cfg(missing), "sub", training=False, pattern=twin_records)
+  ds = pipeline.eval_dataset(_cfg(missing), "sub", pattern=twin_records)
   assert sum(int(a.shape[0]) for a, _ in ds) == 4
 
 
@@ -213,7 +213,7 @@ def test_clean_pairs_fill_the_requested_share_of_every_batch(tmp_path, role, fra
   cfg = _cfg(pattern, image_size=16, scale=2, batch_size=batch, augment=False,
              clean_pair_fraction=fraction)
   assert pipeline.clean_pair_count(cfg, batch) == expected
-  for inputs, targets in _take(pipeline.build_dataset(cfg, role, training=True), 3):
+  for inputs, targets in _take(pipeline.train_dataset(cfg, role), 3):
     clean = [bool(np.any(x > 0)) for x in inputs]
     assert clean == [True] * expected + [False] * (batch - expected)
     small_of = (lambda x: image_ops.resize(x, 8).numpy())  # noqa: E731
@@ -230,13 +230,13 @@ def test_no_clean_pairs_by_default_and_large_inputs_for_chained_training(noise_r
                                                  large_input=True), 1)[0]
   assert inputs.shape == (3, 16, 16, 3) and targets.shape == (3, 16, 16, 3)
   with pytest.raises(ValueError, match="super role only"):
-    pipeline.build_dataset(cfg, "sub", training=True, large_input=True)
+    pipeline.train_dataset(cfg, "sub", large_input=True)
 
 
 def test_start_step_skips_the_batches_already_trained_on(noise_records):
   cfg = _cfg(noise_records, batch_size=2, deterministic=True)
-  full = _take(pipeline.build_dataset(cfg, "sub", training=True, seed=3), 5)
-  resumed = _take(pipeline.build_dataset(cfg, "sub", training=True, seed=3, start_step=2), 3)
+  full = _take(pipeline.train_dataset(cfg, "sub", seed=3), 5)
+  resumed = _take(pipeline.train_dataset(cfg, "sub", seed=3, start_step=2), 3)
   for (a1, c1), (a2, c2) in zip(full[2:], resumed):
     np.testing.assert_array_equal(a1, a2)
     np.testing.assert_array_equal(c1, c2)
@@ -261,7 +261,7 @@ def test_scaled_crop_and_flip_land_identically_on_both_sides(tmp_path, adv_size)
   pattern = _write(tmp_path / "coords.tfrecord", [(adversarial, clean)] * 4)
   cfg = _cfg(pattern, image_size=16, scale=1, batch_size=4, augment_min_scale=0.5,
              deterministic=True)
-  batches = _take(pipeline.build_dataset(cfg, "sub", training=True, seed=3), 6)
+  batches = _take(pipeline.train_dataset(cfg, "sub", seed=3), 6)
   spans, flips = [], []
   for adv, cln in batches:
     np.testing.assert_allclose(adv, 1.0 - cln, atol=0.02)

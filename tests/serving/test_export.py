@@ -15,7 +15,6 @@ from PIL import Image
 from cdgan_tf import classifiers
 from cdgan_tf import image_ops
 from cdgan_tf.defenses import cdgan
-from cdgan_tf.defenses import exported
 from cdgan_tf.models import generators
 from cdgan_tf.serving import modules
 from cdgan_tf.serving import saving
@@ -101,7 +100,7 @@ def test_reloaded_in_fresh_process_matches_in_process(parts, tmp_path):
 
 
 def test_purifier_export_round_trip(parts):
-  loaded = exported.ExportedPurifier(parts["purifier_dir"])
+  loaded = saving.ExportedPurifier(parts["purifier_dir"])
   assert (loaded.image_size, loaded.scale, loaded.name) == (SIZE, 2, "cdgan")
   np.testing.assert_allclose(loaded(parts["images"]), parts["purifier"](parts["images"]),
                              atol=1e-5)

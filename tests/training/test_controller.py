@@ -16,7 +16,7 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 from cdgan_tf import config as config_lib
-from cdgan_tf.data import features
+from cdgan_tf.data import synthetic
 from cdgan_tf.models import generators  # noqa: F401  (registers custom layers)
 from cdgan_tf.training import controller as controller_lib
 from cdgan_tf.training import gan_step as gan_step_lib
@@ -32,22 +32,9 @@ TINY = dict(image_size=SIZE, scale=SCALE, batch_size=4, num_res_blocks=1, filter
 
 
 def _write_records(directory, split, count, shards, seed):
-  rng = np.random.default_rng(seed)
-  names = []
-  for shard in range(shards):
-    path = os.path.join(directory, f"{split}-{shard:05d}-of-{shards:05d}.tfrecord")
-    with tf.io.TFRecordWriter(path) as writer:
-      for i in range(count // shards):
-        clean = rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-        noise = rng.normal(0, 8, clean.shape)
-        adversarial = np.clip(clean + noise, 0, 255).astype(np.uint8)
-        example = features.make_example(
-            tf.io.encode_png(adversarial).numpy(), (SIZE, SIZE),
-            tf.io.encode_png(clean).numpy(), (SIZE, SIZE), label=i % 10,
-            file_name=f"{split}_{shard}_{i}")
-        writer.write(example.SerializeToString())
-    names.append(path)
-  return names
+  """`count` noisy pairs of SIZE px in `shards` files of `split` (`data.synthetic`)."""
+  return synthetic.write_records(directory, split,
+                                 synthetic.noise_pairs(SIZE, count, seed), shards)
 
 
 @pytest.fixture(scope="module")
