@@ -18,8 +18,8 @@ For each GAN role this measures, at the same size and from the same starting poi
 and prints images/s of each; "ratio" in the JSON is loop / bare (in images/s),
 "whole_run_ratio" run / bare. They take turns: a controller callback
 (`training.actions.Callback`, no patching) follows every --turn_steps steps of the real
-loop with as many steps of the other two, timed apart; a load change on a shared machine therefore hits all sides
-alike, and only the ratios are meant to be compared across runs. Every GanStep is built
+loop with as many steps of the other two, timed apart; a load change on a shared
+machine therefore hits all sides alike, and only the ratios are meant to be compared across runs. Every GanStep is built
 before any trains, and warmed up (tracing, a first checkpoint, summary and export, in
 another folder) before it is timed; the timed run starts in a fresh model_dir as a new
 run does. Ratios are given in wall time and in this process's CPU time (less sensitive

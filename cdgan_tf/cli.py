@@ -152,29 +152,37 @@ def _parse_flags(argv):
     fail(f"{e} (see --help)")
 
 
+def _verbose() -> bool:
+  return _state["verbose"] or bool(flags.FLAGS["verbose"].value)
+
+
+def call_main(main: Callable[[Sequence[str]], object], argv: Sequence[str]):
+  """Calls `main(argv)` with the one error path: a usage error (`usage_errors`) is one
+  line and exit code 2 (its traceback with --verbose); a stop request (SIGTERM /
+  SIGINT, the work saved) exits with its code; anything else raises as it is."""
+  from cdgan_tf.common import interrupts  # pylint: disable=import-outside-toplevel
+  try:
+    return main(argv)
+  except interrupts.Interrupted as e:  # SIGTERM / SIGINT: the work was saved.
+    print(f"{program_name()}: {' '.join(str(e).split())}", file=sys.stderr)
+    sys.exit(e.exit_code)
+  except usage_errors() as e:
+    if _verbose():
+      raise
+    fail(str(e))
+
+
 def run(main: Callable[[Sequence[str]], object]) -> None:
-  """Runs `main(argv)` like `absl.app.run`, with the one error path above."""
+  """Runs `main(argv)` like `absl.app.run`, with the one error path (`call_main`)."""
   start()
 
-  def verbose() -> bool:
-    return _state["verbose"] or flags.FLAGS.verbose
-
   def wrapped(argv):
-    if verbose():
+    if _verbose():
       native_logs.set_quiet(False)
     else:
       _quiet_logging()
     if len(argv) > 1:
       fail(f"unexpected arguments: {' '.join(argv[1:])}")
-    from cdgan_tf.common import interrupts  # pylint: disable=import-outside-toplevel
-    try:
-      return main(argv)
-    except interrupts.Interrupted as e:  # SIGTERM / SIGINT: the work was saved.
-      print(f"{program_name()}: {' '.join(str(e).split())}", file=sys.stderr)
-      sys.exit(e.exit_code)
-    except usage_errors() as e:
-      if verbose():
-        raise
-      fail(str(e))
+    return call_main(main, argv)
 
   app.run(wrapped, flags_parser=_parse_flags)

@@ -4,7 +4,6 @@ import concurrent.futures
 import os
 import subprocess
 import sys
-from unittest import mock
 
 import keras
 import numpy as np
@@ -149,12 +148,12 @@ def test_importing_cli_does_no_work():
 
 
 def _run_main(main, capsys):
-  """cli.run(main) in this process; returns (exit code or None, stderr lines)."""
-  with mock.patch.object(sys, "argv", ["prog"]):
-    try:
-      cli.run(main)
-    except SystemExit as e:
-      return e.code, capsys.readouterr().err.strip().splitlines()
+  """cli.call_main (run's error path) in this process; returns (exit code or None,
+  stderr lines)."""
+  try:
+    cli.call_main(main, ["prog"])
+  except SystemExit as e:
+    return e.code, capsys.readouterr().err.strip().splitlines()
   return None, capsys.readouterr().err.strip().splitlines()
 
 

@@ -9,3 +9,8 @@ a plain `ValueError` included, is a bug and keeps its traceback. `UsageError` is
 
 class UsageError(ValueError):
   """A usage or input error with a message fit for one line (name the flag or file)."""
+
+  # Exception's own constructor (the message only): TensorFlow's autograph then
+  # re-raises a UsageError raised while tracing a tf.function as a UsageError (it turns
+  # exception types with other constructors into a StagingError).
+  __init__ = Exception.__init__

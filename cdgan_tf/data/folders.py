@@ -94,7 +94,8 @@ def read_label_file(path: PathLike) -> Dict[str, int]:
       if not fields:
         continue
       if len(fields) != 2:
-        raise errors.UsageError(f"{path}:{number}: expected '<file name> <label>', got {line.strip()!r}")
+        raise errors.UsageError(
+            f"{path}:{number}: expected '<file name> <label>', got {line.strip()!r}")
       try:
         label = int(fields[1])
       except ValueError:
@@ -103,7 +104,8 @@ def read_label_file(path: PathLike) -> Dict[str, int]:
         raise errors.UsageError(f"{path}:{number}: label {label} is negative")
       stem = os.path.splitext(os.path.basename(fields[0]))[0]
       if labels.get(stem, label) != label:
-        raise errors.UsageError(f"{path}:{number}: {stem} already has label {labels[stem]}, now {label}")
+        raise errors.UsageError(
+            f"{path}:{number}: {stem} already has label {labels[stem]}, now {label}")
       labels[stem] = label
   return labels
 

@@ -1,7 +1,7 @@
 """Purifiers: the declared interface, the CD-GAN chain and its ablations, the baselines,
-and the registry that builds them by name."""
+and the registry that builds them by name (`defenses.registry`, imported on its own:
+it reads exported purifiers through `serving.saving`)."""
 
 from cdgan_tf.defenses.base import DefendedClassifier  # noqa: F401
 from cdgan_tf.defenses.base import Purifier  # noqa: F401
 from cdgan_tf.defenses.cdgan import CdganPurifier  # noqa: F401
-from cdgan_tf.defenses.registry import build_defenses  # noqa: F401

@@ -20,7 +20,8 @@ def _class_folders(root):
 
 
 def _find(args, data_env=None):
-  env = dict(os.environ)
+  # This checkout's library, not an installed copy (the script's folder is sys.path[0]).
+  env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
   env.pop("CDGAN_DATA_DIR", None)
   if data_env is not None:
     env["CDGAN_DATA_DIR"] = data_env
