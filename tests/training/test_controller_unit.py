@@ -29,17 +29,19 @@ class FakeStep:
 
 
 class Recorder(actions_lib.Callback):
-  def __init__(self, log):
-    self.log = log
+  """Logs each hook with the step it is told and (begin / trained) the step's counter."""
+
+  def __init__(self, log, step):
+    self.log, self.step = log, step
 
   def on_train_begin(self, step_number):
     self.log.append(("begin", step_number))
 
   def on_chunk_begin(self, step_number, num_steps):
-    self.log.append(("chunk", step_number, num_steps))
+    self.log.append(("chunk", step_number, num_steps, int(self.step.step.numpy())))
 
   def on_chunk_trained(self, step_number):
-    self.log.append(("trained", step_number))
+    self.log.append(("trained", step_number, int(self.step.step.numpy())))
 
   def on_chunk_end(self, step_number):
     self.log.append(("end", step_number))
@@ -74,10 +76,11 @@ def test_chunks_end_on_every_cadence_and_actions_run_on_theirs(tmp_path):
 def test_callbacks_see_each_chunk_before_and_after_its_bookkeeping(tmp_path):
   step, log = FakeStep(), []
   marker = actions_lib.FunctionAction(lambda n: log.append(("action", n)), every=5)
-  controller, _ = _controller(tmp_path, step, [marker], [Recorder(log)])
+  controller, _ = _controller(tmp_path, step, [marker], [Recorder(log, step)])
   controller.train(5)
-  assert log == [("begin", 0), ("chunk", 0, 4), ("trained", 4), ("end", 4),
-                 ("chunk", 4, 1), ("trained", 5), ("action", 5), ("end", 5)]
+  # The counter: not yet moved at chunk begin, moved when the chunk is reported trained.
+  assert log == [("begin", 0), ("chunk", 0, 4, 0), ("trained", 4, 4), ("end", 4),
+                 ("chunk", 4, 1, 4), ("trained", 5, 5), ("action", 5), ("end", 5)]
 
 
 def test_training_resumes_from_the_counter_it_is_given(tmp_path):
