@@ -170,7 +170,7 @@ def load_purifier(source: Source, mode: str = "chain", compute_dtype: str = "flo
   if kind == "saved_model":
     if mode != "chain" or compute_dtype != "float32" or jit_compile:
       raise errors.UsageError(f"{what} is an exported purifier: mode, compute_dtype and "
-                       "jit_compile apply to generators only")
+                              "jit_compile apply to generators only")
     return saving.ExportedPurifier(what)
   sub, sup = ((str(what.path / "sub"), str(what.path / "super")) if kind == "preset"
               else what)

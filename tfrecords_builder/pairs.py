@@ -49,7 +49,7 @@ class SizeCheck:
     checks.check_choice("size_check", self.action, SIZE_ACTIONS)
     if self.max_size_ratio < 1.0 or self.min_size < 1:
       raise errors.UsageError(f"max_size_ratio={self.max_size_ratio} must be >= 1 and "
-                       f"min_size={self.min_size} >= 1")
+                              f"min_size={self.min_size} >= 1")
 
   def problem(self, adversarial: Tuple[int, int], clean: Tuple[int, int],
               prepared: Tuple[int, int]) -> Optional[Tuple[str, str]]:

@@ -101,5 +101,5 @@ def feature_distortion(feature_fn: FeatureFn, images, eps: float, steps: int = 1
   except (ValueError, TypeError) as e:
     if "None" in str(e):
       raise errors.UsageError("feature_fn is not differentiable with respect to its input "
-                       f"(gradient is None): {e}") from e
+                              f"(gradient is None): {e}") from e
     raise

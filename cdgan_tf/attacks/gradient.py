@@ -132,7 +132,7 @@ def _check_inputs(images, labels):
   if tf.executing_eagerly():
     if int(tf.shape(labels)[0]) != int(tf.shape(images)[0]):
       raise errors.UsageError(f"{int(tf.shape(labels)[0])} labels for "
-                       f"{int(tf.shape(images)[0])} images")
+                              f"{int(tf.shape(images)[0])} images")
     if int(tf.size(images)):
       low, high = float(tf.reduce_min(images)), float(tf.reduce_max(images))
       if low < 0.0 or high > 1.0:
@@ -148,7 +148,7 @@ def _check_eps(eps, norm: str = "linf") -> float:
     raise errors.UsageError(f"eps={eps} must be a finite number >= 0")
   if norm == "linf" and eps > 1.0:
     raise errors.UsageError(f"L-inf eps={eps} exceeds the [0, 1] pixel range; "
-                     f"did you mean {eps:g}/255?")
+                            f"did you mean {eps:g}/255?")
   return eps
 
 
@@ -178,7 +178,7 @@ def _gradient(logits_fn, images, labels, targeted: bool, transform=None):
   grad = tape.gradient(loss, images)
   if grad is None:
     raise errors.UsageError("logits_fn is not differentiable with respect to its input "
-                     "(gradient is None); wrap a non-differentiable purifier in bpda()")
+                            "(gradient is None); wrap a non-differentiable purifier in bpda()")
   # A classifier traced earlier with a relaxed batch size returns a [None, ...] gradient,
   # which would break the loop's shape invariant when this trace has a static batch.
   return tf.ensure_shape(grad, images.shape)

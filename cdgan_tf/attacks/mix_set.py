@@ -257,7 +257,8 @@ def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
     LockError: another run writes output_dir.
   """
   if batch_size < 1 or max_images < 0:
-    raise errors.UsageError(f"batch_size={batch_size} must be >= 1 and max_images={max_images} >= 0")
+    raise errors.UsageError(
+        f"batch_size={batch_size} must be >= 1 and max_images={max_images} >= 0")
   weights_dir = weights_dir or mixes.default_weights_dir()
   output_dir = pathlib.Path(output_dir)
   settings = {"mix": mix.record(), "seed": int(seed), "batch_size": int(batch_size),

@@ -78,21 +78,21 @@ class MixAttack:
   def __post_init__(self):
     if self.kind not in KINDS:
       raise errors.UsageError(f"mix attack {self.name!r}: kind={self.kind!r} is not one of "
-                       f"{', '.join(KINDS)}")
+                              f"{', '.join(KINDS)}")
     if not self.share > 0:
       raise errors.UsageError(f"mix attack {self.name!r}: share={self.share} must be > 0")
     low, high = self.eps_255
     if not 0 <= low <= high <= 255:
       raise errors.UsageError(f"mix attack {self.name!r}: eps_255={self.eps_255} must be "
-                       "0 <= low <= high <= 255")
+                              "0 <= low <= high <= 255")
     if (self.kind == "clean") != (high == 0):
       raise errors.UsageError(f"mix attack {self.name!r}: only kind 'clean' has budget 0")
     if (self.kind in GRADIENT) != bool(self.surrogates):
       raise errors.UsageError(f"mix attack {self.name!r}: gradient kinds and only they take "
-                       "surrogates")
+                              "surrogates")
     if (self.kind == "feature") != bool(self.feature_network):
       raise errors.UsageError(f"mix attack {self.name!r}: kind 'feature' and only it takes a "
-                       "feature_network")
+                              "feature_network")
     if self.steps < 1:
       raise errors.UsageError(f"mix attack {self.name!r}: steps={self.steps} must be >= 1")
 
@@ -133,7 +133,7 @@ class AttackMix:
     names = [a.name for a in self.attacks]
     if not names or len(set(names)) != len(names):
       raise errors.UsageError(f"mix {self.name!r}: attack names must be unique and non-empty, "
-                       f"got {names}")
+                              f"got {names}")
     sources = [s.name for s in self.sources]
     if not sources or len(set(sources)) != len(sources):
       raise errors.UsageError(f"mix {self.name!r}: source names must be unique, got {sources}")

@@ -77,7 +77,7 @@ class AttackSettings:
     eps_value = parse_eps(eps)
     if name != "pgd_l2" and eps_value > 1.0:
       raise errors.UsageError(f"eps={eps!r} exceeds the [0, 1] pixel range; did you mean "
-                       f"{eps}/255?")
+                              f"{eps}/255?")
     for option, value, default in (("step_size", step_size, None),
                                    ("decay", decay, DEFAULT_DECAY),
                                    ("diversity_prob", diversity_prob, DEFAULT_DIVERSITY_PROB)):

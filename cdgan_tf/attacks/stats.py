@@ -25,7 +25,7 @@ def perturbation_stats(clean, adversarial) -> Dict[str, float]:
   adversarial = np.asarray(adversarial, dtype=np.float64)
   if clean.shape != adversarial.shape:
     raise errors.UsageError(f"clean shape {clean.shape} differs from adversarial shape "
-                     f"{adversarial.shape}")
+                            f"{adversarial.shape}")
   if clean.ndim == 3:
     clean, adversarial = clean[None], adversarial[None]
   if clean.ndim != 4 or clean.size == 0:

@@ -87,9 +87,9 @@ def check_output_dir(output_dir: pathlib.Path, clean_dir, settings: dict):
                  if k in header and header[k] != v]
   if differences:
     raise errors.UsageError(f"output_dir {output_dir} holds a transfer set made with other "
-                     f"settings ({'; '.join(differences)}); a changed max_images or "
-                     "batch_size would change which images share a batch and so their "
-                     "bytes: use another output_dir")
+                            f"settings ({'; '.join(differences)}); a changed max_images or "
+                            "batch_size would change which images share a batch and so their "
+                            "bytes: use another output_dir")
   return header, records
 
 

@@ -169,7 +169,7 @@ def _list_items(clean_dir, labels_path, max_images: int, crop: str, surrogate):
     path, label = by_key[key]
     if label >= surrogate.num_classes:
       raise errors.UsageError(f"{path}: label {label} is out of range for the surrogate "
-                       f"{surrogate.name} ({surrogate.num_classes} classes)")
+                              f"{surrogate.name} ({surrogate.num_classes} classes)")
     try:
       items.append((key, path, label, _planned_size(path, crop)))
     except image_files.ImageError as e:
@@ -301,7 +301,8 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
   checks.check_choice("crop", crop, image_files.CROPS)
   checks.check_choice("attack_path", attack_path, ATTACK_PATHS)
   if batch_size < 1 or max_images < 0:
-    raise errors.UsageError(f"batch_size={batch_size} must be >= 1 and max_images={max_images} >= 0")
+    raise errors.UsageError(
+        f"batch_size={batch_size} must be >= 1 and max_images={max_images} >= 0")
   if not isinstance(attack, settings_lib.AttackSettings):
     attack = settings_lib.AttackSettings.parse(attack, eps, steps, step_size, decay,
                                                diversity_prob)

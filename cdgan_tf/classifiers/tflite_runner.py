@@ -77,12 +77,12 @@ class TFLiteRunner:
     outputs = self.interpreter.get_output_details()
     if len(inputs) != 1 or len(outputs) != 1:
       raise errors.UsageError(f"TFLite file {path}: need one input and one output, has "
-                       f"{len(inputs)} and {len(outputs)}")
+                              f"{len(inputs)} and {len(outputs)}")
     self.input, self.output = inputs[0], outputs[0]
     shape = self.input["shape"]
     if len(shape) != 4 or shape[-1] != 3 or len(self.output["shape"]) != 2:
       raise errors.UsageError(f"TFLite file {path}: shapes {shape.tolist()} -> "
-                       f"{self.output['shape'].tolist()} are not [N, H, W, 3] -> [N, K]")
+                              f"{self.output['shape'].tolist()} are not [N, H, W, 3] -> [N, K]")
     self.batch = int(shape[0])
     signature = self.input.get("shape_signature", shape)
     self.input_size: Optional[Tuple[int, int]] = (

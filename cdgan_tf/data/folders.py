@@ -129,7 +129,7 @@ def class_names(root: PathLike) -> List[str]:
                  if e.is_dir() and not e.name.startswith(".") and is_utf8(e.name))
   if not names:
     raise errors.UsageError(f"{root} has no class folders (<dir>/<class>/<file>); give a label "
-                     "file for a flat folder of images")
+                            "file for a flat folder of images")
   return names
 
 

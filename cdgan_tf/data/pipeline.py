@@ -6,9 +6,9 @@ pipeline resizes them for one GAN role:
   role "sub":   adversarial at image_size        -> clean at image_size // scale
   role "super": adversarial at image_size//scale -> clean at image_size
 
-Training (`train_dataset`): seeded file shuffle -> shard by input pipeline -> repeat -> parallel interleave
--> shuffle -> parse + paired augmentation -> batch(drop_remainder) -> prefetch (the
-layout of tensorflow/models and google/automl input pipelines). The augmentation resizes
+Training (`train_dataset`): seeded file shuffle -> shard by input pipeline -> repeat ->
+parallel interleave -> shuffle -> parse + paired augmentation -> batch(drop_remainder) ->
+prefetch (the layout of tensorflow/models and google/automl input pipelines). The augmentation resizes
 both images to round(1.125 * image_size), takes one random image_size crop window and one
 random horizontal flip and applies them to both images, so the pair stays aligned; the
 small side is then produced from the crop with `image_ops.resize`. With

@@ -93,7 +93,7 @@ class FolderStream:
     self.items.sort(key=lambda item: item[0])
     if not self.items:
       raise errors.UsageError(f"no images to evaluate: {what} ({len(skipped)} inputs skipped"
-                       + (f", first: {skipped[0].path}: {skipped[0].reason}" if skipped
+                              + (f", first: {skipped[0].path}: {skipped[0].reason}" if skipped
                           else "") + ")")
     self.source = Source(description=what, count=len(self.items), skipped=skipped)
 

@@ -33,7 +33,7 @@ def check_images(images, who: str) -> tf.Tensor:
   images = tf.convert_to_tensor(images)
   if not images.dtype.is_floating:
     raise errors.UsageError(f"{who}: images must be float32 in [0, 1], got dtype "
-                     f"{images.dtype.name}")
+                            f"{images.dtype.name}")
   if images.shape.rank != 4:
     raise errors.UsageError(f"{who}: images must be [N, H, W, C], got shape {images.shape}")
   return tf.cast(images, tf.float32)

@@ -117,7 +117,7 @@ def median(kernel: int = 3) -> FunctionPurifier:
     height, width = _size(images)
     if isinstance(height, int) and min(height, width) <= pad:
       raise errors.UsageError(f"median{kernel}: images of {height}x{width} are too small for "
-                       f"reflect padding by {pad}")
+                              f"reflect padding by {pad}")
     channels = images.shape[3] if images.shape[3] is not None else tf.shape(images)[3]
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
     patches = tf.image.extract_patches(padded, sizes=[1, kernel, kernel, 1],

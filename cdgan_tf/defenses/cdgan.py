@@ -132,7 +132,7 @@ class CdganPurifier(tf.Module, base.Purifier):
                 if getattr(sub_info, name) != getattr(sup_info, name)]
       if differ:
         raise errors.UsageError(f"generators do not match: {'; '.join(differ)} ({sub_path}, "
-                         f"{super_path}); chain a pair trained at one geometry")
+                                f"{super_path}); chain a pair trained at one geometry")
     info = sub_info or sup_info
     size = image_size or (info.image_size if info else None) or (
         config_lib.DataConfig().image_size)
@@ -144,7 +144,7 @@ class CdganPurifier(tf.Module, base.Purifier):
       super_scale = round(_measured_scale(sup, size // scale))
       if super_scale != scale:
         raise errors.UsageError(f"generators do not match: sub scales by 1/{scale}, super by "
-                         f"{super_scale} ({sub_path}, {super_path})")
+                                f"{super_scale} ({sub_path}, {super_path})")
     return cls(sub, sup, image_size=size, scale=scale, mode=mode,
                compute_dtype=compute_dtype, jit_compile=jit_compile)
 

@@ -41,7 +41,7 @@ def load_cdgan(sub_model: str = "", super_model: str = "", purifier_dir: str = "
   if purifier_dir:
     if compute_dtype != "float32" or jit_compile:
       raise errors.UsageError("compute_dtype and jit_compile apply to --sub_model/--super_model, "
-                       "not to an exported purifier (--purifier)")
+                              "not to an exported purifier (--purifier)")
     return saving.ExportedPurifier(purifier_dir)
   raise errors.UsageError("CD-GAN needs --sub_model and --super_model (or --purifier)")
 
@@ -75,7 +75,7 @@ def build_defenses(names: Sequence[str], sub_model: str = "", super_model: str =
   for name in names:  # Checked before loading anything: a typo fails in a moment.
     if name not in CDGAN_NAMES and not baselines.is_baseline_name(name):
       raise errors.UsageError(f"unknown defense {name!r}; valid: {', '.join(CDGAN_NAMES)}, "
-                       f"{', '.join(baselines.VALID_FORMS)}")
+                              f"{', '.join(baselines.VALID_FORMS)}")
   cdgan = None
   if any(n in CDGAN_NAMES for n in names):
     cdgan = load_cdgan(sub_model, super_model, purifier_dir, image_size, compute_dtype,

@@ -72,7 +72,7 @@ class PurifierLayer(keras.layers.Layer):
     if isinstance(purifier, cdgan_lib.CdganPurifier):
       if purifier.compute_dtype != "float32" or purifier.jit_compile:
         raise errors.UsageError("PurifierLayer runs CD-GAN in float32 without XLA; load the "
-                         "purifier with the default compute_dtype and jit_compile")
+                                "purifier with the default compute_dtype and jit_compile")
       sub_generator, super_generator = purifier.trained_generators
       image_size, scale, mode = purifier.image_size, purifier.scale, purifier.mode
       self._source = None  # Embedded: the file does not need the source any more.
@@ -118,7 +118,7 @@ class PurifierLayer(keras.layers.Layer):
       config["purifier"] = self._source
     else:
       raise errors.UsageError(f"PurifierLayer cannot save {self.purifier!r}: give it as a path "
-                       "(or a preset name) instead of an object")
+                              "(or a preset name) instead of an object")
     return config
 
   @classmethod

@@ -57,7 +57,7 @@ def _static_hw(images: tf.Tensor) -> Tuple[int, int]:
   height, width = images.shape[1], images.shape[2]
   if height is None or width is None:
     raise errors.UsageError(f"a matrix resize needs a known height and width, got shape "
-                     f"{images.shape} (trace with a fixed input size)")
+                            f"{images.shape} (trace with a fixed input size)")
   return int(height), int(width)
 
 

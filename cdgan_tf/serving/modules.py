@@ -199,7 +199,7 @@ def _serving_batch_size(batch_size):
 def _check_cdgan(purifier) -> cdgan_lib.CdganPurifier:
   if not isinstance(purifier, cdgan_lib.CdganPurifier):
     raise errors.UsageError(f"only the CD-GAN purifier (generators) can be exported, not "
-                     f"{purifier!r}")
+                            f"{purifier!r}")
   return purifier
 
 
@@ -263,8 +263,8 @@ class DefendedModule(tf.Module):
     trackable = classifier.trackable
     if trackable is None:
       raise errors.UsageError(f"classifier {classifier.name} has no TensorFlow model to export "
-                       "(TFLite models cannot be put inside a SavedModel; use a TF-Hub "
-                       "handle, SavedModel directory or Keras file)")
+                              "(TFLite models cannot be put inside a SavedModel; use a TF-Hub "
+                              "handle, SavedModel directory or Keras file)")
     self.classifier_model = trackable
     self._classifier = classifier
     self.purifier = _check_cdgan(purifier) if purifier is not None else None

@@ -136,7 +136,7 @@ class TFLitePurifierRunner:
     images = np.asarray(images, np.float32)
     if tuple(images.shape[1:]) != (self.input_size, self.input_size, 3):
       raise errors.UsageError(f"the TFLite purifier takes [N, {self.input_size}, "
-                       f"{self.input_size}, 3], got {images.shape}")
+                              f"{self.input_size}, 3], got {images.shape}")
     outputs = []
     for start in range(0, len(images), self.batch):
       chunk = images[start:start + self.batch]

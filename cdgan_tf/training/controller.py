@@ -218,8 +218,8 @@ def restore(step: gan_step_lib.GanStep, checkpoint_dir: str, keep_checkpoints: i
     raise
   except (ValueError, AssertionError, tf.errors.InvalidArgumentError) as e:
     raise errors.UsageError(f"the newest checkpoint in {checkpoint_dir} does not fit these "
-                     "models (a run of other sizes?); use a new --model_dir "
-                     f"({type(e).__name__})") from e
+                            "models (a run of other sizes?); use a new --model_dir "
+                            f"({type(e).__name__})") from e
   # Made after the restore: it reads the state file restore_newest may have repaired.
   return tf.train.CheckpointManager(checkpoint, checkpoint_dir, max_to_keep=keep_checkpoints,
                                     step_counter=step.step)

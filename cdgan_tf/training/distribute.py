@@ -44,7 +44,7 @@ def make_strategy(name: str, tpu: str = "") -> tf.distribute.Strategy:
   if name == "multi_worker":
     if "TF_CONFIG" not in os.environ:
       raise errors.UsageError("strategy multi_worker needs the TF_CONFIG environment variable "
-                       "(cluster and task); see the README")
+                              "(cluster and task); see the README")
     return tf.distribute.MultiWorkerMirroredStrategy()
   if name == "tpu":
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)

@@ -53,16 +53,16 @@ def _load_input_model(experiment: config_lib.ExperimentConfig) -> keras.Model:
   data = experiment.data
   if info is not None and (info.role is not config_lib.Role.SUB or info.scale != data.scale):
     raise errors.UsageError(f"--sub_model {path} holds a {info.role.value} generator of scale "
-                     f"{info.scale}; chained training needs a sub generator of scale "
-                     f"{data.scale}")
+                            f"{info.scale}; chained training needs a sub generator of scale "
+                            f"{data.scale}")
   if info is not None and info.image_size and info.image_size != data.image_size:
     raise errors.UsageError(f"--sub_model {path} was trained at image_size {info.image_size} "
-                     f"(scale {info.scale}); this super run has image_size "
-                     f"{data.image_size} (scale {data.scale}): the image size differs")
+                            f"(scale {info.scale}); this super run has image_size "
+                            f"{data.image_size} (scale {data.scale}): the image size differs")
   out = model(tf.zeros((1, data.image_size, data.image_size, 3)), training=False)
   if tuple(out.shape[1:3]) != (data.small_size, data.small_size):
     raise errors.UsageError(f"--sub_model {path} maps {data.image_size} px to "
-                     f"{out.shape[1]} px, not {data.small_size}")
+                            f"{out.shape[1]} px, not {data.small_size}")
   model.trainable = False
   return model
 
@@ -125,7 +125,7 @@ class GanStep:
             experiment.loss.feature_extractor, experiment.loss.feature_layer)
       if experiment.loss.feature_weight and feature_extractor is None:
         raise errors.UsageError("feature_weight > 0 needs a feature extractor "
-                         "(--feature_extractor)")
+                                "(--feature_extractor)")
       self._feature_extractor = feature_extractor
       self.generator = generators.build_generator(self.role, data.scale, experiment.model)
       self.discriminator = discriminator_lib.build_discriminator(

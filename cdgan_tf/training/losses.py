@@ -64,7 +64,7 @@ def content_loss(target: tf.Tensor, generated: tf.Tensor, kind: str = "mse") -> 
   generated = tf.cast(tf.convert_to_tensor(generated), tf.float32)
   if not target.shape.is_compatible_with(generated.shape):
     raise errors.UsageError(f"content loss: target shape {target.shape} differs from "
-                     f"generated shape {generated.shape}")
+                            f"generated shape {generated.shape}")
   diff = target - generated
   return _per_example_mean(tf.square(diff) if kind == "mse" else tf.abs(diff))
 

@@ -381,7 +381,7 @@ def copy_weights(source: keras.Model, target: keras.Model) -> keras.Model:
   """Copies all weights layer by layer (same architecture, e.g. fused -> built-in BN)."""
   if len(source.layers) != len(target.layers):
     raise errors.UsageError(f"cannot copy weights: {source.name} has {len(source.layers)} "
-                     f"layers, {target.name} has {len(target.layers)}")
+                            f"layers, {target.name} has {len(target.layers)}")
   for src, dst in zip(source.layers, target.layers):
     dst.set_weights(src.get_weights())
   return target
@@ -402,5 +402,5 @@ def build(name: str, **kwargs) -> keras.Model:
   """Builds architecture `name` (a key of ARCHITECTURES) with its default sizes."""
   if name not in ARCHITECTURES:
     raise errors.UsageError(f"unknown CIFAR-10 architecture {name!r}; "
-                     f"choose from {', '.join(ARCHITECTURES)}")
+                            f"choose from {', '.join(ARCHITECTURES)}")
   return ARCHITECTURES[name][0](**kwargs)

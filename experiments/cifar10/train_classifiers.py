@@ -130,8 +130,8 @@ def class_names(data_dir: pathlib.Path) -> list:
     names[split] = folders.class_names(folder)
   if names["train"] != names["test"] or len(names["train"]) != models.NUM_CLASSES:
     raise errors.UsageError(f"--data_dir={data_dir}: expected the same {models.NUM_CLASSES} "
-                     f"class folders in train and test, got {names['train']} and "
-                     f"{names['test']}")
+                            f"class folders in train and test, got {names['train']} and "
+                            f"{names['test']}")
   return names["train"]
 
 
