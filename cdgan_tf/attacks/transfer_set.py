@@ -127,8 +127,10 @@ def attack_functions(members: Sequence[classifiers.Classifier],
   checks.check_choice("attack_path", attack_path, ATTACK_PATHS)
   if attack_path == "interpreter":
     return list(members)
-  return [m.rebuilt_scores if getattr(m, "rebuild", None) is not None else m
-          for m in members]
+  # One bound method per member, kept on it: the attack's loops are cached by the
+  # callable's identity, so a second run with the same member does not trace again.
+  return [vars(m).setdefault("_attack_rebuilt_scores", m.rebuilt_scores)
+          if getattr(m, "rebuild", None) is not None else m for m in members]
 
 
 def _spec_of(surrogate: Surrogate) -> str:

@@ -318,6 +318,10 @@ def test_rebuild_path_skips_the_interpreter_in_the_steps(class_set, surrogate, t
   assert runs["interpreter"][0] == [n for n in (4, 3, 1) for _ in range(5 + 2)], (
       runs["interpreter"][0])
   assert runs["rebuild"][1] == runs["interpreter"][1]
+  # One callable per member, run after run (the attack's loops are cached by identity).
+  member = transfer_set.load_surrogates([str(tflite_path)])[0]
+  assert (transfer_set.attack_functions([member])[0] is
+          transfer_set.attack_functions([member])[0])
   with pytest.raises(ValueError, match="attack_path"):
     _run(class_set, tmp_path / "x", str(tflite_path), attack_path="fast")
 
