@@ -8,6 +8,8 @@ warms up, and times `--steps`-step MI-FGSM batches of `--batch_size` real-size
 `--rounds` rounds, and report wall seconds, CPU seconds / wall (cores busy) and
 images/s. "2 processes x intra 1" runs two children at once on half the batch each
 (data parallel over the two cores; images/s = both halves over the slower one).
+"onednn*" set TF_ENABLE_ONEDNN_OPTS=1 (oneDNN's kernels; TensorFlow leaves them off on
+CPUs without AVX512-VNNI / BF16 / AMX; numerics change by float rounding).
 
 bfloat16: (a) TensorFlow's oneDNN bfloat16 rewrite (`auto_mixed_precision_onednn_
 bfloat16`) on one gradient step of the same rebuild: whether the gradient changes at
@@ -35,16 +37,23 @@ import benchlib
 
 _SHARED = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared")
 _MODELS = os.path.join(os.environ.get("CDGAN_SHARED_DIR", _SHARED), "models", "tflite")
-SETTINGS = {"default": (0, 0), "intra1_inter1": (1, 1), "intra2_inter1": (2, 1),
-            "intra1_inter2": (1, 2), "intra2_inter2": (2, 2)}
+# name: (TF_NUM_INTRAOP_THREADS, TF_NUM_INTEROP_THREADS, TF_ENABLE_ONEDNN_OPTS or None:
+# unset, TensorFlow's default: off on CPUs without AVX512-VNNI / BF16 / AMX, as here).
+SETTINGS = {"default": (0, 0, None), "intra1_inter1": (1, 1, None),
+            "intra2_inter1": (2, 1, None), "intra1_inter2": (1, 2, None),
+            "intra2_inter2": (2, 2, None), "onednn": (0, 0, "1"),
+            "onednn_intra2_inter1": (2, 1, "1")}
+PAIR = "two_processes_intra1"
 flags.DEFINE_string("surrogate", os.path.join(_MODELS, "mobilenet_v1_0.75_192_quant.tflite"),
                     "The .tflite surrogate.")
 flags.DEFINE_integer("batch_size", 8, "Images per attack call.", lower_bound=2)
 flags.DEFINE_integer("steps", 5, "MI-FGSM steps per call.", lower_bound=1)
 flags.DEFINE_integer("calls", 3, "Timed calls per child.", lower_bound=1)
 flags.DEFINE_integer("rounds", 2, "Interleaved rounds over the settings.", lower_bound=1)
+flags.DEFINE_list("settings", list(SETTINGS) + [PAIR], "Thread settings to run: "
+                  f"{', '.join(SETTINGS)}, {PAIR}; 'default' always runs.")
 flags.DEFINE_bool("bfloat16", True, "Also measure the bfloat16 rows.")
-flags.DEFINE_string("child", "", "Internal: 'intra,inter,batch' of a child process.")
+flags.DEFINE_string("child", "", "Internal: 'batch' of a child process.")
 flags.DEFINE_string("output_json", "", "Write the figures to this JSON file.")
 FLAGS = flags.FLAGS
 
@@ -54,9 +63,9 @@ def _cpu_seconds() -> float:
   return times.user + times.system
 
 
-def child(intra: int, inter: int, batch: int) -> dict:
-  """Runs in a fresh process: times MI-FGSM calls under these thread pools."""
-  del intra, inter  # Set by the parent in the environment: TensorFlow reads it at start.
+def child(batch: int) -> dict:
+  """Runs in a fresh process: times MI-FGSM calls under the thread pools and oneDNN
+  setting the parent put in the environment (TensorFlow reads it at start)."""
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from cdgan_tf.attacks import gradient  # pylint: disable=g-import-not-at-top
   from cdgan_tf.attacks import transfer_set  # pylint: disable=g-import-not-at-top
@@ -75,16 +84,22 @@ def child(intra: int, inter: int, batch: int) -> dict:
   return {"seconds_median": float(np.median(walls)),
           "cpu_over_wall": float(np.sum(cpus) / np.sum(walls)),
           "TF_NUM_INTRAOP_THREADS": os.environ.get("TF_NUM_INTRAOP_THREADS"),
-          "TF_NUM_INTEROP_THREADS": os.environ.get("TF_NUM_INTEROP_THREADS")}
+          "TF_NUM_INTEROP_THREADS": os.environ.get("TF_NUM_INTEROP_THREADS"),
+          "TF_ENABLE_ONEDNN_OPTS": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
 
 
-def _spawn(intra: int, inter: int, batch: int) -> subprocess.Popen:
+def _spawn(setting, batch: int) -> subprocess.Popen:
+  intra, inter, onednn = setting
+  env = dict(os.environ, TF_NUM_INTRAOP_THREADS=str(intra),
+             TF_NUM_INTEROP_THREADS=str(inter))
+  env.pop("TF_ENABLE_ONEDNN_OPTS", None)
+  if onednn is not None:
+    env["TF_ENABLE_ONEDNN_OPTS"] = onednn
   return subprocess.Popen(
-      [sys.executable, os.path.abspath(__file__), f"--child={intra},{inter},{batch}",
+      [sys.executable, os.path.abspath(__file__), f"--child={batch}",
        f"--surrogate={FLAGS.surrogate}", f"--steps={FLAGS.steps}",
        f"--calls={FLAGS.calls}"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-      text=True, env=dict(os.environ, TF_NUM_INTRAOP_THREADS=str(intra),
-                          TF_NUM_INTEROP_THREADS=str(inter)))
+      text=True, env=env)
 
 
 def _result(process: subprocess.Popen) -> dict:
@@ -97,17 +112,20 @@ def _result(process: subprocess.Popen) -> dict:
 def thread_rows() -> dict:
   """{setting: {"images_per_sec", "seconds_median", "cpu_over_wall"}} (medians over
   rounds), the settings run one after another in each round."""
-  results = {name: [] for name in list(SETTINGS) + ["two_processes_intra1"]}
+  chosen = ["default"] + [s for s in FLAGS.settings if s != "default"]
+  results = {name: [] for name in chosen}
   half = FLAGS.batch_size // 2
   for _ in range(FLAGS.rounds):
-    for name, (intra, inter) in SETTINGS.items():
-      results[name].append(_result(_spawn(intra, inter, FLAGS.batch_size)))
+    for name in chosen:
+      if name == PAIR:
+        pair = [_result(p) for p in [_spawn(SETTINGS["intra1_inter1"], half),
+                                     _spawn(SETTINGS["intra1_inter1"],
+                                            FLAGS.batch_size - half)]]
+        results[name].append({"seconds_median": max(r["seconds_median"] for r in pair),
+                              "cpu_over_wall": sum(r["cpu_over_wall"] for r in pair)})
+      else:
+        results[name].append(_result(_spawn(SETTINGS[name], FLAGS.batch_size)))
       print(name, results[name][-1], flush=True)
-    pair = [_result(p) for p in [_spawn(1, 1, half), _spawn(1, 1, FLAGS.batch_size - half)]]
-    results["two_processes_intra1"].append(
-        {"seconds_median": max(r["seconds_median"] for r in pair),
-         "cpu_over_wall": sum(r["cpu_over_wall"] for r in pair)})
-    print("two_processes_intra1", results["two_processes_intra1"][-1], flush=True)
   rows = {}
   for name, runs in results.items():
     seconds = float(np.median([r["seconds_median"] for r in runs]))
@@ -195,9 +213,12 @@ def bfloat16_rows() -> dict:
 def main(argv):
   del argv
   if FLAGS.child:
-    intra, inter, batch = (int(v) for v in FLAGS.child.split(","))
-    print(json.dumps(child(intra, inter, batch)), flush=True)
+    print(json.dumps(child(int(FLAGS.child))), flush=True)
     return
+  unknown = [s for s in FLAGS.settings if s not in SETTINGS and s != PAIR]
+  if unknown:
+    raise cli.UsageError(f"--settings: {', '.join(unknown)} (choose from "
+                         f"{', '.join(list(SETTINGS) + [PAIR])})")
   if not os.path.exists(FLAGS.surrogate):
     raise cli.UsageError(f"--surrogate: {FLAGS.surrogate} does not exist")
   results = {"threads": thread_rows()}
@@ -205,7 +226,8 @@ def main(argv):
     results["bfloat16"] = bfloat16_rows()
   print(json.dumps(results, indent=1))
   benchlib.write_results(FLAGS.output_json, "attack_cpu_settings", benchlib.flag_values(
-      FLAGS, ["surrogate", "batch_size", "steps", "calls", "rounds", "bfloat16"]), results)
+      FLAGS, ["surrogate", "batch_size", "steps", "calls", "rounds", "settings",
+              "bfloat16"]), results)
 
 
 if __name__ == "__main__":
