@@ -44,6 +44,7 @@ from cdgan_tf.attacks import settings as settings_lib
 from cdgan_tf.attacks import stats
 from cdgan_tf.attacks import transfer_files as tfiles
 from cdgan_tf.attacks import transfer_set
+from cdgan_tf.common import checks
 from cdgan_tf.common import locks
 from cdgan_tf.data import folders
 from cdgan_tf.data import image_files
@@ -114,11 +115,19 @@ def plan(mix: mixes.AttackMix, images, seed: int, batch_size: int,
 
 
 class Models:
-  """Loads each surrogate ensemble and feature network of a mix once, on first use."""
+  """Loads each surrogate ensemble and feature network of a mix once, on first use.
 
-  def __init__(self, shared_dir: str, weights_dir: str):
+  `attack_path` ("interpreter" or "rebuild", `transfer_set.ATTACK_PATHS`): what the
+  gradient attacks' steps run for a TFLite surrogate (`attack_functions`)."""
+
+  def __init__(self, shared_dir: str, weights_dir: str, attack_path: str = "interpreter"):
     self.shared_dir, self.weights_dir = shared_dir, weights_dir
+    self.attack_path = attack_path
     self._cache: Dict[tuple, object] = {}
+
+  def attack_functions(self, specs: Sequence[str]):
+    """The callables the gradient steps follow (`transfer_set.attack_functions`)."""
+    return transfer_set.attack_functions(self.surrogates(specs), self.attack_path)
 
   def surrogates(self, specs: Sequence[str]):
     key = ("surrogates",) + tuple(specs)
@@ -161,7 +170,7 @@ def run_attack(attack: mixes.MixAttack, eps_255: int, choice: int, models: Model
     fn = models.features(attack.feature_network, attack.feature_layer)
     return np.asarray(feature_distortion.feature_distortion(
         fn, clean, eps, steps=attack.steps, seed=seed))
-  members = models.surrogates(attack.surrogates[choice])
+  members = models.attack_functions(attack.surrogates[choice])
   if attack.kind == "fgsm":
     settings = settings_lib.AttackSettings.parse("fgsm", eps)
   elif attack.kind == "pgd":
@@ -244,7 +253,8 @@ def summarize(mix: mixes.AttackMix, records: Sequence[dict]) -> dict:
 def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
              weights_dir: Optional[str] = None, batch_size: int = 32, seed: int = 0,
              max_images: int = 0, log_every: int = 200,
-             command: Optional[dict] = None, overlap_depth: int = 2) -> dict:
+             command: Optional[dict] = None, overlap_depth: int = 2,
+             attack_path: str = "interpreter") -> dict:
   """Writes every version of every image of the mix (resumable); returns the manifest.
 
   Args:
@@ -260,6 +270,9 @@ def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
     command: Command-line arguments to record in the manifest.
     overlap_depth: Batches decoded ahead and written behind on threads while the
       attack runs (`overlap`); 0: all in turn. Not a setting: the bytes are the same.
+    attack_path: "interpreter" (default: the bytes of earlier runs) or "rebuild" (about
+      2x faster gradient steps through a TFLite surrogate's float rebuild alone; other
+      bytes), as `transfer_set.generate`; recorded in each run of the manifest.
 
   Returns:
     The manifest (also output_dir/mix_manifest.json); its "complete" is True when every
@@ -298,7 +311,8 @@ def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
   logging.info("mix %s: %d images x %d versions = %d in %d batches; %d already done in %s",
                mix.name, len(images), mix.versions_per_image, total, len(batches),
                sum(is_done(i.key) for b in batches for i in b), output_dir)
-  models = Models(shared_dir, weights_dir)
+  checks.check_choice("attack_path", attack_path, transfer_set.ATTACK_PATHS)
+  models = Models(shared_dir, weights_dir, attack_path)
   failed: List[dict] = []
   counts = {"attacked": 0, "skipped_done": 0, "recomputed_batch_mates": 0}
   with locks.FolderLock(str(output_dir), "the attack-mix generator"):
@@ -333,8 +347,9 @@ def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
                          counts["skipped_done"], len(failed), batch[0].attack,
                          batch[0].eps_255, time.strftime("%H:%M:%S", time.gmtime(eta)))
     seconds = time.perf_counter() - started
-    manifest = _write_manifest(output_dir, mix, settings, batches, sources, counts,
-                               failed, inputs_skipped, seconds, command)
+    manifest = _write_manifest(output_dir, mix, settings, batches, sources,
+                               dict(counts, attack_path=attack_path), failed,
+                               inputs_skipped, seconds, command)
   logging.info("mix %s: %d/%d versions present (%d attacked now in %.1f s, %.2f "
                "versions/s); complete: %s", mix.name, manifest["counts"]["versions"],
                total, counts["attacked"], seconds, manifest["runs"][-1]["versions_per_s"],

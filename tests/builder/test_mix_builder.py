@@ -183,9 +183,14 @@ def test_pgd_batch_of_one_after_a_relaxed_classifier_trace(model_path):
 def test_overlap_writes_the_same_bytes_as_in_turn(generated, model_path, shared_dir,
                                                   tmp_path):
   out, _ = generated  # Made with the default overlap (read ahead, written behind).
+  # attack_path="rebuild" only changes TFLite surrogates (this one is Keras).
   manifest = mix_set.generate(_tiny_mix(model_path), tmp_path / "in_turn",
-                              shared_dir=shared_dir, batch_size=4, seed=0, overlap_depth=0)
-  assert manifest["complete"]
+                              shared_dir=shared_dir, batch_size=4, seed=0, overlap_depth=0,
+                              attack_path="rebuild")
+  assert manifest["complete"] and manifest["runs"][-1]["attack_path"] == "rebuild"
+  with pytest.raises(ValueError, match="attack_path"):
+    mix_set.generate(_tiny_mix(model_path), tmp_path / "x", shared_dir=shared_dir,
+                     attack_path="fast")
   assert _pngs(tmp_path / "in_turn" / "adv") == _pngs(out / "adv")
   assert ((tmp_path / "in_turn" / transfer_files.SIDECAR).read_text() ==
           (out / transfer_files.SIDECAR).read_text())
