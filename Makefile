@@ -46,8 +46,13 @@ bench: $(STAMP)
 	$(BENCH)/train_throughput.py --image_size=256 --scale=2 --steps=10 --warmup=2 \
 	    --num_res_blocks=8 --filters=32 --discriminator_filters=32 --summary_every=10 \
 	    --examples=32 --output_json=$(BENCH_DIR)/train_throughput_256.json
-	$(BENCH)/pair_generation.py --repeats=3 --batch_size=8 \
+	$(BENCH)/pair_generation.py --repeats=3 --batch_size=8 --pipeline_images=24 \
 	    --output_json=$(BENCH_DIR)/pair_generation.json
+	$(BENCH)/attack_cpu_settings.py --rounds=2 --output_json=$(BENCH_DIR)/attack_cpu_settings.json
+	$(BENCH)/train_throughput.py --image_size=256 --scale=2 --examples=4 --discriminator_filters=32 \
+	    --bare_variants=8x32,16x64 --bare_batch_size=1 --bare_steps=1 --profile \
+	    --bare_feature_extractor=../shared/models/tflite/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite \
+	    --output_json=$(BENCH_DIR)/train_throughput_bare_256.json
 	$(BENCH)/mixed_precision.py --output_json=$(BENCH_DIR)/mixed_precision.json
 	$(BENCH)/gan_sizing.py --steps=10 --output_json=$(BENCH_DIR)/gan_sizing.json
 

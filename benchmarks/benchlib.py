@@ -65,13 +65,10 @@ def _frozen_graph_def(fn, input_shape):
   return frozen.graph.as_graph_def(), frozen.inputs[0].name, frozen.outputs[0].name
 
 
-def gan_step_flops(step, batch) -> int:
-  """Profiler FLOPs of one adversarial train step on `batch` (`benchlib.function_flops`):
-  the generator and discriminator forward passes, the losses (with the feature network
-  when configured) and both gradients, as `GanStep._replica_step` computes them, but
-  with batch normalization in inference mode (the moving-average updates cannot be
-  frozen into a graph; batch statistics are a few FLOPs per activation against a conv's
-  hundreds). The Adam updates (about 10 FLOPs per weight) are not counted."""
+def _gan_step_gradients(step, batch):
+  """inputs -> the generator's and discriminator's weight gradients of one adversarial
+  step on `batch` (targets captured), as `GanStep._replica_step` computes them, with
+  batch normalization in inference mode (see `gan_step_flops`)."""
   target = batch[1]
   config = step.experiment.loss
   feature_fn = step._feature_extractor  # pylint: disable=protected-access
@@ -88,7 +85,25 @@ def gan_step_flops(step, batch) -> int:
     return (g_tape.gradient(g_loss, step.generator.trainable_variables) +
             d_tape.gradient(d_loss, step.discriminator.trainable_variables))
 
-  return function_flops(gradients, batch[0].shape.as_list())
+  return gradients
+
+
+def gan_step_flops(step, batch) -> int:
+  """Profiler FLOPs of one adversarial train step on `batch` (`benchlib.function_flops`):
+  the generator and discriminator forward passes, the losses (with the feature network
+  when configured) and both gradients, as `GanStep._replica_step` computes them, but
+  with batch normalization in inference mode (the moving-average updates cannot be
+  frozen into a graph; batch statistics are a few FLOPs per activation against a conv's
+  hundreds). The Adam updates (about 10 FLOPs per weight) are not counted."""
+  return function_flops(_gan_step_gradients(step, batch), batch[0].shape.as_list())
+
+
+def gan_step_profile(step, batch, top: int = 10) -> list:
+  """`op_time_profile` of the computation `gan_step_flops` counts (both forward passes,
+  losses, both weight gradients; no Adam update, batch norm in inference mode)."""
+  gradients = _gan_step_gradients(step, batch)
+  total = lambda x: tf.add_n([tf.reduce_sum(g) for g in gradients(x)])  # noqa: E731
+  return op_time_profile(total, batch[0].shape.as_list(), top=top, runs=1)
 
 
 def op_time_profile(fn: Callable[[tf.Tensor], tf.Tensor], input_shape: Sequence[int],

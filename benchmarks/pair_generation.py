@@ -40,6 +40,8 @@ if __name__ == "__main__":
   cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 import os  # pylint: disable=g-bad-import-order
+import shutil
+import tempfile
 import time
 
 from absl import flags
@@ -77,6 +79,14 @@ flags.DEFINE_integer("matmul_size", 2048, "Side of the peak-measuring matmul.",
                      lower_bound=64)
 flags.DEFINE_integer("transfer_images", 0, "Images of the old-vs-new transfer-rate "
                      "check (40-step MI-FGSM); 0: none.", lower_bound=0)
+flags.DEFINE_integer("pipeline_images", 0, "Images of the whole-generator row (decode, "
+                     "attack, predictions, PNG + sidecar writes through transfer_set."
+                     "generate): old path, new path, new path with overlap; 0: none.",
+                     lower_bound=0)
+flags.DEFINE_enum("pipeline_recipe", "mifgsm10", ["mifgsm10", "mifgsm40", "fgsm"],
+                  "Recipe of the whole-generator row.")
+flags.DEFINE_integer("pipeline_repeats", 2, "Timed rounds of the whole-generator row.",
+                     lower_bound=1)
 flags.DEFINE_bool("profile", False, "Print the top ops by time of one step of each path.")
 flags.DEFINE_string("output_json", "", "Write the figures to this JSON file.")
 FLAGS = flags.FLAGS
@@ -159,7 +169,8 @@ def build_paths():
   label_flops = benchlib.function_flops(_label_step(paths["new"][0]),
                                         [1, 224, 224, 3])
   feature_flops = benchlib.function_flops(_feature_step(features["new"]), [1, 224, 224, 3])
-  return paths, {"label": label_flops, "feature": feature_flops}, surrogate_new[0].rebuild
+  return (paths, {"label": label_flops, "feature": feature_flops}, surrogate_new[0].rebuild,
+          {"old": surrogate_old, "new": surrogate_new[0]})
 
 
 def recipe_run(recipe: str, path, images, labels):
@@ -180,6 +191,72 @@ def xla_step(rebuild, images):
   runs = {"no_xla": tf.function(step), "xla": tf.function(step, jit_compile=True)}
   return benchlib.interleaved_seconds(
       {k: (lambda f=f: f(images).numpy()) for k, f in runs.items()}, FLAGS.repeats)
+
+
+def _cpu_seconds() -> float:
+  times = os.times()
+  return times.user + times.system
+
+
+def pipeline_row(surrogates, count: int, recipe: str) -> dict:
+  """The whole generator (`transfer_set.generate`) on the first `count` images of the
+  fixed subset, "damagenet" crop: old (interpreter path, no overlap), new (rebuild, no
+  overlap) and overlap (rebuild, decode ahead / write behind), in interleaved rounds
+  into fresh folders; CPU seconds over wall seconds per variant; same bytes checked."""
+  kind, steps = RECIPES[recipe]
+  variants = {"old": (surrogates["old"], "interpreter", 0),
+              "new": (surrogates["new"], "rebuild", 0),
+              "overlap": (surrogates["new"], "rebuild", 2)}
+  root = tempfile.mkdtemp(prefix="pair_generation_")
+
+  def run(name, images, folder):
+    surrogate, attack_path, depth = variants[name]
+    shutil.rmtree(folder, ignore_errors=True)
+    return transfer_set.generate(
+        FLAGS.clean_dir, folder, [surrogate], labels_path=FLAGS.labels, attack=kind,
+        eps=EPS, steps=steps, crop="damagenet", batch_size=FLAGS.batch_size,
+        max_images=images, seed=0, log_every=10 ** 9, attack_path=attack_path,
+        overlap_depth=depth)
+
+  try:
+    for name in variants:  # Tracing, first file opens: one batch each, untimed.
+      run(name, FLAGS.batch_size, os.path.join(root, "warmup"))
+    wall = {name: [] for name in variants}
+    cpu = {name: [] for name in variants}
+    for _ in range(FLAGS.pipeline_repeats):
+      for name in variants:
+        started, cpu_started = time.perf_counter(), _cpu_seconds()
+        run(name, count, os.path.join(root, name))
+        wall[name].append(time.perf_counter() - started)
+        cpu[name].append(_cpu_seconds() - cpu_started)
+    same = {name: _folder_bytes(os.path.join(root, name)) for name in variants}
+  finally:
+    shutil.rmtree(root, ignore_errors=True)
+  row = {"recipe": recipe, "images": count, "batch_size": FLAGS.batch_size,
+         "repeats": FLAGS.pipeline_repeats,
+         "overlap_same_bytes_as_new": same["overlap"] == same["new"]}
+  for name in variants:
+    median = float(np.median(wall[name]))
+    row[name] = {"images_per_sec": count / median, "seconds_median": median,
+                 "cpu_over_wall": float(np.sum(cpu[name]) / np.sum(wall[name]))}
+  row["speedup_overlap_over_old"] = row["old"]["seconds_median"] / row["overlap"][
+      "seconds_median"]
+  row["speedup_overlap_over_new"] = row["new"]["seconds_median"] / row["overlap"][
+      "seconds_median"]
+  row["speedup_new_over_old"] = row["old"]["seconds_median"] / row["new"]["seconds_median"]
+  return row
+
+
+def _folder_bytes(folder: str) -> dict:
+  """{relative path: bytes} of the PNGs and the sidecar under folder."""
+  found = {}
+  for directory, _, names in os.walk(folder):
+    for name in names:
+      if name.endswith(".png") or name == ".attack_stats.jsonl":
+        path = os.path.join(directory, name)
+        with open(path, "rb") as f:
+          found[os.path.relpath(path, folder)] = f.read()
+  return found
 
 
 def transfer_rates(paths, count: int) -> dict:
@@ -217,7 +294,7 @@ def main(argv):
   for flag in ("surrogate", "feature_model", "clean_dir", "labels"):
     if not os.path.exists(FLAGS[flag].value):
       raise cli.UsageError(f"--{flag}: {FLAGS[flag].value} does not exist")
-  paths, flops, rebuild = build_paths()
+  paths, flops, rebuild, surrogates = build_paths()
   pixels, labels, io_seconds = load_images(FLAGS.batch_size)
   images = tf.constant(pixels.astype(np.float32) / 255.0)
   matmul, matmul_flops = benchlib.matmul_runner(FLAGS.matmul_size)
@@ -266,6 +343,16 @@ def main(argv):
                                          [FLAGS.batch_size, 224, 224, 3])
       benchlib.print_profile(f"{name} step (batch {FLAGS.batch_size})", profile)
       results["profile"][name] = profile
+  if FLAGS.pipeline_images:
+    row = pipeline_row(surrogates, FLAGS.pipeline_images, FLAGS.pipeline_recipe)
+    results["pipeline"] = row
+    print(f"generator {row['recipe']} on {row['images']} images: old "
+          f"{row['old']['images_per_sec']:.2f}, new {row['new']['images_per_sec']:.2f}, "
+          f"overlap {row['overlap']['images_per_sec']:.2f} img/s (overlap / old "
+          f"{row['speedup_overlap_over_old']:.2f}x, / new "
+          f"{row['speedup_overlap_over_new']:.2f}x; CPU/wall "
+          + ", ".join(f"{n} {row[n]['cpu_over_wall']:.2f}" for n in ("old", "new", "overlap"))
+          + f"; same bytes: {row['overlap_same_bytes_as_new']})", flush=True)
   if FLAGS.transfer_images:
     results["transfer"] = transfer_rates(paths, FLAGS.transfer_images)
     t = results["transfer"]
@@ -275,7 +362,8 @@ def main(argv):
           "points)")
   benchlib.write_results(FLAGS.output_json, "pair_generation", benchlib.flag_values(
       FLAGS, ["surrogate", "feature_model", "target", "recipes", "batch_size", "repeats",
-              "matmul_size", "transfer_images", "profile"]), results)
+              "matmul_size", "transfer_images", "pipeline_images", "pipeline_recipe",
+              "pipeline_repeats", "profile"]), results)
 
 
 if __name__ == "__main__":

@@ -83,6 +83,23 @@ flags.DEFINE_float("feature_weight", 1.0, "Weight of the feature loss (with "
                    "--feature_extractor).", lower_bound=0.0)
 flags.DEFINE_integer("matmul_size", 2048, "Side of the peak-measuring matmul.",
                      lower_bound=64)
+flags.DEFINE_list("bare_variants", [], "Bare-step rows only (no controller; with "
+                  "--bare_steps): generator sizes as BLOCKSxFILTERS, e.g. 8x32,16x64, "
+                  "each without and (with --bare_feature_extractor) with the feature "
+                  "loss; the GFLOP/s of GanStep.train next to the matmul peak, same run.")
+flags.DEFINE_string("bare_feature_extractor", "", "Feature network of the bare rows' "
+                    "feature-loss side (a classifier spec); \"\": those rows only "
+                    "without.")
+flags.DEFINE_float("bare_feature_weight", 0.2, "Feature-loss weight of those rows.",
+                   lower_bound=0.0)
+flags.DEFINE_integer("bare_steps", 2, "Timed steps per round of a bare row.",
+                     lower_bound=1)
+flags.DEFINE_integer("bare_repeats", 2, "Interleaved rounds (step, matmul) of a bare row.",
+                     lower_bound=1)
+flags.DEFINE_integer("bare_batch_size", 0, "Batch of the bare rows; 0: --batch_size.",
+                     lower_bound=0)
+flags.DEFINE_bool("profile", False, "With --bare_variants: also the top ops by time of "
+                  "one step of each bare row (benchlib.gan_step_profile).")
 flags.DEFINE_string("output_json", "", "Write the figures to this JSON file.")
 FLAGS = flags.FLAGS
 
@@ -253,6 +270,70 @@ def _add_flops(rows: list, flops: int, peak: float) -> None:
                     per_image * row["loop_images_per_sec"] / peak})
 
 
+def _variant(text: str):
+  try:
+    blocks, filters = (int(v) for v in text.lower().split("x"))
+  except ValueError:
+    raise cli.UsageError(f"--bare_variants: {text!r} is not BLOCKSxFILTERS (e.g. 16x64)"
+                         ) from None
+  return blocks, filters
+
+
+def bare_rows(role: str, records: str, root: str) -> list:
+  """GFLOP/s of the bare step (`GanStep.train` on one in-memory batch) of each
+  --bare_variants size, without and with the feature loss, in rounds with the matmul
+  peak; the top ops by time with --profile."""
+  strategy = tf.distribute.get_strategy()
+  batch_size = FLAGS.bare_batch_size or FLAGS.batch_size
+  rows = []
+  matmul, matmul_flops = benchlib.matmul_runner(FLAGS.matmul_size)
+  features = [""] + ([FLAGS.bare_feature_extractor] if FLAGS.bare_feature_extractor
+                     else [])
+  for text in FLAGS.bare_variants:
+    blocks, filters = _variant(text)
+    for feature in features:
+      base = _experiment(role, records, os.path.join(root, f"{role}_{text}_bare"), 100)
+      experiment = dataclasses.replace(
+          base, model=dataclasses.replace(base.model, num_res_blocks=blocks,
+                                          filters=filters),
+          loss=dataclasses.replace(base.loss, feature_extractor=feature,
+                                   feature_weight=FLAGS.bare_feature_weight if feature
+                                   else 0.0),
+          data=dataclasses.replace(base.data, batch_size=batch_size))
+      batch = next(iter(pipeline.build_dataset(experiment.data, role, training=True)))
+      step = gan_step_lib.GanStep(
+          experiment, strategy,
+          train_dataset_fn=lambda ctx, b=batch: tf.data.Dataset.from_tensors(b).repeat())
+      step.train(1)  # Tracing.
+      seconds = benchlib.interleaved_seconds(
+          {"matmul": matmul, "step": lambda s=step: s.train(FLAGS.bare_steps)},
+          FLAGS.bare_repeats, warmup=0)
+      flops = benchlib.gan_step_flops(step, batch)
+      peak = matmul_flops / seconds["matmul"]["median"]
+      per_sec = flops * FLAGS.bare_steps / seconds["step"]["median"]
+      row = {"role": role, "variant": text, "num_res_blocks": blocks, "filters": filters,
+             "feature_loss": bool(feature), "batch_size": batch_size,
+             "image_size": FLAGS.image_size, "scale": FLAGS.scale,
+             "gflop_per_step": flops / 1e9,
+             "seconds_per_step": seconds["step"]["median"] / FLAGS.bare_steps,
+             "bare_images_per_sec": batch_size * FLAGS.bare_steps /
+                                    seconds["step"]["median"],
+             "bare_gflops_per_sec": per_sec / 1e9,
+             "matmul_float32_peak_gflops_per_sec": peak / 1e9,
+             "bare_fraction_of_float32_peak": per_sec / peak}
+      print(f"{role:5} {text:6} feature loss {'on ' if feature else 'off'}: "
+            f"{row['gflop_per_step']:.1f} GFLOP/step, {row['seconds_per_step']:.2f} s/step, "
+            f"{row['bare_gflops_per_sec']:.1f} GFLOP/s = "
+            f"{100 * row['bare_fraction_of_float32_peak']:.0f} % of the "
+            f"{peak / 1e9:.0f} GFLOP/s matmul", flush=True)
+      if FLAGS.profile:
+        row["profile"] = benchlib.gan_step_profile(step, batch)
+        benchlib.print_profile(f"{role} {text} feature {bool(feature)}", row["profile"])
+      rows.append(row)
+      del step
+  return rows
+
+
 def _print_table(rows: list) -> None:
   print(f"{'role':6} {'summary':>8} {'loop':>7} {'run':>7} {'bare':>7} {'input':>7} "
         f"{'loop/bare':>10} {'(CPU)':>6} {'run/bare':>9} {'input/bare':>10} "
@@ -279,9 +360,18 @@ def _print_table(rows: list) -> None:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # The controller's progress lines.
+  for text in FLAGS.bare_variants:
+    _variant(text)
   with tempfile.TemporaryDirectory() as tmp:
     records = synthetic.write_records(
         tmp, "train", synthetic.noise_pairs(FLAGS.image_size, FLAGS.examples, seed=0))
+    if FLAGS.bare_variants:
+      rows = [row for role in FLAGS.roles for row in bare_rows(role, records, tmp)]
+      benchlib.write_results(FLAGS.output_json, "train_throughput", benchlib.flag_values(
+          FLAGS, ["image_size", "scale", "batch_size", "roles", "bare_variants",
+                  "bare_feature_extractor", "bare_feature_weight", "bare_steps",
+                  "bare_repeats", "bare_batch_size", "profile", "matmul_size"]), rows)
+      return
     rows = [row for role in FLAGS.roles for row in measure(role, records, tmp)]
   print(f"\nimage_size={FLAGS.image_size} scale={FLAGS.scale} batch={FLAGS.batch_size} "
         f"blocks={FLAGS.num_res_blocks} filters={FLAGS.filters} steps={FLAGS.steps} "

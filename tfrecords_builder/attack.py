@@ -60,6 +60,9 @@ _ATTACK_PATH = flags.DEFINE_enum(
     "attack_path", "rebuild", transfer_set.ATTACK_PATHS, "TFLite surrogates: attack "
     "their float rebuild alone (fast) or the interpreter's forward with the rebuild's "
     "gradient (the old, slower path); a folder may be resumed with either.")
+_OVERLAP_DEPTH = flags.DEFINE_integer(
+    "overlap_depth", 2, "Batches decoded ahead and written behind on threads while the "
+    "attack runs; 0: in turn (same bytes either way).", lower_bound=0)
 
 flags.mark_flags_as_required(["clean_dir", "surrogate", "output_dir"])
 
@@ -73,7 +76,7 @@ def main(argv):
       diversity_prob=_DIVERSITY_PROB.value, crop=_CROP.value,
       batch_size=_BATCH_SIZE.value, max_images=_MAX_IMAGES.value, seed=_SEED.value,
       log_every=_LOG_EVERY.value, command={"argv": sys.argv},
-      attack_path=_ATTACK_PATH.value)
+      attack_path=_ATTACK_PATH.value, overlap_depth=_OVERLAP_DEPTH.value)
 
 
 if __name__ == "__main__":

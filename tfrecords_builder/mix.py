@@ -23,6 +23,7 @@ from absl import logging  # pylint: disable=g-bad-import-order
 
 from cdgan_tf.attacks import mix_set
 from cdgan_tf.attacks import mixes
+from cdgan_tf.attacks import transfer_set
 from tfrecords_builder import mix_records
 
 _MIX = flags.DEFINE_enum("mix", None, sorted(mixes.MIXES), "The attack mix "
@@ -42,6 +43,14 @@ _VAL_FRACTION = flags.DEFINE_float("val_fraction", 0.05, "Fraction of clean imag
                                    "their versions) in the val split.", lower_bound=0.0)
 _LOG_EVERY = flags.DEFINE_integer("log_every", 200, "Log progress every N versions.",
                                   lower_bound=1)
+_OVERLAP_DEPTH = flags.DEFINE_integer(
+    "overlap_depth", 2, "Batches decoded ahead and written behind on threads while the "
+    "attack runs; 0: in turn (same bytes either way).", lower_bound=0)
+
+_ATTACK_PATH = flags.DEFINE_enum(
+    "attack_path", "interpreter", transfer_set.ATTACK_PATHS, "TFLite surrogates: the "
+    "interpreter's forward with the rebuild's gradient in each step (default: the bytes "
+    "of earlier runs) or the float rebuild alone (about 2x faster, other bytes).")
 
 flags.mark_flags_as_required(["mix", "output_dir"])
 flags.register_validator("val_fraction", lambda v: v < 1.0, "--val_fraction must be < 1")
@@ -52,7 +61,8 @@ def main(argv):
   manifest = mix_set.generate(
       mixes.get_mix(_MIX.value), _OUTPUT_DIR.value, shared_dir=_SHARED_DIR.value,
       batch_size=_BATCH_SIZE.value, seed=_SEED.value, max_images=_MAX_IMAGES.value,
-      log_every=_LOG_EVERY.value, command={"argv": sys.argv})
+      log_every=_LOG_EVERY.value, command={"argv": sys.argv},
+      overlap_depth=_OVERLAP_DEPTH.value, attack_path=_ATTACK_PATH.value)
   if not _PACK.value:
     return
   if not manifest["complete"]:

@@ -39,10 +39,12 @@ from PIL import Image
 from cdgan_tf.attacks import feature_distortion
 from cdgan_tf.attacks import mixes
 from cdgan_tf.attacks import noise
+from cdgan_tf.attacks import overlap
 from cdgan_tf.attacks import settings as settings_lib
 from cdgan_tf.attacks import stats
 from cdgan_tf.attacks import transfer_files as tfiles
 from cdgan_tf.attacks import transfer_set
+from cdgan_tf.common import checks
 from cdgan_tf.common import errors
 from cdgan_tf.common import locks
 from cdgan_tf.data import folders
@@ -114,11 +116,19 @@ def plan(mix: mixes.AttackMix, images, seed: int, batch_size: int,
 
 
 class Models:
-  """Loads each surrogate ensemble and feature network of a mix once, on first use."""
+  """Loads each surrogate ensemble and feature network of a mix once, on first use.
 
-  def __init__(self, shared_dir: str, weights_dir: str):
+  `attack_path` ("interpreter" or "rebuild", `transfer_set.ATTACK_PATHS`): what the
+  gradient attacks' steps run for a TFLite surrogate (`attack_functions`)."""
+
+  def __init__(self, shared_dir: str, weights_dir: str, attack_path: str = "interpreter"):
     self.shared_dir, self.weights_dir = shared_dir, weights_dir
+    self.attack_path = attack_path
     self._cache: Dict[tuple, object] = {}
+
+  def attack_functions(self, specs: Sequence[str]):
+    """The callables the gradient steps follow (`transfer_set.attack_functions`)."""
+    return transfer_set.attack_functions(self.surrogates(specs), self.attack_path)
 
   def surrogates(self, specs: Sequence[str]):
     key = ("surrogates",) + tuple(specs)
@@ -161,7 +171,7 @@ def run_attack(attack: mixes.MixAttack, eps_255: int, choice: int, models: Model
     fn = models.features(attack.feature_network, attack.feature_layer)
     return np.asarray(feature_distortion.feature_distortion(
         fn, clean, eps, steps=attack.steps, seed=seed))
-  members = models.surrogates(attack.surrogates[choice])
+  members = models.attack_functions(attack.surrogates[choice])
   if attack.kind == "fgsm":
     settings = settings_lib.AttackSettings.parse("fgsm", eps)
   elif attack.kind == "pgd":
@@ -173,44 +183,56 @@ def run_attack(attack: mixes.MixAttack, eps_255: int, choice: int, models: Model
   return np.asarray(settings.run(members, clean, labels, seed=seed))
 
 
-def _attack_batch(batch: List[Item], done: List[bool], mix: mixes.AttackMix,
-                  models: Models, seed: int, output_dir: pathlib.Path,
-                  failed: list) -> List[dict]:
-  """Attacks one batch (one attack, budget and size), writes the PNGs not yet done."""
-  kept, pixels = [], []
-  for item, is_done in zip(batch, done):
+def _load_batch(batch: List[Item]):
+  """Decodes a batch's images: ([(item, pixels uint8 [H, W, 3])], failures)."""
+  loaded, failures = [], []
+  for item in batch:
     try:
       image = image_files.load_rgb(item.path)
       if image.shape[:2] != item.size:
         raise image_files.ImageError(item.path, f"decoded size {image.shape[:2]} differs "
                                      f"from its header's {item.size}")
     except image_files.ImageError as e:
-      failed.append({"key": item.key, "path": e.path, "reason": e.reason})
+      failures.append({"key": item.key, "path": e.path, "reason": e.reason})
       continue
-    kept.append((item, is_done))
-    pixels.append(image)
-  if not kept:
-    return []
-  attack = {a.name: a for a in mix.attacks}[batch[0].attack]
-  clean = np.stack(pixels).astype(np.float32) / 255.0
-  labels = np.array([item.label for item, _ in kept], np.int64)
-  adversarial = run_attack(attack, batch[0].eps_255, batch[0].choice, models, clean,
-                           labels, transfer_set.batch_seed(seed, batch[0].key))
+    loaded.append((item, image))
+  return loaded, failures
+
+
+def _attack_loaded(loaded, done_keys, mix: mixes.AttackMix, models: Models, seed: int):
+  """Attacks one decoded batch (one attack, budget and size).
+
+  Returns:
+    ({key: adversarial uint8 [H, W, 3]} and the records of the versions not yet done.
+  """
+  first = loaded[0][0]
+  attack = {a.name: a for a in mix.attacks}[first.attack]
+  clean = np.stack([pixels for _, pixels in loaded]).astype(np.float32) / 255.0
+  labels = np.array([item.label for item, _ in loaded], np.int64)
+  adversarial = run_attack(attack, first.eps_255, first.choice, models, clean,
+                           labels, transfer_set.batch_seed(seed, first.key))
   adv_u8 = np.clip(np.round(adversarial * 255.0), 0, 255).astype(np.uint8)
-  records = []
-  for i, (item, is_done) in enumerate(kept):
-    if is_done:
+  pngs, records = {}, []
+  for i, (item, pixels) in enumerate(loaded):
+    if item.key in done_keys:
       continue
-    tfiles.write_png(tfiles.output_path(output_dir / ADV_DIR, item.key), adv_u8[i])
+    pngs[item.key] = adv_u8[i]
     perturbation = {k: round(v, 6) for k, v in
-                    stats.perturbation_stats(pixels[i] / 255.0, adv_u8[i] / 255.0).items()}
+                    stats.perturbation_stats(pixels / 255.0, adv_u8[i] / 255.0).items()}
     records.append({"key": item.key, "image_key": item.image_key, "source": item.source,
                     "clean_path": item.path, "label": item.label, "size": list(item.size),
                     "version": item.version, "attack": item.attack,
                     "kind": attack.kind, "eps": item.eps_255 / 255.0,
                     "eps_255": item.eps_255, "surrogate_choice": item.choice,
                     **perturbation})
-  return records
+  return pngs, records
+
+
+def _write_batch(records: List[dict], pngs, output_dir: pathlib.Path, sidecar) -> None:
+  """Writes the PNGs ({key: uint8 [H, W, 3]}), then appends their records."""
+  for key, pixels in pngs.items():
+    tfiles.write_png(tfiles.output_path(output_dir / ADV_DIR, key), pixels)
+  tfiles.append_records(sidecar, records)
 
 
 def summarize(mix: mixes.AttackMix, records: Sequence[dict]) -> dict:
@@ -232,7 +254,8 @@ def summarize(mix: mixes.AttackMix, records: Sequence[dict]) -> dict:
 def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
              weights_dir: Optional[str] = None, batch_size: int = 32, seed: int = 0,
              max_images: int = 0, log_every: int = 200,
-             command: Optional[dict] = None) -> dict:
+             command: Optional[dict] = None, overlap_depth: int = 2,
+             attack_path: str = "interpreter") -> dict:
   """Writes every version of every image of the mix (resumable); returns the manifest.
 
   Args:
@@ -246,6 +269,11 @@ def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
       0: every image of the mix.
     log_every: Log progress (rate, ETA) every this many versions.
     command: Command-line arguments to record in the manifest.
+    overlap_depth: Batches decoded ahead and written behind on threads while the
+      attack runs (`overlap`); 0: all in turn. Not a setting: the bytes are the same.
+    attack_path: "interpreter" (default: the bytes of earlier runs) or "rebuild" (about
+      2x faster gradient steps through a TFLite surrogate's float rebuild alone; other
+      bytes), as `transfer_set.generate`; recorded in each run of the manifest.
 
   Returns:
     The manifest (also output_dir/mix_manifest.json); its "complete" is True when every
@@ -256,9 +284,9 @@ def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
       folders, or an output_dir made with other settings.
     LockError: another run writes output_dir.
   """
-  if batch_size < 1 or max_images < 0:
-    raise errors.UsageError(
-        f"batch_size={batch_size} must be >= 1 and max_images={max_images} >= 0")
+  if batch_size < 1 or max_images < 0 or overlap_depth < 0:
+    raise errors.UsageError(f"batch_size={batch_size} must be >= 1, max_images={max_images} >= 0 "
+                     f"and overlap_depth={overlap_depth} >= 0")
   weights_dir = weights_dir or mixes.default_weights_dir()
   output_dir = pathlib.Path(output_dir)
   settings = {"mix": mix.record(), "seed": int(seed), "batch_size": int(batch_size),
@@ -284,7 +312,8 @@ def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
   logging.info("mix %s: %d images x %d versions = %d in %d batches; %d already done in %s",
                mix.name, len(images), mix.versions_per_image, total, len(batches),
                sum(is_done(i.key) for b in batches for i in b), output_dir)
-  models = Models(shared_dir, weights_dir)
+  checks.check_choice("attack_path", attack_path, transfer_set.ATTACK_PATHS)
+  models = Models(shared_dir, weights_dir, attack_path)
   failed: List[dict] = []
   counts = {"attacked": 0, "skipped_done": 0, "recomputed_batch_mates": 0}
   with locks.FolderLock(str(output_dir), "the attack-mix generator"):
@@ -293,28 +322,35 @@ def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
     with tfiles.open_sidecar(output_dir / tfiles.SIDECAR,
                              settings if not (output_dir / tfiles.SIDECAR).exists()
                              else None) as sidecar:
-      for batch in batches:
-        done = [is_done(item.key) for item in batch]
-        seen += len(batch)
-        counts["skipped_done"] += sum(done)
-        if all(done):
-          continue
-        counts["recomputed_batch_mates"] += sum(done)
-        written = _attack_batch(batch, done, mix, models, seed, output_dir, failed)
-        tfiles.append_records(sidecar, written)
-        counts["attacked"] += len(written)
-        if seen >= next_log or batch is batches[-1]:
-          next_log = seen + log_every
-          rate = counts["attacked"] / max(time.perf_counter() - started, 1e-9)
-          eta = (total - seen) / max(rate, 1e-9)
-          logging.info("%d/%d versions (%.0f%%): %d attacked now (%.2f versions/s), %d "
-                       "already done, %d failed; last batch %s eps %d/255; ETA %s", seen,
-                       total, 100.0 * seen / total, counts["attacked"], rate,
-                       counts["skipped_done"], len(failed), batch[0].attack,
-                       batch[0].eps_255, time.strftime("%H:%M:%S", time.gmtime(eta)))
+      planned = ((batch, [is_done(item.key) for item in batch]) for batch in batches)
+      load = lambda planned: None if all(planned[1]) else _load_batch(planned[0])  # noqa
+      with overlap.Writer(overlap_depth) as writer:
+        for (batch, done), loaded in overlap.read_ahead(planned, load, overlap_depth):
+          seen += len(batch)
+          counts["skipped_done"] += sum(done)
+          if loaded is None:
+            continue
+          counts["recomputed_batch_mates"] += sum(done)
+          loaded, failures = loaded
+          failed += failures
+          if loaded:
+            pngs, written = _attack_loaded(
+                loaded, {i.key for i, d in zip(batch, done) if d}, mix, models, seed)
+            writer.submit(_write_batch, written, pngs, output_dir, sidecar)
+            counts["attacked"] += len(written)
+          if seen >= next_log or batch is batches[-1]:
+            next_log = seen + log_every
+            rate = counts["attacked"] / max(time.perf_counter() - started, 1e-9)
+            eta = (total - seen) / max(rate, 1e-9)
+            logging.info("%d/%d versions (%.0f%%): %d attacked now (%.2f versions/s), %d "
+                         "already done, %d failed; last batch %s eps %d/255; ETA %s", seen,
+                         total, 100.0 * seen / total, counts["attacked"], rate,
+                         counts["skipped_done"], len(failed), batch[0].attack,
+                         batch[0].eps_255, time.strftime("%H:%M:%S", time.gmtime(eta)))
     seconds = time.perf_counter() - started
-    manifest = _write_manifest(output_dir, mix, settings, batches, sources, counts,
-                               failed, inputs_skipped, seconds, command)
+    manifest = _write_manifest(output_dir, mix, settings, batches, sources,
+                               dict(counts, attack_path=attack_path), failed,
+                               inputs_skipped, seconds, command)
   logging.info("mix %s: %d/%d versions present (%d attacked now in %.1f s, %.2f "
                "versions/s); complete: %s", mix.name, manifest["counts"]["versions"],
                total, counts["attacked"], seconds, manifest["runs"][-1]["versions_per_s"],

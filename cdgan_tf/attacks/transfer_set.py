@@ -45,6 +45,7 @@ from cdgan_tf.common import checks
 from cdgan_tf.common import errors
 from cdgan_tf.common import interrupts
 from cdgan_tf.common import locks
+from cdgan_tf.attacks import overlap
 from cdgan_tf.attacks import settings as settings_lib
 from cdgan_tf.attacks import stats
 from cdgan_tf.attacks import transfer_files as tfiles
@@ -127,8 +128,10 @@ def attack_functions(members: Sequence[classifiers.Classifier],
   checks.check_choice("attack_path", attack_path, ATTACK_PATHS)
   if attack_path == "interpreter":
     return list(members)
-  return [m.rebuilt_scores if getattr(m, "rebuild", None) is not None else m
-          for m in members]
+  # One bound method per member, kept on it: the attack's loops are cached by the
+  # callable's identity, so a second run with the same member does not trace again.
+  return [vars(m).setdefault("_attack_rebuilt_scores", m.rebuilt_scores)
+          if getattr(m, "rebuild", None) is not None else m for m in members]
 
 
 def _spec_of(surrogate: Surrogate) -> str:
@@ -177,41 +180,56 @@ def _list_items(clean_dir, labels_path, max_images: int, crop: str, surrogate):
   return items, failed, inputs_skipped
 
 
-def _attack_batch(batch, done, members, attack: settings_lib.AttackSettings, seed: int,
-                  crop: str, output_dir: pathlib.Path, failed: list,
-                  attack_fns=None) -> List[dict]:
-  """Attacks one batch (through `attack_fns`, default the members), writes the PNGs
-  not yet done; returns their records."""
-  kept, pixels = [], []
-  for item, is_done in zip(batch, done):
+def _load_batch(batch, crop: str):
+  """Decodes and prepares a batch's images: ([(item, pixels uint8 [H, W, 3])], failures)."""
+  loaded, failures = [], []
+  for item in batch:
     try:
       image = image_files.prepare_clean(image_files.load_rgb(item[1]), crop)
       if image.shape[:2] != tuple(item[3]):
         raise image_files.ImageError(item[1], f"decoded size {image.shape[:2]} differs from "
                                  f"its header's {tuple(item[3])}")
     except image_files.ImageError as e:
-      failed.append({"key": item[0], "path": e.path, "reason": e.reason})
+      failures.append({"key": item[0], "path": e.path, "reason": e.reason})
       continue
-    kept.append((item, is_done))
-    pixels.append(image)
-  if not kept:
-    return []
-  clean = np.stack(pixels).astype(np.float32) / 255.0
-  labels = np.array([item[2] for item, _ in kept], np.int64)
+    loaded.append((item, image))
+  return loaded, failures
+
+
+def _attack_loaded(loaded, members, attack: settings_lib.AttackSettings, seed: int,
+                   attack_fns=None):
+  """Attacks decoded images (through `attack_fns`, default the members).
+
+  Returns:
+    (adversarial uint8 [N, H, W, 3], top-1 before and after, int [1 + M, N]).
+  """
+  clean = np.stack([pixels for _, pixels in loaded]).astype(np.float32) / 255.0
+  labels = np.array([item[2] for item, _ in loaded], np.int64)
   adversarial = attack.run(attack_fns or members, clean, labels, seed=seed)
   adv_u8 = np.clip(np.round(adversarial.numpy() * 255.0), 0, 255).astype(np.uint8)
   before = _predictions(members, clean)
   after = _predictions(members, adv_u8.astype(np.float32) / 255.0)
+  return adv_u8, before, after
+
+
+def _batch_records(loaded, done, adv_u8, before, after) -> List[dict]:
+  """The sidecar records of the images not yet done."""
   records = []
-  for i, (item, is_done) in enumerate(kept):
+  for i, ((item, pixels), is_done) in enumerate(zip(loaded, done)):
     if not is_done:
-      tfiles.write_png(tfiles.output_path(output_dir, item[0]), adv_u8[i])
       perturbation = {k: round(v, 6) for k, v in  # Drops float noise: 16.000000000000014.
-                      stats.perturbation_stats(pixels[i] / 255.0, adv_u8[i] / 255.0).items()}
+                      stats.perturbation_stats(pixels / 255.0, adv_u8[i] / 255.0).items()}
       records.append({"key": item[0], "label": int(item[2]), "size": list(item[3]),
                       "before": before[:, i].tolist(), "after": after[:, i].tolist(),
                       **perturbation})
   return records
+
+
+def _write_batch(records: List[dict], pngs, output_dir: pathlib.Path, sidecar) -> None:
+  """Writes the PNGs ({key: uint8 [H, W, 3]}), then appends their records."""
+  for key, pixels in pngs.items():
+    tfiles.write_png(tfiles.output_path(output_dir, key), pixels)
+  tfiles.append_records(sidecar, records)
 
 
 def _percent(fraction: Optional[float]) -> str:
@@ -221,25 +239,39 @@ def _percent(fraction: Optional[float]) -> str:
 
 def _attack_all(batches, is_done, members, attack: settings_lib.AttackSettings, seed: int,
                 crop: str, output_dir: pathlib.Path, failed: list, header: Optional[dict],
-                log_every: int, total: int, attack_fns=None, stop=None) -> dict:
+                log_every: int, total: int, attack_fns=None, stop=None,
+                depth: int = 2) -> dict:
   """Attacks every batch not yet done, appending records to the sidecar; returns counts.
 
-  After a SIGTERM / SIGINT (`stop`, an `interrupts.StopRequests`) the batch under way is
-  finished and the rest left for a resume."""
+  With depth > 0 the next `depth` batches are decoded and the finished ones written
+  (PNGs, then their sidecar records) on threads while the attack runs (`overlap`);
+  depth=0 does it all in turn, with byte-identical results. After a SIGTERM / SIGINT
+  (`stop`, an `interrupts.StopRequests`) the batch under way is finished and written,
+  and the rest left for a resume."""
   counts = {"attacked": 0, "skipped_done": 0, "recomputed_batch_mates": 0}
   new_records = []
   started, seen, next_log = time.perf_counter(), 0, log_every
-  with tfiles.open_sidecar(output_dir / tfiles.SIDECAR, header) as sidecar:
-    for batch in batches:
-      done = [is_done(item[0]) for item in batch]
+  planned = ((batch, [is_done(item[0]) for item in batch]) for batch in batches)
+  load = lambda planned: None if all(planned[1]) else _load_batch(planned[0], crop)  # noqa
+  with tfiles.open_sidecar(output_dir / tfiles.SIDECAR, header) as sidecar, \
+      overlap.Writer(depth) as writer:
+    for (batch, done), loaded in overlap.read_ahead(planned, load, depth):
       seen += len(batch)
       counts["skipped_done"] += sum(done)
-      if all(done):
+      if loaded is None:
         continue
       counts["recomputed_batch_mates"] += sum(done)
-      written = _attack_batch(batch, done, members, attack, batch_seed(seed, batch[0][0]),
-                              crop, output_dir, failed, attack_fns)
-      tfiles.append_records(sidecar, written)
+      loaded, failures = loaded
+      failed += failures
+      kept_done = [done[batch.index(item)] for item, _ in loaded]
+      written = []
+      if loaded:
+        adv_u8, before, after = _attack_loaded(
+            loaded, members, attack, batch_seed(seed, batch[0][0]), attack_fns)
+        written = _batch_records(loaded, kept_done, adv_u8, before, after)
+        pngs = {item[0]: adv_u8[i] for i, ((item, _), d) in enumerate(zip(loaded, kept_done))
+                if not d}
+        writer.submit(_write_batch, written, pngs, output_dir, sidecar)
       counts["attacked"] += len(written)
       new_records += written
       if seen >= next_log or batch is batches[-1]:
@@ -266,7 +298,7 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
              decay: float = 1.0, diversity_prob: float = 0.0, crop: str = "none",
              batch_size: int = 32, max_images: int = 0, seed: int = 0,
              log_every: int = 500, command: Optional[dict] = None,
-             attack_path: str = "rebuild") -> dict:
+             attack_path: str = "rebuild", overlap_depth: int = 2) -> dict:
   """Attacks the surrogate(s) on every clean image and writes the adversarial PNGs.
 
   Args:
@@ -290,6 +322,8 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
     attack_path: What the gradient steps run for TFLite surrogates (`ATTACK_PATHS`,
       `attack_functions`); recorded in the manifest, not a setting: a folder may be
       resumed with either.
+    overlap_depth: Batches decoded ahead and written behind on threads while the
+      attack runs (`overlap`); 0: all in turn. Not a setting: the bytes are the same.
 
   Returns:
     The manifest (also written to output_dir/attack_manifest.json).
@@ -300,9 +334,9 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
   """
   checks.check_choice("crop", crop, image_files.CROPS)
   checks.check_choice("attack_path", attack_path, ATTACK_PATHS)
-  if batch_size < 1 or max_images < 0:
-    raise errors.UsageError(
-        f"batch_size={batch_size} must be >= 1 and max_images={max_images} >= 0")
+  if batch_size < 1 or max_images < 0 or overlap_depth < 0:
+    raise errors.UsageError(f"batch_size={batch_size} must be >= 1, max_images={max_images} >= 0 "
+                     f"and overlap_depth={overlap_depth} >= 0")
   if not isinstance(attack, settings_lib.AttackSettings):
     attack = settings_lib.AttackSettings.parse(attack, eps, steps, step_size, decay,
                                                diversity_prob)
@@ -331,14 +365,15 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
          "seed": int(seed), "crop": crop, "batch_size": batch_size, "max_images": max_images,
          "clean_dir": str(clean_dir),
          "labels": None if labels_path is None else str(labels_path),
-         "output_dir": str(output_dir), "attack_path": attack_path, "command": command}
+         "output_dir": str(output_dir), "attack_path": attack_path,
+         "overlap_depth": overlap_depth, "command": command}
   with locks.FolderLock(str(output_dir), "the transfer-set generator"), \
       interrupts.StopRequests() as stop:
     tfiles.remove_stale_temporaries(output_dir)
     started = time.perf_counter()
     counts = _attack_all(batches, is_done, members, attack, seed, crop, output_dir, failed,
                          settings if header is None else None, log_every, len(items),
-                         attack_functions(members, attack_path), stop)
+                         attack_functions(members, attack_path), stop, overlap_depth)
     seconds = time.perf_counter() - started
     counts.update(failed=len(failed))
     manifest = tfiles.write_manifest(output_dir, run, [m.name for m in members], counts,

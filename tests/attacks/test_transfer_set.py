@@ -6,6 +6,7 @@ import pathlib
 import shutil
 import subprocess
 import sys
+import threading
 
 import keras
 import numpy as np
@@ -317,6 +318,10 @@ def test_rebuild_path_skips_the_interpreter_in_the_steps(class_set, surrogate, t
   assert runs["interpreter"][0] == [n for n in (4, 3, 1) for _ in range(5 + 2)], (
       runs["interpreter"][0])
   assert runs["rebuild"][1] == runs["interpreter"][1]
+  # One callable per member, run after run (the attack's loops are cached by identity).
+  member = transfer_set.load_surrogates([str(tflite_path)])[0]
+  assert (transfer_set.attack_functions([member])[0] is
+          transfer_set.attack_functions([member])[0])
   with pytest.raises(ValueError, match="attack_path"):
     _run(class_set, tmp_path / "x", str(tflite_path), attack_path="fast")
 
@@ -332,3 +337,28 @@ def test_changed_subset_or_batch_size_is_refused(first_run, class_set, surrogate
     _run(class_set, out, surrogate[1], max_images=6, batch_size=2)
   again = _run(class_set, out, surrogate[1], max_images=6)  # The same settings resume.
   assert again["counts"]["attacked"] == 0 and again["counts"]["images"] == 6
+
+
+def test_overlap_on_threads_writes_the_same_bytes_as_in_turn(first_run, class_set, surrogate,
+                                                             tmp_path, monkeypatch):
+  out, _ = first_run  # Made with the default overlap (read ahead, written behind).
+  threads = {}
+  for name, call in (("write_png", transfer_files.write_png),
+                     ("load_rgb", image_files.load_rgb)):
+    def recorded(*args, _name=name, _call=call):
+      threads.setdefault(_name, set()).add(threading.get_ident())
+      return _call(*args)
+    monkeypatch.setattr(transfer_files if name == "write_png" else image_files, name,
+                        recorded)
+  _run(class_set, tmp_path / "in_turn", surrogate[1], overlap_depth=0)
+  assert threads == {"write_png": {threading.get_ident()},
+                     "load_rgb": {threading.get_ident()}}
+  threads.clear()
+  manifest = _run(class_set, tmp_path / "overlapped", surrogate[1], overlap_depth=3)
+  assert threading.get_ident() not in threads["write_png"] | threads["load_rgb"]
+  assert manifest["overlap_depth"] == 3 and manifest["counts"]["attacked"] == 13
+  reference = _files(out)
+  assert _files(tmp_path / "in_turn") == reference == _files(tmp_path / "overlapped")
+  sidecars = [(d / transfer_files.SIDECAR).read_text() for d in
+              (out, tmp_path / "in_turn", tmp_path / "overlapped")]
+  assert sidecars[0] == sidecars[1] == sidecars[2]

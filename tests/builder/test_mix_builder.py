@@ -178,3 +178,19 @@ def test_pgd_batch_of_one_after_a_relaxed_classifier_trace(model_path):
     gradient.fgsm(c, x[:n], np.zeros([n], np.int64), 4 / 255)
   out = gradient.pgd(c, x[:1], np.zeros([1], np.int64), 4 / 255, steps=2)
   assert out.shape == (1, SIZE, SIZE, 3)
+
+
+def test_overlap_writes_the_same_bytes_as_in_turn(generated, model_path, shared_dir,
+                                                  tmp_path):
+  out, _ = generated  # Made with the default overlap (read ahead, written behind).
+  # attack_path="rebuild" only changes TFLite surrogates (this one is Keras).
+  manifest = mix_set.generate(_tiny_mix(model_path), tmp_path / "in_turn",
+                              shared_dir=shared_dir, batch_size=4, seed=0, overlap_depth=0,
+                              attack_path="rebuild")
+  assert manifest["complete"] and manifest["runs"][-1]["attack_path"] == "rebuild"
+  with pytest.raises(ValueError, match="attack_path"):
+    mix_set.generate(_tiny_mix(model_path), tmp_path / "x", shared_dir=shared_dir,
+                     attack_path="fast")
+  assert _pngs(tmp_path / "in_turn" / "adv") == _pngs(out / "adv")
+  assert ((tmp_path / "in_turn" / transfer_files.SIDECAR).read_text() ==
+          (out / transfer_files.SIDECAR).read_text())
