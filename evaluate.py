@@ -102,10 +102,10 @@ flags.DEFINE_integer("queries", 1000, "Query budget per image of the query attac
                      "included.", lower_bound=1)
 flags.DEFINE_string("eps_l2", "0.5", "L2 budget of square_l2 and hopskipjump on the "
                     "[0, 1] pixel scale.")
-flags.DEFINE_float("purifier_noise", 0.0, "Randomized purification: Gaussian noise of this "
+cdgan_flags.define_once(flags.DEFINE_float, "purifier_noise", 0.0, "Randomized purification: Gaussian noise of this "
                    "sigma on the [0, 1] images before each --randomize defense, drawn anew "
                    "at every call (the copies are named <defense>_rand).", lower_bound=0.0)
-flags.DEFINE_bool("purifier_random_resize", False, "Randomized purification: random "
+cdgan_flags.define_once(flags.DEFINE_bool, "purifier_random_resize", False, "Randomized purification: random "
                   "resize-and-pad before each --randomize defense.")
 flags.DEFINE_list("randomize", None, "Defenses that also run randomized (default: every "
                   "--defenses entry when --purifier_noise or --purifier_random_resize is "
