@@ -321,7 +321,8 @@ class Evaluator:
     """{attack: {classifier: {defense: query stats + failure-rate curve}}} so far.
 
     The stats are `square.query_stats` (mean / median queries over the attacked images
-    and over those it fooled); "failure_rate" is `square.failure_curve` at
+    and over those it fooled; for HopSkipJump, which uses its whole budget, the queries
+    up to its first point within eps); "failure_rate" is `square.failure_curve` at
     CURVE_BUDGETS up to the budget; "tied_proposals" the fraction of the attack's
     proposals whose margin equalled the best one exactly (quantized scores).
     """
@@ -330,6 +331,8 @@ class Evaluator:
       counted = all(p[3] is not None for p in parts)
       parts = [p[:3] + (p[3] if counted else np.zeros_like(p[1]),) for p in parts]
       fooled_at, queries, labels, ties = (np.concatenate(p) for p in zip(*parts))
+      if attack in DECISION_THREATS:  # it goes on shrinking after success: count to it
+        queries = np.where(fooled_at > 0, np.minimum(fooled_at, queries), queries)
       result = square_lib.SquareResult(None, queries, fooled_at, None)
       budget = next(t.queries for t in self.threats if t.name == attack)
       budgets = [b for b in CURVE_BUDGETS if b < budget] + [budget]

@@ -91,7 +91,9 @@ def markdown_table(results: dict) -> str:
       lines.append("| " + " | ".join([name] + cells) + " |")
     lines += _p_value_table(classifiers, defenses)
   for attack, block in results.get("attacks", {}).items():
-    params = ", ".join(f"{k}={_readable(k, v)}" for k, v in block.get("params", {}).items())
+    raw = block.get("params", {})
+    params = ", ".join(f"{k}={_readable(k, v) if raw.get('norm') != 'l2' else f'{v:g}'}"
+                       if k == "eps" else f"{k}={_readable(k, v)}" for k, v in raw.items())
     lines += ["", f"## Attack `{attack}`" + (f" ({params})" if params else ""), ""]
     header = ["classifier", "n", "attack"] + [f"{d} defense" for d in defenses]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -70,4 +70,6 @@ def test_hopskipjump_through_the_evaluator():
   stats = results["attacks"]["hopskipjump"]["queries"]["bright"]["no_defense"]
   assert (stats["attacked"], stats["fooled"]) == (3, 1)
   assert stats["tied_proposals"] is None and stats["failure_rate"][-1][0] == 300
+  assert stats["median_successful"] < 300 and stats["median_all"] == 300  # up to success
+  assert "(eps=0.5, norm=l2" in reports.markdown_table(results)
   assert results["classifiers"]["bright"]["worst_case"]["identity"]["attack"] == "hopskipjump"
