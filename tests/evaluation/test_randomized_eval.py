@@ -58,8 +58,8 @@ def test_eot_and_draws_through_the_evaluator():
 
 
 def test_hopskipjump_through_the_evaluator():
-  threat = evaluator_lib.ThreatModel.parse("hopskipjump", queries=300, eps_l2="0.5")
-  assert threat.params() == {"eps": 0.5, "norm": "l2", "queries": 300, "access": "labels"}
+  threat = evaluator_lib.ThreatModel.parse("hopskipjump", queries=1000, eps_l2="0.5")
+  assert threat.params() == {"eps": 0.5, "norm": "l2", "queries": 1000, "access": "labels"}
   runner = evaluator_lib.Evaluator([_classifier()], {"identity": baselines.identity()},
                                    [threat])
   results = runner.run([_batch()])
@@ -69,7 +69,7 @@ def test_hopskipjump_through_the_evaluator():
   assert entry["defenses"]["identity"]["defense"] == pytest.approx(2 / 3)
   stats = results["attacks"]["hopskipjump"]["queries"]["bright"]["no_defense"]
   assert (stats["attacked"], stats["fooled"]) == (3, 1)
-  assert stats["tied_proposals"] is None and stats["failure_rate"][-1][0] == 300
-  assert stats["median_successful"] < 300 and stats["median_all"] == 300  # up to success
+  assert stats["tied_proposals"] is None and stats["failure_rate"][-1][0] == 1000
+  assert stats["median_successful"] < 1000 and stats["median_all"] == 1000  # up to success
   assert "(eps=0.5, norm=l2" in reports.markdown_table(results)
   assert results["classifiers"]["bright"]["worst_case"]["identity"]["attack"] == "hopskipjump"
