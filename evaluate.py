@@ -17,6 +17,10 @@ Examples:
       --classifiers=model.tflite --output_dir=results/clean
   # White-box and adaptive attacks at eps 8/255.
   python evaluate.py ... --attack=pgd_classifier,pgd_defended,bpda --eps=8/255 --steps=10
+  # Deterministic and randomized CD-GAN side by side (noise sigma 0.03 before the chain):
+  # PGD / BPDA with EOT over 8 draws, accuracies over 5 draws, black-box query attacks.
+  python evaluate.py ... --defenses=cdgan --purifier_noise=0.03 --eot_samples=8 \
+      --draws=5 --attack=transfer,square,hopskipjump,pgd_defended,bpda --queries=1000
 
 Writes results.json, results.md, accuracy.png, samples.png and predictions.csv (one
 row per image, classifier and condition) into --output_dir; with
@@ -47,6 +51,7 @@ from cdgan_tf.common import locks
 from cdgan_tf.data import image_files
 from cdgan_tf.data import streams
 from cdgan_tf.defenses import cdgan as cdgan_lib
+from cdgan_tf.defenses import randomized
 from cdgan_tf.defenses import registry
 from cdgan_tf.evaluation import evaluator as evaluator_lib
 from cdgan_tf.evaluation import reports
@@ -89,13 +94,28 @@ flags.DEFINE_list("defenses", None, "Defenses to compare: cdgan, sub_only, super
                   "purifier is given, else none.")
 flags.DEFINE_list("attack", ["transfer"], "Attacks: transfer (the given adversarial images),"
                   " pgd_classifier, pgd_defended, bpda, square (Square attack, L-inf "
-                  "--eps, scores only), square_l2 (L2 --eps_l2).")
+                  "--eps, scores only), square_l2 (L2 --eps_l2), hopskipjump "
+                  "(HopSkipJump, labels only, L2 --eps_l2), hopskipjump_linf (L-inf --eps).")
 flags.DEFINE_string("eps", "8/255", "L-inf budget of the gradient attacks (e.g. 8/255).")
 flags.DEFINE_integer("steps", 10, "PGD steps.", lower_bound=1)
 flags.DEFINE_string("step_size", "", "PGD step size (default 2.5 * eps / steps).")
 flags.DEFINE_integer("queries", 1000, "Query budget per image of the query attacks "
-                     "(square, square_l2), the clean query included.", lower_bound=1)
-flags.DEFINE_string("eps_l2", "0.5", "L2 budget of square_l2 on the [0, 1] pixel scale.")
+                     "(square, square_l2, hopskipjump, hopskipjump_linf), the clean query "
+                     "included.", lower_bound=1)
+flags.DEFINE_string("eps_l2", "0.5", "L2 budget of square_l2 and hopskipjump on the "
+                    "[0, 1] pixel scale.")
+cdgan_flags.define_once(flags.DEFINE_float, "purifier_noise", 0.0, "Randomized purification: Gaussian noise of this "
+                   "sigma on the [0, 1] images before each --randomize defense, drawn anew "
+                   "at every call (the copies are named <defense>_rand).", lower_bound=0.0)
+cdgan_flags.define_once(flags.DEFINE_bool, "purifier_random_resize", False, "Randomized purification: random "
+                  "resize-and-pad before each --randomize defense.")
+flags.DEFINE_list("randomize", None, "Defenses that also run randomized (default: every "
+                  "--defenses entry when --purifier_noise or --purifier_random_resize is "
+                  "set).")
+flags.DEFINE_integer("eot_samples", 8, "EOT: gradients averaged per PGD step against the "
+                     "randomized defenses (pgd_defended, bpda).", lower_bound=1)
+flags.DEFINE_integer("draws", 5, "Random draws each accuracy of a randomized defense is "
+                     "scored over (mean and spread in results.json).", lower_bound=1)
 # batch_size and seed mean the same as in the training scripts: defined once per process.
 cdgan_flags.define_once(flags.DEFINE_integer, "batch_size", 32, "Images per batch.",
                         lower_bound=1)
@@ -180,13 +200,20 @@ def _evaluate(argv, stop: interrupts.StopRequests):
                                      FLAGS.purifier, FLAGS.purifier_size, FLAGS.purifier_scale,
                                      compute_dtype=FLAGS.purifier_dtype,
                                      jit_compile=FLAGS.jit_compile)
+  if FLAGS.purifier_noise or FLAGS.purifier_random_resize:
+    defenses = randomized.randomize(
+        defenses, FLAGS.randomize if FLAGS.randomize is not None else list(defenses),
+        FLAGS.purifier_noise, FLAGS.purifier_random_resize, seed=FLAGS.seed)
+  elif FLAGS.randomize:
+    raise cli.UsageError("--randomize needs --purifier_noise or --purifier_random_resize")
   logging.info("Evaluating %s: %s x %s", stream.source.description,
                ", ".join(c.name for c in classifiers), ", ".join(defenses) or "no defense")
   os.makedirs(FLAGS.output_dir, exist_ok=True)
   predictions_path = os.path.join(FLAGS.output_dir, "predictions.csv")
   with files.atomic_path(predictions_path) as tmp, open(tmp, "w", newline="") as predictions:
     runner = evaluator_lib.Evaluator(classifiers, defenses, threats, seed=FLAGS.seed,
-                                     prediction_file=predictions)
+                                     prediction_file=predictions,
+                                     eot_samples=FLAGS.eot_samples, draws=FLAGS.draws)
     batches = _until_stopped(iter(stream), stop)
     first = next(batches, None)
     results = runner.run(itertools.chain([first], batches) if first is not None else [])
@@ -199,6 +226,9 @@ def _evaluate(argv, stop: interrupts.StopRequests):
       "classifiers": {c.name: repr(c) for c in classifiers},
       "defenses": list(defenses), "attacks": FLAGS.attack,
       "eps": FLAGS.eps, "steps": FLAGS.steps, "queries": FLAGS.queries,
+      "eps_l2": FLAGS.eps_l2, "purifier_noise": FLAGS.purifier_noise,
+      "purifier_random_resize": FLAGS.purifier_random_resize,
+      "eot_samples": FLAGS.eot_samples, "draws": FLAGS.draws,
       "purifier_dtype": FLAGS.purifier_dtype, "jit_compile": FLAGS.jit_compile,
       "complete": not stop.requested}
   if stop.requested:

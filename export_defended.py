@@ -28,9 +28,11 @@ if __name__ == "__main__":
 from absl import flags  # pylint: disable=g-bad-import-order
 
 from cdgan_tf import classifiers
+from cdgan_tf import flags as cdgan_flags
 from cdgan_tf.common import files
 from cdgan_tf.data import image_files
 from cdgan_tf.defenses import cdgan as cdgan_lib
+from cdgan_tf.defenses import randomized
 from cdgan_tf.models import inference
 from cdgan_tf.serving import saving
 from cdgan_tf.serving import tflite_export
@@ -58,6 +60,14 @@ flags.DEFINE_integer("tflite_input_size", None, "Fixed input side of the TFLite 
                      "(default: the working size).", lower_bound=1)
 flags.DEFINE_integer("tflite_batch", 1, "Fixed batch of the TFLite purifier.",
                      lower_bound=1)
+cdgan_flags.define_once(flags.DEFINE_float, "purifier_noise", 0.0, "Randomized "
+                        "purification: Gaussian noise of this sigma on the [0, 1] images "
+                        "before the chain, drawn anew at every call of the SavedModel.",
+                        lower_bound=0.0)
+cdgan_flags.define_once(flags.DEFINE_bool, "purifier_random_resize", False, "Randomized "
+                        "purification: random resize-and-pad before the chain.")
+cdgan_flags.define_once(flags.DEFINE_integer, "seed", 0, "Seed of the randomized "
+                        "purifier's draws (draw i uses [seed, i]).")
 flags.mark_flags_as_required(["sub_model", "super_model", "export_dir"])
 FLAGS = flags.FLAGS
 
@@ -74,6 +84,13 @@ def main(argv):
   purifier = cdgan_lib.CdganPurifier.from_files(
       FLAGS.sub_model, FLAGS.super_model, image_size=FLAGS.image_size,
       compute_dtype=FLAGS.purifier_dtype, jit_compile=FLAGS.jit_compile)
+  if FLAGS.purifier_noise or FLAGS.purifier_random_resize:
+    if FLAGS.tflite:
+      raise cli.UsageError("--tflite exports the deterministic purifier: drop "
+                           "--purifier_noise and --purifier_random_resize")
+    purifier = randomized.RandomizedPurifier(purifier, FLAGS.purifier_noise,
+                                             FLAGS.purifier_random_resize, seed=FLAGS.seed,
+                                             name="cdgan")
   if FLAGS.tflite:
     path = os.path.join(FLAGS.export_dir, f"purifier_{FLAGS.tflite}.tflite")
     tflite_export.export_tflite(purifier, path, FLAGS.tflite, FLAGS.tflite_input_size,

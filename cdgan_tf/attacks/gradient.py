@@ -34,6 +34,7 @@ from typing import Callable, Sequence, Union
 import tensorflow as tf
 
 from cdgan_tf.attacks import budget
+from cdgan_tf.attacks import eot
 from cdgan_tf.common import checks
 from cdgan_tf.common import errors
 
@@ -230,7 +231,7 @@ def fgsm(logits_fn: LogitsFns, images, labels, eps, targeted: bool = False) -> t
 
 def pgd(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size=None,
         norm: str = "linf", random_start: bool = True, targeted: bool = False,
-        seed: int = 0) -> tf.Tensor:
+        seed: int = 0, eot_samples: int = 1) -> tf.Tensor:
   """Projected gradient descent (Madry et al. 2018) in the L-inf or L2 ball.
 
   L-inf steps follow the gradient sign; L2 steps follow the per-image L2-normalised
@@ -249,11 +250,14 @@ def pgd(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size=No
     random_start: Start from a random point in the ball instead of the clean image.
     targeted: Descend the cross-entropy of `labels` instead of ascending it.
     seed: Seed of the random start (stateless: same seed, same result).
+    eot_samples: K: each step follows the mean of K gradients (`eot.mean_gradient`),
+      for a randomized `logits_fn` whose every call draws new randomness; 1: plain PGD.
 
   Returns:
     float32 [N, H, W, C] in [0, 1] inside the eps ball around `images`.
   """
   checks.check_choice("norm", norm, NORMS)
+  eot_samples = eot.check_samples(eot_samples)
   eps = _check_eps(eps, norm)
   steps, step_size = _check_steps(steps, step_size, 2.5 * eps)
   images, labels = _check_inputs(images, labels)
@@ -261,7 +265,7 @@ def pgd(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size=No
 
   def build(fn):
     @tf.function(reduce_retracing=True)
-    def run(x, y, eps_t, alpha, n_steps, seed_t):
+    def run(x, y, eps_t, alpha, n_steps, seed_t, eot_t):
       if random_start:
         if norm == "linf":
           noise = tf.random.stateless_uniform(tf.shape(x), _seed(seed_t, 0, 1),
@@ -276,7 +280,7 @@ def pgd(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size=No
       else:
         adv = tf.identity(x)
       for _ in tf.range(n_steps):
-        grad = _gradient(fn, adv, y, targeted)
+        grad = eot.mean_gradient(lambda: _gradient(fn, adv, y, targeted), eot_t)
         if norm == "linf":
           step = tf.sign(grad)
         else:
@@ -288,7 +292,7 @@ def pgd(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size=No
   run = _compiled(logits_fn, "pgd", (norm, bool(random_start), bool(targeted)), build)
   return run(images, labels, tf.constant(eps, tf.float32),
              tf.constant(step_size, tf.float32), tf.constant(steps, tf.int32),
-             tf.constant(int(seed), tf.int64))
+             tf.constant(int(seed), tf.int64), tf.constant(eot_samples, tf.int32))
 
 
 def input_diversity(images: tf.Tensor, probability, seed) -> tf.Tensor:

@@ -105,7 +105,7 @@ class AttackSettings:
             "step_size_effective": self.effective_step_size, "decay": self.decay,
             "diversity_prob": self.diversity_prob}
 
-  def run(self, logits_fn, images, labels, seed: int = 0):
+  def run(self, logits_fn, images, labels, seed: int = 0, eot_samples: int = 1):
     """Runs the attack (untargeted) on `logits_fn` (or a list: an ensemble).
 
     Args:
@@ -113,17 +113,22 @@ class AttackSettings:
       images: float32 [N, H, W, C] in [0, 1].
       labels: int [N] true labels.
       seed: Seed of the attack's randomness (PGD start, input diversity).
+      eot_samples: PGD only: the mean of this many gradients per step (EOT against a
+        randomized defense, `attacks.eot`).
 
     Returns:
       float32 [N, H, W, C] adversarial images in [0, 1].
     """
+    if eot_samples != 1 and self.name not in ("pgd", "pgd_l2"):
+      raise ValueError(f"eot_samples={eot_samples} applies to pgd and pgd_l2, not "
+                       f"{self.name}")
     if self.name == "fgsm":
       return gradient.fgsm(logits_fn, images, labels, self.eps)
     if self.name in ("pgd", "pgd_l2"):
       return gradient.pgd(logits_fn, images, labels, self.eps, steps=self.steps,
                           step_size=self.effective_step_size,
                           norm="l2" if self.name == "pgd_l2" else "linf",
-                          random_start=True, seed=seed)
+                          random_start=True, seed=seed, eot_samples=eot_samples)
     return gradient.mifgsm(logits_fn, images, labels, self.eps, steps=self.steps,
                            step_size=self.effective_step_size, decay=self.decay,
                            diversity_prob=self.diversity_prob, seed=seed)

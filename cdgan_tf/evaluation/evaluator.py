@@ -14,6 +14,15 @@ classifier without defense and behind each defense, on clean images, on the give
   square          the Square attack (L-inf; `square_l2`: L2), score-based black box:
                   it queries the deployed pipeline (purifier + classifier, or the bare
                   classifier) for output scores only, so it also runs on TFLite models
+  hopskipjump     HopSkipJump (L2; `hopskipjump_linf`: L-inf), decision-based black
+                  box: the deployed pipeline's top-1 label only
+
+Randomized defenses (`defenses.randomized`, a new random input transformation per
+call) are attacked with EOT: pgd_defended and bpda follow the mean of `eot_samples`
+gradients per step; the query attacks see one fresh draw per query. Each of their
+accuracies is scored `draws` times (new draws on the same images): the table holds the
+first draw (so intervals and paired tests stay per image), results.json's
+"randomized" block the mean, standard deviation, minimum and maximum over the draws.
 
 Purified images are computed once per batch and defense and shared by all classifiers.
 """
@@ -30,16 +39,20 @@ import numpy as np
 import tensorflow as tf
 
 from cdgan_tf.attacks import bpda as bpda_lib
+from cdgan_tf.attacks import hopskipjump as hsj_lib
 from cdgan_tf.attacks import settings as attack_settings
 from cdgan_tf.attacks import square as square_lib
 from cdgan_tf.common import errors
 from cdgan_tf.data.batch import Batch
 from cdgan_tf.defenses import base as defenses_base
+from cdgan_tf.defenses import randomized
 from cdgan_tf.evaluation import table as table_lib
 
 TRANSFER = "transfer"
 GRADIENT_THREATS = ("pgd_classifier", "pgd_defended", "bpda")
-QUERY_THREATS = {"square": "linf", "square_l2": "l2"}  # name -> norm
+SCORE_THREATS = {"square": "linf", "square_l2": "l2"}  # name -> norm
+DECISION_THREATS = {"hopskipjump": "l2", "hopskipjump_linf": "linf"}
+QUERY_THREATS = dict(SCORE_THREATS, **DECISION_THREATS)
 THREATS = (TRANSFER,) + GRADIENT_THREATS + tuple(QUERY_THREATS)
 # Query counts at which results.json records the query attacks' failure rate.
 CURVE_BUDGETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
@@ -85,6 +98,9 @@ class ThreatModel:
 
   def params(self) -> dict:
     """What results.json records for it."""
+    if self.name in DECISION_THREATS:
+      return {"eps": self.eps, "norm": QUERY_THREATS[self.name], "queries": self.queries,
+              "access": "labels"}
     if self.queries is not None:
       return {"eps": self.eps, "norm": QUERY_THREATS[self.name], "queries": self.queries,
               "schedule": max(self.queries - 2, square_lib.SCHEDULE_ITERATIONS)}
@@ -122,11 +138,18 @@ class Evaluator:
     seed: Seed of the attacks' random starts.
     prediction_file: Optional open text file; one CSV row per image and condition
       (key, label, classifier, attack, defense, condition, prediction) is streamed to it.
+    eot_samples: Gradients averaged per PGD step against randomized defenses (EOT).
+    draws: Random draws each accuracy of a randomized defense is scored over.
   """
 
   def __init__(self, classifiers, defenses: Dict[str, defenses_base.Purifier],
                threats: Sequence[ThreatModel] = (ThreatModel(TRANSFER),), seed: int = 0,
-               prediction_file=None):
+               prediction_file=None, eot_samples: int = 1, draws: int = 1):
+    if int(draws) < 1:
+      raise ValueError(f"draws={draws} must be >= 1")
+    self.eot_samples = int(eot_samples)
+    self.draws = int(draws)
+    self._draw_counts = {}  # (attack, classifier, defense, condition) -> [counts, n]
     self.classifiers = list(classifiers)
     self.defenses = dict(defenses)
     self.threats = list(threats)
@@ -173,11 +196,44 @@ class Evaluator:
         self._writer.writerow([key, int(label), classifier.name, attack or "",
                                defense or "", condition, int(prediction)])
 
+  def _draws(self, name: str, images) -> List[tf.Tensor]:
+    """The purified images: `draws` random draws for a randomized defense, else one."""
+    count = self.draws if randomized.is_randomized(self.defenses[name]) else 1
+    return [self._purify[name](images) for _ in range(count)]
+
+  def _add_defended(self, classifier, condition, purified: List[tf.Tensor], labels,
+                    defense: str, attack=None) -> None:
+    """Scores the first draw in the table and every draw in the draw statistics."""
+    self._add(classifier, condition, purified[0], labels, defense=defense, attack=attack)
+    if len(purified) < 2:
+      return
+    known = labels >= 0
+    counts = np.array([np.sum(predict(classifier, p)[known] == labels[known])
+                       for p in purified])
+    key = (attack or "clean", classifier.name, defense, condition)
+    entry = self._draw_counts.setdefault(key, [np.zeros(len(purified), np.int64), 0])
+    entry[0] += counts
+    entry[1] += int(np.sum(known))
+
+  def draw_report(self) -> dict:
+    """{defense: {classifier: {attack | "clean": {mean, std, min, max, draws, n}}}}."""
+    report = {}
+    for (attack, classifier, defense, _), (counts, total) in self._draw_counts.items():
+      if not total:
+        continue
+      accuracy = counts / total
+      report.setdefault(defense, {}).setdefault(classifier, {})[attack] = {
+          "mean": float(np.mean(accuracy)),
+          "std": float(np.std(accuracy, ddof=1)) if len(accuracy) > 1 else 0.0,
+          "min": float(np.min(accuracy)), "max": float(np.max(accuracy)),
+          "draws": int(len(accuracy)), "n": int(total)}
+    return report
+
   def _score_defenses(self, images, labels, condition: str, attack=None) -> None:
-    for name, purify in self._purify.items():
-      purified = purify(images)
+    for name in self._purify:
+      purified = self._draws(name, images)
       for c in self.classifiers:
-        self._add(c, condition, purified, labels, defense=name, attack=attack)
+        self._add_defended(c, condition, purified, labels, name, attack)
 
   def add_batch(self, batch: Batch) -> None:
     """Scores one batch under every configured condition."""
@@ -215,9 +271,9 @@ class Evaluator:
       if threat.name == "pgd_classifier":
         adversarial = threat.attack.run(c, clean, labels_t, seed=self.seed)
         self._add(c, "attack", adversarial, labels, attack=threat.name)
-        for name, purify in self._purify.items():
-          self._add(c, "defense", purify(adversarial), labels, defense=name,
-                    attack=threat.name)
+        for name in self._purify:
+          self._add_defended(c, "defense", self._draws(name, adversarial), labels, name,
+                             threat.name)
         continue
       for name, defense in self.defenses.items():
         if threat.name == "pgd_defended":
@@ -227,9 +283,11 @@ class Evaluator:
           target = self._defended[(c.name, name)]
         else:
           target = self._bpda[(c.name, name)]
-        adversarial = threat.attack.run(target, clean, labels_t, seed=self.seed)
-        self._add(c, "defense", self._purify[name](adversarial), labels, defense=name,
-                  attack=threat.name)
+        eot = self.eot_samples if randomized.is_randomized(defense) else 1
+        adversarial = threat.attack.run(target, clean, labels_t, seed=self.seed,
+                                        eot_samples=eot)
+        self._add_defended(c, "defense", self._draws(name, adversarial), labels, name,
+                           threat.name)
 
   def _query_attack(self, threat: ThreatModel, clean: np.ndarray, labels) -> None:
     """Square attack on each classifier alone and behind each defense (scores only)."""
@@ -239,16 +297,23 @@ class Evaluator:
       targets = [(None, c)] + [(d, lambda x, c=c, p=self._purify[d]: c(p(x)))
                                for d in self.defenses]
       for defense, target in targets:
-        result = square_lib.square_attack(
-            lambda x, t=target: t(tf.convert_to_tensor(x)).numpy(), clean, labels,
-            threat.eps, norm=QUERY_THREATS[threat.name], queries=threat.queries,
-            seed=self.seed, name=f"{threat.name} {c.name}/{defense or 'no defense'}")
+        name = f"{threat.name} {c.name}/{defense or 'no defense'}"
+        norm = QUERY_THREATS[threat.name]
+        if threat.name in DECISION_THREATS:
+          result = hsj_lib.hopskipjump(
+              lambda x, t=target: np.argmax(t(tf.convert_to_tensor(x)).numpy(), axis=-1),
+              clean, labels, threat.eps, norm=norm, queries=threat.queries,
+              seed=self.seed, name=name)
+        else:
+          result = square_lib.square_attack(
+              lambda x, t=target: t(tf.convert_to_tensor(x)).numpy(), clean, labels,
+              threat.eps, norm=norm, queries=threat.queries, seed=self.seed, name=name)
         adversarial = tf.convert_to_tensor(result.adversarial)
         if defense is None:
           self._add(c, "attack", adversarial, labels, attack=threat.name)
         else:
-          self._add(c, "defense", self._purify[defense](adversarial), labels,
-                    defense=defense, attack=threat.name)
+          self._add_defended(c, "defense", self._draws(defense, adversarial), labels,
+                             defense, threat.name)
         key = (threat.name, c.name, defense or table_lib.NO_DEFENSE)
         self._query_log.setdefault(key, []).append(
             (result.fooled_at, result.queries, np.asarray(labels), result.ties))
@@ -257,20 +322,26 @@ class Evaluator:
     """{attack: {classifier: {defense: query stats + failure-rate curve}}} so far.
 
     The stats are `square.query_stats` (mean / median queries over the attacked images
-    and over those it fooled); "failure_rate" is `square.failure_curve` at
+    and over those it fooled; for HopSkipJump, which uses its whole budget, the queries
+    up to its first point within eps); "failure_rate" is `square.failure_curve` at
     CURVE_BUDGETS up to the budget; "tied_proposals" the fraction of the attack's
     proposals whose margin equalled the best one exactly (quantized scores).
     """
     report = {}
     for (attack, classifier, defense), parts in self._query_log.items():
+      counted = all(p[3] is not None for p in parts)
+      parts = [p[:3] + (p[3] if counted else np.zeros_like(p[1]),) for p in parts]
       fooled_at, queries, labels, ties = (np.concatenate(p) for p in zip(*parts))
+      if attack in DECISION_THREATS:  # it goes on shrinking after success: count to it
+        queries = np.where(fooled_at > 0, np.minimum(fooled_at, queries), queries)
       result = square_lib.SquareResult(None, queries, fooled_at, None)
       budget = next(t.queries for t in self.threats if t.name == attack)
       budgets = [b for b in CURVE_BUDGETS if b < budget] + [budget]
       stats = square_lib.query_stats(result, labels)
       stats["failure_rate"] = square_lib.failure_curve(result, labels, budgets)
       proposals = np.sum(np.maximum(queries - 1, 0))
-      stats["tied_proposals"] = float(np.sum(ties) / proposals) if proposals else None
+      stats["tied_proposals"] = (float(np.sum(ties) / proposals) if proposals and counted
+                                 else None)
       report.setdefault(attack, {}).setdefault(classifier, {})[defense] = stats
     return report
 
@@ -289,6 +360,13 @@ class Evaluator:
     results = self.table.to_dict()
     for attack, report in self.query_report().items():
       results.setdefault("attacks", {}).setdefault(attack, {})["queries"] = report
+    draws = self.draw_report()
+    if draws:
+      results["randomized"] = {
+          "draws": self.draws, "eot_samples": self.eot_samples,
+          "transforms": {n: d.describe() for n, d in self.defenses.items()
+                         if randomized.is_randomized(d)},
+          "accuracy": draws}
     if self.notes:
       results["notes"] = list(self.notes)
     return results

@@ -91,7 +91,9 @@ def markdown_table(results: dict) -> str:
       lines.append("| " + " | ".join([name] + cells) + " |")
     lines += _p_value_table(classifiers, defenses)
   for attack, block in results.get("attacks", {}).items():
-    params = ", ".join(f"{k}={_readable(k, v)}" for k, v in block.get("params", {}).items())
+    raw = block.get("params", {})
+    params = ", ".join(f"{k}={_readable(k, v) if raw.get('norm') != 'l2' else f'{v:g}'}"
+                       if k == "eps" else f"{k}={_readable(k, v)}" for k, v in raw.items())
     lines += ["", f"## Attack `{attack}`" + (f" ({params})" if params else ""), ""]
     header = ["classifier", "n", "attack"] + [f"{d} defense" for d in defenses]
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -101,7 +103,34 @@ def markdown_table(results: dict) -> str:
                                        _value(entry, "attack")] + cells) + " |")
     lines += _p_value_table(block.get("classifiers", {}), defenses, clean=False)
     lines += _query_table(block.get("queries", {}))
+  lines += _randomized_table(results.get("randomized"))
   return "\n".join(lines) + "\n"
+
+
+def _randomized_table(block) -> list:
+  """Markdown lines: each randomized defense's accuracy over its random draws."""
+  if not block or not block.get("accuracy"):
+    return []
+  transforms = "; ".join(f"{n}: {t}" for n, t in block.get("transforms", {}).items())
+  lines = ["", f"## Randomized defenses ({transforms})", "",
+           f"Mean ± standard deviation [min, max] over {block['draws']} random draws of "
+           "the purifier on the same images; pgd_defended / bpda used EOT over "
+           f"{block['eot_samples']} gradients per step.", ""]
+  rows = [(d, c, a, v) for d, per in block["accuracy"].items() for c, per_attack in
+          per.items() for a, v in per_attack.items()]
+  attacks = list(dict.fromkeys(a for _, _, a, _ in rows))
+  header = ["classifier", "defense"] + attacks
+  lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+  for defense, per in block["accuracy"].items():
+    for classifier, per_attack in per.items():
+      cells = []
+      for attack in attacks:
+        v = per_attack.get(attack)
+        cells.append("" if v is None else
+                     f"{100 * v['mean']:.1f} ± {100 * v['std']:.1f} "
+                     f"[{100 * v['min']:.1f}, {100 * v['max']:.1f}]")
+      lines.append("| " + " | ".join([classifier, defense] + cells) + " |")
+  return lines
 
 
 def _query_table(queries: dict):

@@ -35,6 +35,7 @@ from cdgan_tf.common import errors
 from cdgan_tf.data import image_files
 from cdgan_tf.defenses import base
 from cdgan_tf.defenses import cdgan as cdgan_lib
+from cdgan_tf.defenses import randomized
 
 IMAGES_SPEC = tf.TensorSpec([None, None, None, 3], tf.float32, name="images")
 BYTES_SPEC = tf.TensorSpec([None], tf.string, name="image_bytes")
@@ -196,8 +197,18 @@ def _serving_batch_size(batch_size):
   return int(batch_size)
 
 
-def _check_cdgan(purifier) -> cdgan_lib.CdganPurifier:
-  if not isinstance(purifier, cdgan_lib.CdganPurifier):
+def _chain(purifier) -> cdgan_lib.CdganPurifier:
+  """The CdganPurifier itself, or the one a `RandomizedPurifier` wraps."""
+  return purifier.purifier if randomized.is_randomized(purifier) else purifier
+
+
+def _check_cdgan(purifier):
+  """The purifier to export: a CdganPurifier, or a randomized one around it.
+
+  A randomized purifier is exported with its seed and call counter as variables, so
+  the served model draws a new transformation at every call, as in evaluation.
+  """
+  if not isinstance(_chain(purifier), cdgan_lib.CdganPurifier):
     raise errors.UsageError(f"only the CD-GAN purifier (generators) can be exported, not "
                             f"{purifier!r}")
   return purifier
@@ -207,7 +218,8 @@ class PurifierModule(tf.Module):
   """The purifier alone, for export.
 
   Args:
-    purifier: A `defenses.CdganPurifier` (a tf.Module holding the generators).
+    purifier: A `defenses.CdganPurifier` (a tf.Module holding the generators), or a
+      `defenses.randomized.RandomizedPurifier` around one.
     max_pixels: Largest decoded image the bytes signature accepts (0: no limit).
     batch_size: Images per purifier call inside the signatures (0: the whole request
       in one call). None: `defenses.base.cpu_batch_size()` when the module is made,
@@ -223,8 +235,8 @@ class PurifierModule(tf.Module):
     self.batch_size = _serving_batch_size(batch_size)
     self.image_size = tf.Variable(purifier.image_size, trainable=False, name="image_size")
     self.scale = tf.Variable(purifier.scale, trainable=False, name="scale")
-    self.backing_variables = _backing_variables(purifier.sub_generator,
-                                                purifier.super_generator)
+    self.backing_variables = _backing_variables(_chain(purifier).sub_generator,
+                                                _chain(purifier).super_generator)
 
   def _outputs(self, images):
     size = self.purifier.image_size
@@ -268,7 +280,7 @@ class DefendedModule(tf.Module):
     self.classifier_model = trackable
     self._classifier = classifier
     self.purifier = _check_cdgan(purifier) if purifier is not None else None
-    parts = [trackable] + ([purifier.sub_generator, purifier.super_generator]
+    parts = [trackable] + ([_chain(purifier).sub_generator, _chain(purifier).super_generator]
                            if purifier is not None else [])
     self.backing_variables = _backing_variables(*parts)
     self._bytes_size = purifier.image_size if purifier is not None else max(

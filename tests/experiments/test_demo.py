@@ -26,6 +26,7 @@ def test_demo_on_a_few_images_of_the_built_in_sample(tmp_path):
                        env=env, capture_output=True, text=True, timeout=600)
   assert run.returncode == 0, run.stderr[-3000:]
   assert "| resnet_v2 | 6 |" in run.stdout
+  assert "95 % Wilson" in run.stdout and " ± " in run.stdout  # the table shows intervals
   results = json.loads((out / "results.json").read_text())
   assert set(results["classifiers"]) == {"resnet_v2", "mobilenet_v2", "inception"}
   for entry in results["classifiers"].values():
