@@ -110,6 +110,11 @@ def _training_flag_table():
        "records were lost, instead of refusing to start.", {}),
       (f.DEFINE_integer, "seed", train.seed, "Seed of weights, data order and "
        "augmentation.", {}),
+      (f.DEFINE_string, "init_generator", "", "Warm start: an exported generator "
+       "(.keras file, export folder or model_dir) of this role, scale and size whose "
+       "weights the generator starts from at step 0 (a resumed run restores its own "
+       "checkpoint instead); discriminator and optimizers start fresh. '' for random.",
+       {}),
       (f.DEFINE_bool, "restart", False, "Train from step 0 although --model_dir holds "
        "checkpoints (they are moved to checkpoints/before-restart-<UTC>/). Without it a "
        "folder whose checkpoints are all damaged is refused.", {}),
@@ -178,6 +183,7 @@ def experiment_from_flags(role: config_lib.Role,
           checkpoint_every=f.checkpoint_every, summary_every=f.summary_every,
           eval_every=f.eval_every, eval_steps=f.eval_steps, strategy=f.strategy,
           tpu=f.tpu, mixed_precision=f.mixed_precision, seed=f.seed,
+          init_generator=f.init_generator,
           sub_model=(f["sub_model"].value or "" if role is config_lib.Role.SUPER
                      and "sub_model" in f else "")))
 
