@@ -1,7 +1,6 @@
 """--init_generator: a run at step 0 starts from an exported generator; a resumed run
 restores its own checkpoint; generators of another role, scale or size are refused."""
 
-from absl import flags
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -12,9 +11,8 @@ from cdgan_tf.models import generators
 from cdgan_tf.training import gan_step as gan_step_lib
 from cdgan_tf.training import warm_start
 import train_sub
-from tests.training.test_controller import TINY, _run, records  # noqa: F401  (fixture)
+from tests.training.test_controller import _run, records  # noqa: F401  (records: a fixture)
 
-FLAGS = flags.FLAGS
 MODEL = config_lib.ModelConfig(num_res_blocks=1, filters=8, discriminator_filters=8)
 
 
