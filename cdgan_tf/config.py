@@ -182,6 +182,10 @@ class TrainConfig:
     sub_model: Super role only: a trained sub generator (file, export folder or
       model_dir). The super GAN then trains on that generator's outputs, what it
       receives in the chain, instead of a bicubic downscale ("" for the paper's way).
+    init_generator: An exported generator (file, export folder or model_dir) whose
+      weights the generator starts from when the run starts at step 0 (a warm start,
+      `training.warm_start`); a resumed run restores its own checkpoint instead. ""
+      for a random initialisation.
   """
   role: Role = Role.SUB
   epochs: int = 20
@@ -191,6 +195,7 @@ class TrainConfig:
   warmup_steps: int = 0
   seed: int = 0
   sub_model: str = ""
+  init_generator: str = ""
 
   def __post_init__(self):
     checks.check_choice("role", str(self.role), ROLES)

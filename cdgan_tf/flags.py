@@ -112,6 +112,11 @@ def _training_flag_table():
        "records were lost, instead of refusing to start.", {}),
       (f.DEFINE_integer, "seed", train.seed, "Seed of weights, data order and "
        "augmentation.", {}),
+      (f.DEFINE_string, "init_generator", "", "Warm start: an exported generator "
+       "(.keras file, export folder or model_dir) of this role, scale and size whose "
+       "weights the generator starts from at step 0 (a resumed run restores its own "
+       "checkpoint instead); discriminator and optimizers start fresh. '' for random.",
+       {}),
       (f.DEFINE_bool, "restart", False, "Train from step 0 although --model_dir holds "
        "checkpoints (they are moved to checkpoints/before-restart-<UTC>/). Without it a "
        "folder whose checkpoints are all damaged is refused.", {}),

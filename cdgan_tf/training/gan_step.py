@@ -29,6 +29,7 @@ from cdgan_tf.models import generator_files
 from cdgan_tf.models import generators
 from cdgan_tf.training import distribute
 from cdgan_tf.training import losses
+from cdgan_tf.training import warm_start
 
 TRAIN_METRICS = ("generator_total", "generator_content", "generator_adversarial",
                  "generator_feature", "discriminator", "psnr")
@@ -128,6 +129,9 @@ class GanStep:
                                 "(--feature_extractor)")
       self._feature_extractor = feature_extractor
       self.generator = generators.build_generator(self.role, data.scale, experiment.model)
+      if experiment.train.init_generator:  # A restored checkpoint overrides these.
+        warm_start.load_into(self.generator, experiment.train.init_generator, self.role,
+                             data.scale)
       self.discriminator = discriminator_lib.build_discriminator(
           experiment.output_size, filters=experiment.model.discriminator_filters,
           name=f"{self.role.value}_discriminator")

@@ -6,6 +6,7 @@ from typing import Dict, NamedTuple, Sequence
 
 from experiments import runner
 from experiments.recipes import cifar10
+from experiments.recipes import cifar10_mix
 from experiments.recipes import imagenet
 
 
@@ -18,7 +19,7 @@ class Entry(NamedTuple):
 
 def registry() -> Dict[str, Entry]:
   table = {}
-  for module in (cifar10, imagenet):
+  for module in (cifar10, cifar10_mix, imagenet):
     for name, (description, factory, settings) in module.recipes().items():
       table[name] = Entry(description, factory, settings, module.DEFAULT_WORK)
   return table

@@ -67,6 +67,7 @@ class GanSettings:
   filters: int = 64
   discriminator_filters: Optional[int] = None
   image_skip: bool = True
+  learning_rate: Optional[float] = None
   content_loss: str = "l1"
   adversarial_weight: float = 1e-4
   feature_extractor: Optional[str] = None
@@ -77,6 +78,7 @@ class GanSettings:
   eval_every: int = 500
   eval_steps: int = 20
   seed: int = 0
+  init_generator: Optional[str] = None
   allow_config_change: Optional[bool] = None
 
 
