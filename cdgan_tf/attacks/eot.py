@@ -15,11 +15,13 @@ from typing import Callable
 
 import tensorflow as tf
 
+from cdgan_tf.common import errors
+
 
 def check_samples(samples) -> int:
   """K as an int >= 1, or ValueError naming eot_samples."""
   if int(samples) != samples or int(samples) < 1:
-    raise ValueError(f"eot_samples={samples} must be an integer >= 1")
+    raise errors.UsageError(f"eot_samples={samples} must be an integer >= 1")
   return int(samples)
 
 

@@ -35,6 +35,8 @@ from typing import Callable, Iterator, List
 from absl import logging
 import numpy as np
 
+from cdgan_tf.common import errors
+
 LabelsFn = Callable[[np.ndarray], np.ndarray]
 NORMS = ("l2", "linf")
 DEFAULT_QUERIES = 1000
@@ -241,15 +243,15 @@ def hopskipjump(labels_fn: LabelsFn, images, labels, eps: float, norm: str = "l2
     A `HopSkipJumpResult`.
   """
   if norm not in NORMS:
-    raise ValueError(f"norm={norm!r}: use one of {', '.join(NORMS)}")
+    raise errors.UsageError(f"norm={norm!r}: use one of {', '.join(NORMS)}")
   if int(queries) < 1:
-    raise ValueError(f"queries={queries} must be >= 1")
+    raise errors.UsageError(f"queries={queries} must be >= 1")
   if not np.isfinite(eps) or eps < 0:
-    raise ValueError(f"eps={eps} must be a finite number >= 0")
+    raise errors.UsageError(f"eps={eps} must be a finite number >= 0")
   images = np.asarray(images, np.float32)
   labels = np.asarray(labels).reshape(-1)
   if images.ndim != 4 or len(labels) != len(images):
-    raise ValueError(f"images must be [N, H, W, C] with one label each, got "
+    raise errors.UsageError(f"images must be [N, H, W, C] with one label each, got "
                      f"{images.shape} and {labels.shape}")
   runs = [_Run(x, int(y), float(eps), norm, int(queries), np.random.default_rng([seed, i]),
                init_evals, max_evals, gamma, init_tries)

@@ -24,6 +24,8 @@ import collections
 from concurrent import futures
 from typing import Callable, Iterable, Iterator, Tuple, TypeVar
 
+from cdgan_tf.common import errors
+
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -42,7 +44,7 @@ def read_ahead(items: Iterable[T], load: Callable[[T], R], depth: int = 2,
     (item, loaded value), in the order of `items`; a load's exception is raised here.
   """
   if depth < 0 or workers < 1:
-    raise ValueError(f"depth={depth} must be >= 0 and workers={workers} >= 1")
+    raise errors.UsageError(f"depth={depth} must be >= 0 and workers={workers} >= 1")
   if depth == 0:
     for item in items:
       yield item, load(item)
@@ -76,7 +78,7 @@ class Writer:
 
   def __init__(self, depth: int = 2):
     if depth < 0:
-      raise ValueError(f"depth={depth} must be >= 0")
+      raise errors.UsageError(f"depth={depth} must be >= 0")
     self.depth = depth
     self._pending = collections.deque()
     self._pool = (futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="writer")

@@ -69,7 +69,7 @@ class AttackSettings:
     """Checks and normalises attack options.
 
     Raises:
-      ValueError: unknown attack, a bad budget or step, an L-inf eps > 1 (a 0..255
+      UsageError: unknown attack, a bad budget or step, an L-inf eps > 1 (a 0..255
         value?), or a non-default option the attack does not take.
     """
     checks.check_choice("attack", name, ATTACKS)
@@ -120,7 +120,7 @@ class AttackSettings:
       float32 [N, H, W, C] adversarial images in [0, 1].
     """
     if eot_samples != 1 and self.name not in ("pgd", "pgd_l2"):
-      raise ValueError(f"eot_samples={eot_samples} applies to pgd and pgd_l2, not "
+      raise errors.UsageError(f"eot_samples={eot_samples} applies to pgd and pgd_l2, not "
                        f"{self.name}")
     if self.name == "fgsm":
       return gradient.fgsm(logits_fn, images, labels, self.eps)

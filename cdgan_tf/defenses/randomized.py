@@ -27,6 +27,7 @@ from typing import List, Optional
 import tensorflow as tf
 
 from cdgan_tf.attacks import gradient
+from cdgan_tf.common import errors
 from cdgan_tf.defenses import base
 
 
@@ -72,16 +73,16 @@ class RandomizedPurifier(tf.Module, base.Purifier):
     name: Registry name (default: "<purifier name>_rand").
 
   Raises:
-    ValueError: a negative or non-finite noise, or no transformation at all.
+    UsageError: a negative or non-finite noise, or no transformation at all.
   """
 
   def __init__(self, purifier: base.Purifier, noise: float = 0.0,
                random_resize: bool = False, seed: int = 0, name: Optional[str] = None):
     noise = float(noise)
     if not noise >= 0 or noise == float("inf"):
-      raise ValueError(f"purifier noise={noise} must be a finite number >= 0")
+      raise errors.UsageError(f"purifier noise={noise} must be a finite number >= 0")
     if noise == 0 and not random_resize:
-      raise ValueError("a randomized purifier needs noise > 0 or random_resize")
+      raise errors.UsageError("a randomized purifier needs noise > 0 or random_resize")
     super().__init__(name="randomized_purifier")
     self.purifier = purifier
     self.noise = noise
@@ -132,11 +133,11 @@ def randomize(defenses: dict, names, noise: float = 0.0, random_resize: bool = F
       seed (seed + its position), so no two copies draw the same noise.
 
   Raises:
-    ValueError: a name not among the defenses.
+    UsageError: a name not among the defenses.
   """
   unknown = [n for n in names if n not in defenses]
   if unknown:
-    raise ValueError(f"--randomize names {', '.join(unknown)}, not in --defenses "
+    raise errors.UsageError(f"--randomize names {', '.join(unknown)}, not in --defenses "
                      f"({', '.join(defenses) or 'none'})")
   result = {}
   for i, (name, purifier) in enumerate(defenses.items()):

@@ -80,7 +80,7 @@ class ThreatModel:
     """Validates the name and builds the settings of a gradient or query threat model.
 
     Raises:
-      ValueError: an unknown name or bad PGD / query parameters.
+      UsageError: an unknown name or bad PGD / query parameters.
     """
     if name not in THREATS:
       raise errors.UsageError(f"unknown attack {name!r}: use {', '.join(THREATS)}")
@@ -146,7 +146,7 @@ class Evaluator:
                threats: Sequence[ThreatModel] = (ThreatModel(TRANSFER),), seed: int = 0,
                prediction_file=None, eot_samples: int = 1, draws: int = 1):
     if int(draws) < 1:
-      raise ValueError(f"draws={draws} must be >= 1")
+      raise errors.UsageError(f"draws={draws} must be >= 1")
     self.eot_samples = int(eot_samples)
     self.draws = int(draws)
     self._draw_counts = {}  # (attack, classifier, defense, condition) -> [counts, n]

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from cdgan_tf import config as config_lib
+from cdgan_tf.common import errors
 from cdgan_tf.models import generator_files
 
 
@@ -25,15 +26,15 @@ def check_info(info: Optional[generator_files.GeneratorInfo], path: str,
   """Refuses a generator.json of another role or scale than the run's.
 
   Raises:
-    ValueError: naming --init_generator, `path` and what differs.
+    UsageError: naming --init_generator, `path` and what differs.
   """
   if info is None:
     return
   if info.role is not config_lib.Role(role):
-    raise ValueError(f"--init_generator {path} holds a {info.role.value} generator; "
+    raise errors.UsageError(f"--init_generator {path} holds a {info.role.value} generator; "
                      f"this run trains the {config_lib.Role(role).value} GAN")
   if info.scale != scale:
-    raise ValueError(f"--init_generator {path} is a scale-{info.scale} generator; this "
+    raise errors.UsageError(f"--init_generator {path} is a scale-{info.scale} generator; this "
                      f"run has --scale={scale}")
 
 
@@ -44,17 +45,17 @@ def copy_weights(source: keras.Model, target: keras.Model, path: str = "") -> in
     The number of weight tensors copied.
 
   Raises:
-    ValueError: another number of weights, or a weight of another shape (other
+    UsageError: another number of weights, or a weight of another shape (other
       --num_res_blocks / --filters / --image_skip).
   """
   src, dst = source.get_weights(), target.get_weights()
   if len(src) != len(dst):
-    raise ValueError(f"--init_generator {path} has {len(src)} weight tensors, this run's "
+    raise errors.UsageError(f"--init_generator {path} has {len(src)} weight tensors, this run's "
                      f"generator {len(dst)}: other --num_res_blocks / --filters / "
                      "--image_skip?")
   for i, (a, b) in enumerate(zip(src, dst)):
     if a.shape != b.shape:
-      raise ValueError(f"--init_generator {path}: weight {i} has shape {a.shape}, this "
+      raise errors.UsageError(f"--init_generator {path}: weight {i} has shape {a.shape}, this "
                        f"run's generator {b.shape}: other --filters / --num_res_blocks?")
   target.set_weights([np.asarray(a) for a in src])
   return len(src)
