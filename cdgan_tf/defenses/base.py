@@ -168,14 +168,20 @@ def batch_invariant(purifier: "Purifier",
   a batch of 6 and the same images one by one, 9 of 1.2 M uint8 values changed for a
   quantized classifier (eager execution: identical). One trace with a shape-generic
   signature runs the same graph for every batch: measured difference 0 (batches 1, 3,
-  6; tests/defenses/test_base.py). The exported SavedModels use the same signature
+  6; tests/defenses/test_base.py) on the machine of 2026-12-04. The kernels inside it
+  may still block their work by the batch size: on an AMD EPYC with AVX2 and no AVX-512
+  (2026-12-06, oneDNN on or off) a batch of 6 and the same images one by one differ by
+  up to 1.8e-7 per pixel (about 5 % of the pixels by one or two float32 steps), whole
+  batch or chunks of 2 or 4 alike. Only `batch_size=1` (every image run alone, inside
+  the same trace) is exact on every CPU measured; it costs the batching speed-up
+  (`cpu_batch_size()`). The exported SavedModels use the same signature
   (`serving.modules.IMAGES_SPEC`).
 
   Args:
     purifier: Any `Purifier`.
     batch_size: When > 0, the purifier runs on consecutive chunks of at most this many
-      images inside the same trace (`in_batches`; `cpu_batch_size()` is the CPU's best);
-      0 runs it on the whole batch.
+      images inside the same trace (`in_batches`; `cpu_batch_size()` is the CPU's best;
+      1 is bit-exact whatever the batch); 0 runs it on the whole batch.
 
   Returns:
     images float32 [N, H, W, 3] in [0, 1] -> the purifier's output, for any N.
