@@ -23,6 +23,8 @@ batch 8) forward and forward + input gradient in float32 and bfloat16, interleav
 """
 
 from cdgan_tf import cli  # First: keeps TensorFlow's logs quiet unless --verbose.
+if __name__ == "__main__":
+  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
 
 import json  # pylint: disable=g-bad-import-order
 import os

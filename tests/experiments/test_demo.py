@@ -20,7 +20,10 @@ def test_demo_on_a_few_images_of_the_built_in_sample(tmp_path):
   for role in ("sub", "super"):
     assert (WEIGHTS / "cdgan" / role / "generator.keras").is_file()
   out = tmp_path / "demo"
-  env = dict(os.environ, PY=sys.executable, DEMO_IMAGES="6", DEMO_OUTPUT=str(out))
+  # PYTHONPATH: this checkout's library, also where the venv's editable install points
+  # at another checkout (a git worktree sharing one venv).
+  env = dict(os.environ, PY=sys.executable, DEMO_IMAGES="6", DEMO_OUTPUT=str(out),
+             PYTHONPATH=str(REPO_ROOT))
   env.pop("CDGAN_DATA_DIR", None)
   run = subprocess.run(["bash", str(REPO_ROOT / "experiments" / "cifar10" / "demo.sh")],
                        env=env, capture_output=True, text=True, timeout=600)

@@ -6,7 +6,6 @@ import pytest
 import tensorflow as tf
 
 from cdgan_tf.defenses import cdgan
-from cdgan_tf.defenses import exported
 from cdgan_tf.defenses import randomized
 from cdgan_tf.models import generators
 from cdgan_tf.serving import saving
@@ -22,7 +21,7 @@ def test_randomized_purifier_round_trip(tmp_path):
   make = lambda: randomized.RandomizedPurifier(chain, noise=0.1, seed=5,  # noqa: E731
                                                name="cdgan")
   path = saving.export_purifier(make(), str(tmp_path / "purifier"))
-  loaded = exported.ExportedPurifier(path)
+  loaded = saving.ExportedPurifier(path)
   assert (loaded.image_size, loaded.scale) == (16, 2)
   images = np.random.default_rng(1).random((3, 16, 16, 3)).astype("float32")
   reference = make()  # same seed: the same sequence of draws

@@ -34,7 +34,7 @@ def _export(folder, role="sub", scale=2, filters=8, seed=5):
 def _experiment(init, role="sub"):
   return config_lib.ExperimentConfig(
       model=MODEL, data=config_lib.DataConfig(image_size=16, scale=2, batch_size=4),
-      train=config_lib.TrainConfig(role=role, model_dir="unused", init_generator=init))
+      train=config_lib.TrainConfig(role=role, init_generator=init))
 
 
 def _same(a, b):
