@@ -34,7 +34,6 @@ from typing import Dict, List, Optional, Sequence
 
 from absl import logging
 import numpy as np
-from PIL import Image
 
 from cdgan_tf.attacks import feature_distortion
 from cdgan_tf.attacks import mixes
@@ -74,20 +73,6 @@ def list_source(source: mixes.ImageSource, shared_dir: str, weights_dir: str):
           len(test), skipped)
 
 
-def image_size(path: str):
-  """(height, width) of an image file from its header (no decoding).
-
-  Raises:
-    image_files.ImageError: the header cannot be read.
-  """
-  try:
-    with Image.open(path) as image:
-      return (image.size[1], image.size[0])
-  except Exception as e:  # PIL raises many types on bad files; none may crash a run.
-    raise image_files.ImageError(
-        path, f"cannot read the image header ({type(e).__name__}: {e})") from e
-
-
 def plan(mix: mixes.AttackMix, images, seed: int, batch_size: int,
          size_of=None) -> List[List[Item]]:
   """Versions of every image, grouped by (attack, eps, choice, size) and batched.
@@ -99,7 +84,7 @@ def plan(mix: mixes.AttackMix, images, seed: int, batch_size: int,
     batch_size: Versions per batch.
     size_of: path -> (height, width); default: read from the image header.
   """
-  size_of = size_of or image_size
+  size_of = size_of or image_files.header_size
   groups: Dict[tuple, List[Item]] = {}
   for image_key, path, label, source in sorted(images):
     size = tuple(size_of(path))

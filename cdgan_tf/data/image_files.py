@@ -208,3 +208,17 @@ def prepare_clean(image: np.ndarray, crop: str = "none") -> np.ndarray:
   if cropped.shape[:2] != (size, size):
     cropped = _cv2_stretch_rows(cropped, size)
   return np.ascontiguousarray(cropped)
+
+
+def header_size(path: str):
+  """(height, width) of an image file from its header (no decoding).
+
+  Raises:
+    ImageError: the header cannot be read.
+  """
+  try:
+    with Image.open(path) as image:
+      return (image.size[1], image.size[0])
+  except Exception as e:  # PIL raises many types on bad files; none may crash a run.
+    raise ImageError(
+        path, f"cannot read the image header ({type(e).__name__}: {e})") from e
