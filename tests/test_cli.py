@@ -147,6 +147,41 @@ def test_importing_cli_does_no_work():
   assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]
 
 
+_ONEDNN_PROBE = ("import os\n"
+                 "from cdgan_tf import cli\n"
+                 "cli.start([], onednn=True)\n"
+                 "from tensorflow.python.util import _pywrap_util_port\n"
+                 "print(os.environ.get(cli.ONEDNN_VARIABLE), "
+                 "_pywrap_util_port.IsMklEnabled())")
+
+
+@pytest.mark.parametrize("setting, expected", [(None, "1 True"), ("0", "0 False")])
+def test_onednn_start_turns_on_the_kernels_unless_the_environment_decides(setting,
+                                                                          expected):
+  """`start(onednn=True)` sets TF_ENABLE_ONEDNN_OPTS=1 before TensorFlow reads it; a
+  user's TF_ENABLE_ONEDNN_OPTS=0 wins (checked through TensorFlow's own answer too; on
+  AVX-512 hosts TensorFlow turns oneDNN on by itself, so the variable is checked)."""
+  env = {k: v for k, v in os.environ.items() if k != cli.ONEDNN_VARIABLE}
+  if setting is not None:
+    env[cli.ONEDNN_VARIABLE] = setting
+  done = subprocess.run([sys.executable, "-c", _ONEDNN_PROBE], cwd=REPO_ROOT, env=env,
+                        capture_output=True, text=True, timeout=120)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert done.stdout.strip().splitlines()[-1] == expected
+
+
+def test_the_compute_bound_programs_and_only_they_ask_for_onednn():
+  """Pair generation and training opt in; evaluation and serving keep TensorFlow's
+  default kernels (their tables and batch-invariance checks were made with them)."""
+  opted_in = set()
+  for path in sorted(REPO_ROOT.glob("*.py")) + sorted(
+      REPO_ROOT.glob("tfrecords_builder/*.py")):
+    if "cli.start(onednn=True)" in path.read_text():
+      opted_in.add(str(path.relative_to(REPO_ROOT)))
+  assert opted_in == {"train_sub.py", "train_super.py", "tfrecords_builder/attack.py",
+                      "tfrecords_builder/mix.py"}
+
+
 def _run_main(main, capsys):
   """cli.call_main (run's error path) in this process; returns (exit code or None,
   stderr lines)."""
