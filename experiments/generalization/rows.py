@@ -57,6 +57,37 @@ CIFAR_VAL_ROWS = (
     Row("val mifgsm_di 8 vgg+densenet", "mifgsm", 8, "validation: new ensemble",
         surrogates=VGG + DENSENET, diversity_prob=0.7),
 )
+# ImageNet (real quantized TFLite MobileNets from ../shared). The mix attacks through
+# MobileNet-v1 0.75 (surrogate) and the MobileNet-v1 1.0 embedding (feature network); the
+# targets are the other three. Held-out rows attack through targets, so each scores only
+# the targets it did not use.
+T = "{shared}/models/tflite"
+IMAGENET_TARGETS = {"mobilenet_v2": f"{T}/mobilenet_v2_1.0_224_quant.tflite",
+                    "mobilenet_v1_0.5": f"{T}/mobilenet_v1_0.5_160_quant.tflite",
+                    "mobilenet_v1_0.25": f"{T}/mobilenet_v1_0.25_128_quant.tflite"}
+V1_075 = (f"{T}/mobilenet_v1_0.75_192_quant.tflite",)
+IMAGENET_ROWS = (
+    Row("uniform 8", "uniform", 8),
+    Row("gaussian 8", "gaussian", 8),
+    Row("fgsm 8 v1_0.75", "fgsm", 8, surrogates=V1_075),
+    Row("pgd 8 v1_0.75", "pgd", 8, surrogates=V1_075),
+    Row("mifgsm_di 8 v1_0.75", "mifgsm", 8, surrogates=V1_075, diversity_prob=0.7),
+    Row("feature 8 v1_1.0 embedding", "feature", 8,
+        feature_network=f"{T}/mobilenet_v1_1.0_224_quant_embedding_extractor.tflite"),
+    Row("pgd 8 v1_0.25", "pgd", 8, "surrogate no training pair used",
+        surrogates=(IMAGENET_TARGETS["mobilenet_v1_0.25"],)),
+    Row("mifgsm_di 8 v1_0.5+v1_0.25", "mifgsm", 8, "ensemble no training pair used",
+        surrogates=(IMAGENET_TARGETS["mobilenet_v1_0.5"],
+                    IMAGENET_TARGETS["mobilenet_v1_0.25"]), diversity_prob=0.7),
+    Row("pgd_l2 3.0 v1_0.75", "pgd_l2", 3.0, "algorithm not in the mix (L2 ball)",
+        surrogates=V1_075),
+    Row("mifgsm_di 1 v1_0.75", "mifgsm", 1, "weaker budget than the mix's 2-16",
+        surrogates=V1_075, diversity_prob=0.7),
+    Row("mifgsm_di 24 v1_0.75", "mifgsm", 24, "stronger budget than the mix's 2-16",
+        surrogates=V1_075, diversity_prob=0.7),
+)
+_IMAGENET_EVAL = ("--labels={shared}/datasets/imagenet_val_sample/val.txt",
+                  "--crop=damagenet", "--center_crop=1.0", "--batch_size=32")
 DATASETS = {"cifar10": dict(rows=CIFAR_ROWS, targets=CIFAR_TARGETS,
                             clean_dir="{shared}/datasets/cifar10/test", labels=None,
                             sub=f"{W}/cdgan/sub", super=f"{W}/cdgan/super"),
@@ -65,7 +96,17 @@ DATASETS = {"cifar10": dict(rows=CIFAR_ROWS, targets=CIFAR_TARGETS,
                                 # The shipped GANs' pairs: select_subset(train, 10000)
                                 # (run_cdgan.sh TRAIN_IMAGES), a superset of the mix's.
                                 exclude_mix="cifar10", exclude_subset=10000,
-                                sub=f"{W}/cdgan/sub", super=f"{W}/cdgan/super")}
+                                sub=f"{W}/cdgan/sub", super=f"{W}/cdgan/super"),
+            # The 650-image test split (`select_subset(val, 650)`, as evaluate.py
+            # --max_images=650 and the imagenet mix's exclude_test_subset), each image
+            # prepared with DAmageNet's crop (224x224) before the attack, as the
+            # transfer set was.
+            "imagenet": dict(rows=IMAGENET_ROWS, targets=IMAGENET_TARGETS,
+                             clean_dir="{shared}/datasets/imagenet_val_sample",
+                             labels="{shared}/datasets/imagenet_val_sample/val.txt",
+                             crop="damagenet", evaluate_flags=_IMAGENET_EVAL,
+                             sub="weights/imagenet/cdgan_scale2/sub",
+                             super="weights/imagenet/cdgan_scale2/super")}
 
 
 def markdown(table: dict) -> str:

@@ -18,7 +18,8 @@ def split_images(spec: dict, shared_dir: str, max_images: int):
   given, so validation and training images never overlap.
   """
   clean_dir = mixes.resolve_spec(spec["clean_dir"], shared_dir, "weights")
-  listed, _ = folders.list_labelled_images(clean_dir, spec["labels"])
+  labels = spec["labels"] and mixes.resolve_spec(spec["labels"], shared_dir, "weights")
+  listed, _ = folders.list_labelled_images(clean_dir, labels)
   if spec.get("exclude_mix"):
     used = {key.split("/", 1)[1] for source in mixes.MIXES[spec["exclude_mix"]].sources
             for key, _, _ in mix_set.list_source(source, shared_dir, "weights")[0]}

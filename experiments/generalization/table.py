@@ -66,8 +66,12 @@ def _slug(name: str) -> str:
   return "".join(c if c.isalnum() else "_" for c in name)
 
 
-def attack_row(row: Row, images, out_dir: str, models: mix_set.Models) -> dict:
-  """Writes the row's adversarial PNGs (keys as the clean folder's); returns stats."""
+def attack_row(row: Row, images, out_dir: str, models: mix_set.Models,
+               crop: str = "none") -> dict:
+  """Writes the row's adversarial PNGs (keys as the clean folder's); returns stats.
+
+  Each clean image is prepared with `crop` (image_files.prepare_clean) before the
+  attack, as evaluate.py --crop prepares the clean side it pairs with."""
   done = os.path.join(out_dir, ".done.json")
   if os.path.exists(done):
     return files.read_json(done)
@@ -76,7 +80,8 @@ def attack_row(row: Row, images, out_dir: str, models: mix_set.Models) -> dict:
   rmsd = []
   for i in range(0, len(images), FLAGS.batch_size):
     batch = images[i:i + FLAGS.batch_size]
-    pixels = np.stack([image_files.load_rgb(p) for _, p, _ in batch])
+    pixels = np.stack([image_files.prepare_clean(image_files.load_rgb(p), crop)
+                       for _, p, _ in batch])
     clean = pixels.astype(np.float32) / 255.0
     labels = np.array([l for _, _, l in batch], np.int64)
     if row.kind == "pgd_l2":
@@ -105,15 +110,20 @@ def evaluate_row(row: Row, spec: dict, clean_dir: str, adv_dir: str, out_dir: st
   """Runs evaluate.py on the targets the row did not attack through."""
   path = os.path.join(out_dir, "results.json")
   if not os.path.exists(path):
-    scored = [p for p in spec["targets"].values() if p not in row.surrogates]
+    scored = [_resolve(p) for p in spec["targets"].values() if p not in row.surrogates]
+    extra = [_resolve(f) for f in spec.get("evaluate_flags", ("--batch_size=100",))]
     command = [sys.executable, "evaluate.py", f"--clean_dir={clean_dir}",
                f"--adversarial_dir={adv_dir}", f"--classifiers={','.join(scored)}",
                f"--sub_model={spec['sub']}", f"--super_model={spec['super']}",
                f"--defenses={','.join(FLAGS.defenses)}", f"--max_images={FLAGS.max_images}",
-               "--batch_size=100", "--num_samples=0", f"--output_dir={out_dir}"]
+               *extra, "--num_samples=0", f"--output_dir={out_dir}"]
     logging.info("%s: %s", row.name, " ".join(command))
     subprocess.run(command, check=True)
   return files.read_json(path)
+
+
+def _resolve(spec: str) -> str:
+  return mixes.resolve_spec(spec, FLAGS.shared_dir, "weights")
 
 
 def _pct(x):
@@ -133,7 +143,7 @@ def main(argv):
            "command": {"argv": sys.argv}, "rows": []}
   for row in rows:
     adv_dir = os.path.join(FLAGS.work, _slug(row.name))
-    stats = attack_row(row, images, adv_dir, models)
+    stats = attack_row(row, images, adv_dir, models, spec.get("crop", "none"))
     results = evaluate_row(row, spec, clean_dir, adv_dir, f"{adv_dir}_{FLAGS.eval_tag}")
     entry = {"row": dataclasses.asdict(row), "perturbation": stats, "targets": {}}
     for name, r in results["classifiers"].items():

@@ -1,23 +1,56 @@
 """The generalization table's declared rows (experiments/generalization/table.py)."""
 
+import pytest
+
+from cdgan_tf.attacks import mix_set
+from cdgan_tf.attacks import mixes
+from cdgan_tf.data import folders
 from experiments.generalization import rows as table
+from experiments.generalization import splits
 
 
-def test_rows_cover_the_held_out_kinds_and_never_score_a_surrogate():
-  rows = table.CIFAR_ROWS
+@pytest.mark.parametrize("dataset, mix_surrogates", [("cifar10", table.VGG),
+                                                    ("imagenet", table.V1_075)])
+def test_rows_cover_the_held_out_kinds_and_never_score_a_surrogate(dataset,
+                                                                   mix_surrogates):
+  spec = table.DATASETS[dataset]
+  rows, targets = spec["rows"], spec["targets"]
   held_out = [r for r in rows if r.held_out]
   reasons = " ".join(r.held_out for r in held_out)
   for needed in ("surrogate", "ensemble", "algorithm", "weaker", "stronger"):
     assert needed in reasons
   for row in rows:
-    scored = [p for p in table.CIFAR_TARGETS.values() if p not in row.surrogates]
+    scored = [p for p in targets.values() if p not in row.surrogates]
     assert scored  # Every row scores someone.
     for surrogate in row.surrogates:
       assert surrogate not in scored
-  # The training-mix rows use only the mix's surrogate and feature network.
+  # The training-mix rows use only the mix's surrogate and feature network, and the
+  # mix's own networks are never targets.
+  mix = mixes.MIXES[dataset]
   for row in rows:
     if not row.held_out:
-      assert set(row.surrogates) <= set(table.VGG)
+      assert set(row.surrogates) <= set(mix_surrogates)
+  mix_networks = {s for a in mix.attacks for group in a.surrogates for s in group}
+  mix_networks |= {a.feature_network for a in mix.attacks if a.feature_network}
+  mix_networks = {mixes.resolve_spec(s, "{shared}", "weights") for s in mix_networks}
+  assert set(mix_surrogates) <= mix_networks
+  assert not mix_networks & set(targets.values())
+
+
+@pytest.mark.shared
+def test_imagenet_table_images_are_the_test_split_outside_the_mix(shared):
+  """The table's images are evaluate.py's `--max_images=650` subset of the val sample,
+  and none of them is a training image of the imagenet mix."""
+  spec = table.DATASETS["imagenet"]
+  clean_dir, images = splits.split_images(spec, str(shared), 650)
+  keys = {key for key, _, _ in images}
+  listed, _ = folders.list_labelled_images(
+      clean_dir, f"{shared}/datasets/imagenet_val_sample/val.txt")
+  assert keys == set(folders.select_subset([k for k, _, _ in listed], 650))
+  trained = {key.split("/", 1)[1] for source in mixes.MIXES["imagenet"].sources
+             for key, _, _ in mix_set.list_source(source, str(shared), "weights")[0]}
+  assert len(keys) == 650 and not keys & trained
+  assert spec["crop"] == "damagenet" and "--crop=damagenet" in spec["evaluate_flags"]
 
 
 def test_markdown_has_one_line_per_row_and_target():
