@@ -35,7 +35,8 @@ def _training_flag_table():
   positive, non_negative = {"lower_bound": 1}, {"lower_bound": 0}
   return [
       (f.DEFINE_string, "train_records", None, "Glob of training TFRecord shards, e.g. "
-       "'records/train-*' (written by python -m tfrecords_builder).", {}),
+       "'records/train-*' (written by python -m tfrecords_builder); several globs "
+       "joined by commas are read as one set.", {}),
       (f.DEFINE_string, "val_records", "", "Glob of validation shards ('' for none).", {}),
       (f.DEFINE_string, "model_dir", None, "Checkpoints, TensorBoard logs and the "
        "exported generator. Rerunning with the same model_dir resumes.", {}),
@@ -175,15 +176,15 @@ def train_from_flags(role: config_lib.Role, argv, flag_values=flags.FLAGS) -> di
     raise app.UsageError(f"unexpected arguments: {' '.join(argv[1:])}")
   patterns = [("--train_records", flag_values.train_records),
               ("--val_records", flag_values.val_records)]
+  from cdgan_tf.data import pipeline  # pylint: disable=import-outside-toplevel
   for flag, pattern in patterns:
-    if pattern and not _glob(pattern):
-      raise errors.UsageError(f"no file matches {flag}={pattern!r}")
+    if pattern:
+      try:
+        pipeline.match_files(pattern)
+      except errors.UsageError as e:
+        raise errors.UsageError(f"no file matches {flag}={pattern!r} ({e})") from None
   return controller.run(experiment_from_flags(role, flag_values),
                         allow_config_change=flag_values.allow_config_change,
                         restart=flag_values.restart,
                         keep_checkpoints=flag_values.keep_checkpoints)
 
-
-def _glob(pattern: str) -> list:
-  import tensorflow as tf  # pylint: disable=import-outside-toplevel
-  return tf.io.gfile.glob(pattern)

@@ -46,11 +46,22 @@ _SHARD_RE = re.compile(r"^(?P<split>.+)-(?P<index>\d+)-of-(?P<total>\d+)(\.[^.]*
 _MAX_CYCLE = 16
 
 
-def _glob(pattern: str) -> List[str]:
-  files = sorted(tf.io.gfile.glob(pattern))
-  if not files:
-    raise errors.UsageError(f"no TFRecord file matches pattern {pattern!r}")
-  return files
+def match_files(pattern: str) -> List[str]:
+  """The sorted shard files of a glob, or of several globs joined by commas.
+
+  "a/train-*,b/train-*" reads both sets of records as one training set (e.g. an
+  attack mix next to a transfer set); each glob must match at least one file.
+
+  Raises:
+    UsageError: a glob that matches no file (named).
+  """
+  files = set()
+  for piece in (p.strip() for p in pattern.split(",")):
+    matched = tf.io.gfile.glob(piece) if piece else []
+    if not matched:
+      raise errors.UsageError(f"no TFRecord file matches pattern {piece!r}")
+    files.update(matched)
+  return sorted(files)
 
 
 def crop_source_size(image_size: int) -> int:
@@ -137,7 +148,7 @@ def _checked(data_config: config.DataConfig, role, large_input: bool,
     pattern = getattr(data_config, field)
     if not pattern:
       raise errors.UsageError(f"DataConfig.{field} is empty: no TFRecord pattern to read")
-  all_files = _glob(pattern)
+  all_files = match_files(pattern)
   return role, pattern, all_files, shards.check_files(all_files,
                                                       data_config.skip_damaged_shards)
 
@@ -326,18 +337,23 @@ def _count_from_manifest(files: List[str]) -> Optional[int]:
 
 
 def count_examples(pattern: str) -> int:
-  """Number of records in the files matching `pattern`.
+  """Number of records in the files matching `pattern` (globs joined by commas).
 
-  Reads `manifest.json` next to the shards (`{"counts": {"train": n, ...}}`) when the
-  pattern matches exactly all shards `<split>-NNNNN-of-MMMMM.tfrecord` of one split;
+  Per folder: reads `manifest.json` next to the shards (`{"counts": {"train": n, ...}}`)
+  when the files are exactly all shards `<split>-NNNNN-of-MMMMM.tfrecord` of one split;
   otherwise reads the files and counts.
 
   Raises:
     ValueError: the pattern matches no file.
   """
-  files = _glob(pattern)
-  count = _count_from_manifest(files)
-  if count is not None:
-    return count
-  ds = tf.data.TFRecordDataset(files)
-  return int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+  by_folder = {}
+  for path in match_files(pattern):
+    by_folder.setdefault(os.path.dirname(path), []).append(path)
+  total = 0
+  for files in by_folder.values():  # Each folder's manifest, else its records counted.
+    count = _count_from_manifest(files)
+    if count is None:
+      ds = tf.data.TFRecordDataset(files)
+      count = int(ds.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+    total += count
+  return total

@@ -9,6 +9,7 @@ import tensorflow as tf
 from cdgan_tf import config
 from cdgan_tf import image_ops
 from cdgan_tf.data import features
+from cdgan_tf.common import errors
 from cdgan_tf.data import pipeline
 
 
@@ -199,6 +200,26 @@ def test_count_examples_with_and_without_manifest(noise_records, tmp_path):
   assert pipeline.count_examples(str(tmp_path / "train-00001-*")) == 3
   (tmp_path / "manifest.json").write_text("not json")
   assert pipeline.count_examples(noise_records) == 6
+
+
+def test_globs_joined_by_commas_read_both_sets(noise_records, tmp_path):
+  """Two record sets (folders with their own manifests) read as one: every record once,
+  counted per folder, and a glob that matches nothing is named."""
+  other = tmp_path / "other"
+  other.mkdir()
+  _write(other / "train-00000-of-00001.tfrecord", [(_constant(7), _constant(9))] * 2)
+  (other / "manifest.json").write_text(json.dumps({"counts": {"train": 2}}))
+  both = f"{noise_records},{other / 'train-*'}"
+  assert len(pipeline.match_files(both)) == 3
+  assert pipeline.count_examples(both) == 6 + 2
+  assert pipeline.count_examples(f"{noise_records},{noise_records}") == 6  # once each
+  inputs = np.concatenate([a.numpy() for a, _ in pipeline.eval_dataset(
+      _cfg(both, image_size=16, scale=2), "sub", pattern=both)])
+  assert inputs.shape[0] == 8
+  constant = [np.allclose(x, 7 / 255, atol=1e-6) for x in inputs]
+  assert sum(constant) == 2  # The other folder's two records are in the set.
+  with pytest.raises(errors.UsageError, match="nope"):
+    pipeline.match_files(f"{noise_records},{tmp_path / 'nope-*'}")
 
 
 @pytest.mark.parametrize("role", ["sub", "super"])
