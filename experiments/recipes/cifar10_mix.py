@@ -30,11 +30,13 @@ test split.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Dict
 
+from experiments.recipes import cifar10
 from experiments.recipes import common
 from experiments.recipes.cifar10 import ROLES, SHIPPED, WEIGHTS
-from experiments.runner import Job, Recipe
+from experiments.runner import Job, Recipe, RecipeError
 
 DEFAULT_WORK = "/work/scratch/gen"
 TABLE = "-m experiments.generalization.table"
@@ -53,6 +55,14 @@ class Settings:
     clean_fraction: Extra clean -> clean share per batch (0: the mix's own 10 % only).
     val_images / test_images: Images of the validation / test tables.
     tag: Appended to the run folder, so variants live side by side.
+    scale: Large / small ratio of the chain (2: 32 -> 16 -> 32; 1: two 32 -> 32
+      denoisers, no bottleneck).
+    warm: Start both generators from the shipped ones (scale 2 only) instead of
+      random weights.
+    with_transfer: Also train on the shipped recipe's pairs (MI-FGSM 16/255 on
+      vgg_surrogate, 10,000 train images: the cifar10 recipes' `attack` and `records`
+      stages, under `transfer_work`).
+    transfer_work: The cifar10 recipes' work folder holding records/.
   """
   sub_steps: int = 600
   super_steps: int = 600
@@ -63,17 +73,32 @@ class Settings:
   val_images: int = 500
   test_images: int = 500
   tag: str = ""
+  scale: int = 2
+  warm: bool = True
+  with_transfer: bool = False
+  transfer_work: str = cifar10.DEFAULT_WORK
+
+
+def run_name(s: Settings) -> str:
+  """warm / scratch, then _s<scale> unless 2, _transfer with the MI-FGSM pairs, the tag."""
+  return ("warm" if s.warm else "scratch") + ("" if s.scale == 2 else f"_s{s.scale}") + (
+      "_transfer" if s.with_transfer else "") + s.tag
 
 
 def gan_settings(s: Settings, role: str) -> common.GanSettings:
+  if s.warm and s.scale != 2:
+    raise RecipeError(f"warm=True needs scale 2 (the shipped generators'), not {s.scale}")
+  steps = s.sub_steps if role == "sub" else s.super_steps
+  every = 100 if steps < 2000 else 500  # Checkpoints and validation points.
   return common.GanSettings(
-      image_size=32, scale=2, batch_size=16, num_res_blocks=8, filters=64,
+      image_size=32, scale=s.scale, batch_size=16, num_res_blocks=8, filters=64,
       image_skip=True, learning_rate=s.learning_rate, content_loss="l1",
       adversarial_weight=1e-4, feature_extractor=ROLES.feature_network,
       feature_weight=s.feature_weight, clean_pair_fraction=s.clean_fraction or None,
-      summary_every=50, checkpoint_every=100, eval_every=100, eval_steps=20, seed=0,
+      summary_every=50, checkpoint_every=every, eval_every=every, eval_steps=20, seed=0,
       train_steps=s.sub_steps if role == "sub" else s.super_steps,
-      warmup_steps=s.warmup_steps, init_generator=f"{SHIPPED}/{role}")
+      warmup_steps=s.warmup_steps,
+      init_generator=f"{SHIPPED}/{role}" if s.warm else None)
 
 
 def table_job(name: str, dataset: str, work: str, images: int, tag: str, output: str,
@@ -87,9 +112,10 @@ def table_job(name: str, dataset: str, work: str, images: int, tag: str, output:
   return Job(name, TABLE, flags, nice=10)
 
 
-def recipe(s: Settings, work: str) -> Recipe:
-  run = f"warm{s.tag}"
+def recipe(s: Settings, work: str, name: str = "cifar10_mix_warm") -> Recipe:
+  run = run_name(s)
   runs, records = f"{work}/runs/{run}", f"{work}/cifar10/records"
+  more = (f"{s.transfer_work}/records",) if s.with_transfer else ()
   sub, sup = f"{runs}/sub", f"{runs}/super"
   every = ("cdgan", "resize", "jpeg75", "median3")
   stages: Dict[str, list] = {
@@ -97,12 +123,13 @@ def recipe(s: Settings, work: str) -> Recipe:
                   {"mix": "cifar10", "output_dir": f"{work}/cifar10",
                    "shared_dir": "../shared"}, nice=10)],
       "sub": [dataclasses.replace(common.train_job(
-          f"{run}/sub", "sub", gan_settings(s, "sub"), records, sub), nice=10)],
+          f"{run}/sub", "sub", gan_settings(s, "sub"), records, sub, more_records=more),
+                                  nice=10)],
       "val_sub": [table_job(f"{run}/val_sub", "cifar10_val", f"{work}/val", s.val_images,
                             f"{run}_sub", f"{work}/val/{run}_sub", sub, f"{SHIPPED}/super")],
       "super": [dataclasses.replace(common.train_job(
           f"{run}/super", "super", gan_settings(s, "super"), records, sup,
-          sub_model=sub), nice=10)],
+          sub_model=sub, more_records=more), nice=10)],
       "val": [table_job(f"{run}/val", "cifar10_val", f"{work}/val", s.val_images, run,
                         f"{work}/val/{run}", sub, sup)],
       "val_shipped": [table_job("shipped/val", "cifar10_val", f"{work}/val", s.val_images,
@@ -113,12 +140,38 @@ def recipe(s: Settings, work: str) -> Recipe:
                          f"{work}/test/{run}", sub, sup)],
       "ship": [common.ship_job(f"{run}/ship", runs, f"{WEIGHTS}/cdgan_mix")],
   }
-  return Recipe("cifar10_mix_warm", "the shipped CIFAR-10 GANs fine-tuned on the attack "
-                "mix, chosen on held-out-attack validation", s, stages,
-                ("mix", "sub", "val_sub", "super", "val", "val_shipped"))
+  defaults = ("mix", "sub", "val_sub", "super", "val", "val_shipped")
+  if s.with_transfer:  # The transfer pairs: the cifar10 recipes' shared jobs.
+    shared = cifar10.shared_stages(cifar10.Settings(), s.transfer_work)
+    stages = {"mix": stages.pop("mix"),
+              "transfer": shared["attack"][:1] + shared["records"], **stages}
+    defaults = ("mix", "transfer") + defaults[1:]
+  if not s.warm:  # No (new sub -> shipped super) candidate: the geometry may differ.
+    del stages["val_sub"]
+    defaults = tuple(d for d in defaults if d != "val_sub")
+  return Recipe(name, RECIPES[name][0], s, stages, defaults)
+
+
+RECIPES = {
+    "cifar10_mix_warm": ("the shipped GANs fine-tuned on the cifar10 attack mix",
+                         Settings()),
+    "cifar10_mix_transfer_warm": (
+        "the shipped GANs fine-tuned on the mix + the shipped recipe's MI-FGSM 16/255 pairs",
+        Settings(with_transfer=True, sub_steps=1000, super_steps=1000)),
+    "cifar10_mix_transfer_scratch": (
+        "the shipped recipe (4,000 + 4,000 steps, half warm-up) from scratch on the mix + "
+        "its MI-FGSM 16/255 pairs",
+        Settings(with_transfer=True, warm=False, sub_steps=4000, super_steps=4000,
+                 warmup_steps=2000, learning_rate=1e-4)),
+    "cifar10_mix_transfer_s1": (
+        "scale 1 (two 32 -> 32 denoisers, no bottleneck) from scratch on the mix + the "
+        "MI-FGSM 16/255 pairs, 4,000 + 4,000 steps",
+        Settings(with_transfer=True, warm=False, scale=1, sub_steps=4000, super_steps=4000,
+                 warmup_steps=2000, learning_rate=1e-4)),
+}
 
 
 def recipes() -> Dict[str, tuple]:
   """name -> (description, factory(settings, work) -> Recipe, default Settings)."""
-  return {"cifar10_mix_warm": ("the shipped GANs fine-tuned on the cifar10 attack mix",
-                               recipe, Settings())}
+  return {name: (description, functools.partial(recipe, name=name), settings)
+          for name, (description, settings) in RECIPES.items()}

@@ -115,11 +115,18 @@ def records_job(name: str, adversarial_dir: str, clean_dir: str, output_dir: str
 
 
 def train_job(name: str, role: str, gan: GanSettings, records: str, model_dir: str,
-              sub_model: Optional[str] = None) -> Job:
-  """One GAN (`train_<role>.py`); resumes from `model_dir`'s checkpoints."""
+              sub_model: Optional[str] = None, more_records: Sequence[str] = ()) -> Job:
+  """One GAN (`train_<role>.py`); resumes from `model_dir`'s checkpoints.
+
+  Args:
+    records: The records folder (train-* and val-* shards).
+    more_records: Other records folders whose train-* shards join the training set
+      (validation stays `records`' val-*).
+  """
   if role not in ("sub", "super"):
     raise RecipeError(f"role {role}: expected sub or super")
-  flags = {"train_records": f"{records}/train-*", "val_records": f"{records}/val-*"}
+  train = ",".join(f"{folder}/train-*" for folder in (records, *more_records))
+  flags = {"train_records": train, "val_records": f"{records}/val-*"}
   flags.update(flag_dict(gan))
   if sub_model:
     if role != "super":

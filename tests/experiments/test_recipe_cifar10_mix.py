@@ -43,3 +43,31 @@ def test_train_flags_exist_in_the_train_scripts():
     job = _recipe().stages[stage][0]
     unknown = set(job.flags) - set(values) - {"sub_model"}
     assert not unknown, unknown
+
+
+def test_transfer_variants_train_on_both_record_sets_at_their_scale():
+  """The _transfer recipes add the shipped recipe's MI-FGSM pairs (built by its own
+  `attack` / `records` jobs, the same jobs and hashes as the cifar10 recipes) to the
+  mix; scale 1 starts from random weights (the shipped generators are scale 2)."""
+  from experiments.recipes import cifar10  # pylint: disable=import-outside-toplevel
+  for name, scale, warm in (("cifar10_mix_transfer_warm", 2, True),
+                            ("cifar10_mix_transfer_scratch", 2, False),
+                            ("cifar10_mix_transfer_s1", 1, False)):
+    recipe = recipes_lib.get_recipe(name, "/w", ["transfer_work=/t"])
+    assert recipe.default_stages[:3] == ("mix", "transfer", "sub"), name
+    for role in ("sub", "super"):
+      job = recipe.stages[role][0]
+      assert job.flags["train_records"] == "/w/cifar10/records/train-*,/t/records/train-*"
+      assert job.flags["val_records"] == "/w/cifar10/records/val-*"
+      assert job.flags["scale"] == scale
+      assert ("init_generator" in job.flags) == warm, (name, role)
+    shared = cifar10.shared_stages(cifar10.Settings(), "/t")
+    assert [j.name for j in recipe.stages["transfer"]] == ["attack/adv_train", "records"]
+    assert recipe.stages["transfer"][0] == shared["attack"][0]
+    assert recipe.stages["transfer"][1] == shared["records"][0]
+  try:
+    recipes_lib.get_recipe("cifar10_mix_warm", "/w", ["scale=1"])
+  except Exception as e:  # pylint: disable=broad-except
+    assert "scale 2" in str(e)
+  else:
+    raise AssertionError("warm start at scale 1 was not refused")
