@@ -108,7 +108,9 @@ def load_classifier(spec: str, input_size=None, value_range: Optional[str] = Non
         or its serving_default signature);
       - a ".keras" / ".h5" Keras model file;
       - a ".tflite" file (the interpreter's outputs, dequantized; uint8 models take
-        raw uint8 pixels; gradients from a float rebuild of the graph).
+        raw uint8 pixels; gradients from a float rebuild of the graph);
+      - "float:<file>.tflite": that file's float rebuild as the classifier (float
+        scores, exact gradients; `tflite.FloatRebuildClassifier`).
     input_size: (height, width) override; required when the model does not fix it.
     value_range: "0_1", "-1_1", "0_255" or "uint8" override. Defaults: [0, 1] for
       TF-Hub / SavedModel / Keras files, [-1, 1] for keras.applications, "uint8" for
@@ -135,6 +137,15 @@ def load_classifier(spec: str, input_size=None, value_range: Optional[str] = Non
     raise base.ClassifierError(f"classifier spec {spec!r} must be a non-empty string")
   common = dict(label_offset=label_offset, crop_fraction=crop_fraction,
                 resize_method=resize_method or image_ops.RESIZE_METHOD)
+  if spec.startswith("float:"):  # A .tflite file's float rebuild as the classifier.
+    path = os.path.expanduser(spec[len("float:"):])
+    if not path.lower().endswith(".tflite") or not os.path.isfile(path):
+      raise base.ClassifierError(f"classifier spec {spec!r}: float: takes an existing "
+                                 ".tflite file")
+    return tflite.load_tflite(path, name=name or os.path.splitext(os.path.basename(path))[0],
+                              input_size=input_size, value_range=value_range,
+                              num_outputs=num_outputs, outputs=outputs,
+                              num_threads=num_threads, float_scores=True, **common)
   if spec.startswith("keras:"):
     return keras_application(spec[len("keras:"):], input_size=input_size,
                              value_range=value_range, num_outputs=num_outputs,

@@ -104,13 +104,47 @@ def _rebuild(path: str, runner: tflite_runner.TFLiteRunner, value_range: str):
     return None, str(e)
 
 
+class FloatRebuildClassifier(base.Classifier):
+  """The float rebuild of a TFLite classifier as a classifier of its own.
+
+  Its scores are `quantized.rebuilt_scores` (dequantized weights, float activations
+  clamped to their quantized ranges; the same crop, resize and label mapping), with
+  exact gradients: a float target whose scores do not come in the interpreter's 1/256
+  steps, for query attacks (issue 19) and white-box checks. `registry.load_classifier`
+  gives one for the spec "float:<file>.tflite".
+
+  Args:
+    quantized: The interpreter's classifier, with a rebuild.
+
+  Raises:
+    base.ClassifierError: the model has no rebuild (`quantized.rebuild_error`).
+  """
+
+  def __init__(self, quantized: TFLiteClassifier):
+    if quantized.rebuild is None:
+      raise base.ClassifierError(f"{quantized.source}: no float rebuild "
+                                 f"({quantized.rebuild_error})")
+    super().__init__(quantized.rebuilt_scores, name=f"{quantized.name}_float",
+                     input_size=quantized.input_size, value_range="0_1",
+                     num_outputs=quantized.num_classes, differentiable=True,
+                     label_offset=0, crop_fraction=quantized.crop_fraction,
+                     resize_method=quantized.resize_method,
+                     source=f"float:{quantized.source}")
+    self.quantized = quantized
+    self.gradient_source = "exact (float rebuild of the TFLite graph)"
+
+  def _scores(self, images: tf.Tensor) -> tf.Tensor:
+    return self._model_fn(images)  # rebuilt_scores crops, resizes and maps labels.
+
+
 def load_tflite(path: str, *, name: str, input_size, value_range, num_outputs,
                 outputs=None, num_threads=None, gradients: bool = True,
-                **kwargs) -> TFLiteClassifier:
+                float_scores: bool = False, **kwargs) -> base.Classifier:
   """Loads a `.tflite` image classifier (see `registry.load_classifier` for the args).
 
   Args:
     gradients: Build the float rebuild for gradients (False: forward-only).
+    float_scores: Return the float rebuild as the classifier (`FloatRebuildClassifier`).
   """
   try:
     runner = tflite_runner.TFLiteRunner(path, num_threads)
@@ -129,7 +163,9 @@ def load_tflite(path: str, *, name: str, input_size, value_range, num_outputs,
     softmax = tflite_runner.output_is_softmax(runner.model_content,
                                               runner.output["index"])
     outputs = "probabilities" if softmax else "logits"
-  rebuild, why = _rebuild(path, runner, value_range) if gradients else (
+  rebuild, why = _rebuild(path, runner, value_range) if gradients or float_scores else (
       None, "gradients not requested")
-  return TFLiteClassifier(runner, rebuild, why, name=name, input_size=input_size,
-                          value_range=value_range, outputs=outputs, source=path, **kwargs)
+  quantized = TFLiteClassifier(runner, rebuild, why, name=name, input_size=input_size,
+                               value_range=value_range, outputs=outputs, source=path,
+                               **kwargs)
+  return FloatRebuildClassifier(quantized) if float_scores else quantized

@@ -211,9 +211,10 @@ def _shuffled_records(pattern: str, files: List[str], all_files: List[str], seed
     raise errors.UsageError(
         f"pattern {pattern!r} matches {len(files)} files, fewer than the "
         f"{num_pipelines} input pipelines that each need at least one")
-  if len(files) == len(all_files):
+  if len(files) == len(all_files) and "," not in pattern:
     ds = tf.data.Dataset.list_files(pattern, shuffle=True, seed=seed)
-  else:  # Damaged shards left out (list_files would shuffle its sorted matches so).
+  else:  # Several globs, or damaged shards left out (list_files shuffles its sorted
+    # matches so).
     ds = tf.data.Dataset.from_tensor_slices(sorted(files)).shuffle(len(files), seed=seed)
   if num_pipelines > 1:
     ds = ds.shard(num_pipelines, pipeline_id)

@@ -418,3 +418,35 @@ def test_real_mobilenet_v2_top1_on_imagenet_sample(shared):
     reference.append(np.argmax(interpreter.get_tensor(
         interpreter.get_output_details()[0]["index"])[0]) - 1)
   assert np.mean(np.array(reference) == predicted) >= 0.97
+
+
+@pytest.mark.shared
+def test_float_spec_scores_with_the_rebuild_and_its_exact_gradient(shared):
+  """"float:<file>.tflite" is the interpreter classifier's float rebuild as a
+  classifier: the same crop / resize / labels, its scores equal `rebuilt_scores`
+  (not the interpreter's 1/256-step probabilities), its gradient is their gradient,
+  and its top-1 agrees with the interpreter's on real images."""
+  path = shared / "models" / "tflite" / "mobilenet_v1_0.25_128_quant.tflite"
+  quantized = registry.load_classifier(str(path), crop_fraction=0.875)
+  floating = registry.load_classifier(f"float:{path}", crop_fraction=0.875)
+  assert floating.name == "mobilenet_v1_0.25_128_quant_float" and floating.differentiable
+  assert floating.num_classes == quantized.num_classes == 1000
+  folder = shared / "datasets" / "imagenet_val_sample"
+  names = sorted(os.listdir(folder))[:16]
+  images = tf.stack([tf.image.resize(tf.image.convert_image_dtype(tf.io.decode_jpeg(
+      tf.io.read_file(str(folder / n)), channels=3), tf.float32), (160, 160))
+                     for n in names if n.endswith(".JPEG")])
+  np.testing.assert_allclose(floating(images).numpy(),
+                             quantized.rebuilt_scores(images).numpy(), atol=1e-5)
+  interpreter = quantized(images).numpy()
+  assert np.mean(np.argmax(floating(images).numpy(), 1) == np.argmax(interpreter, 1)) >= 0.8
+  steps = np.unique(np.round(np.exp(interpreter) * 256, 3) % 1)
+  assert np.allclose(steps, 0, atol=1e-3) or np.allclose(steps, 1, atol=1e-3)  # 1/256
+  with tf.GradientTape(persistent=True) as tape:
+    tape.watch(images)
+    a = tf.reduce_sum(floating(images)[:, 3])
+    b = tf.reduce_sum(quantized.rebuilt_scores(images)[:, 3])
+  np.testing.assert_allclose(tape.gradient(a, images).numpy(),
+                             tape.gradient(b, images).numpy(), atol=1e-6)
+  with pytest.raises(base.ClassifierError, match="float:"):
+    registry.load_classifier(f"float:{folder}")

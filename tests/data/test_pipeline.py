@@ -218,6 +218,13 @@ def test_globs_joined_by_commas_read_both_sets(noise_records, tmp_path):
   assert inputs.shape[0] == 8
   constant = [np.allclose(x, 7 / 255, atol=1e-6) for x in inputs]
   assert sum(constant) == 2  # The other folder's two records are in the set.
+  cfg = _cfg(both, image_size=16, scale=2, batch_size=8, augment=False)
+  (inputs, _), = _take(pipeline.train_dataset(cfg, "sub"), 1)
+  assert inputs.shape[0] == 8  # The training pipeline reads both sets too.
+  seen = 0
+  for inputs, _ in _take(pipeline.train_dataset(cfg, "sub"), 4):  # 4 epochs' worth.
+    seen += sum(np.allclose(x, 7 / 255, atol=1e-6) for x in inputs)
+  assert seen >= 4
   with pytest.raises(errors.UsageError, match="nope"):
     pipeline.match_files(f"{noise_records},{tmp_path / 'nope-*'}")
 
