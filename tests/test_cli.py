@@ -94,10 +94,10 @@ def _case_table(w):
           ["-m", "tfrecords_builder", f"--adversarial_dir={w / 'nope'}",
            f"--clean_dir={w / 'clean'}", f"--output_dir={w / 'records'}"],
           "is not a directory"),
-      "transfer set: unknown attack": (
-          ["-m", "tfrecords_builder.attack", f"--clean_dir={w / 'clean'}",
-           f"--surrogate={w / 'clf.keras'}", "--attack=cw", f"--output_dir={w / 'adv'}"],
-          "--attack"),
+      "transfer set: unknown algorithm": (
+          ["-m", "tfrecords_builder.transfer_set", f"--clean_dir={w / 'clean'}",
+           f"--surrogate={w / 'clf.keras'}", "--algorithm=cw", f"--output_dir={w / 'adv'}"],
+          "--algorithm"),
   }
 
 
