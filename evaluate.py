@@ -44,7 +44,6 @@ from absl import flags  # pylint: disable=g-bad-import-order
 from absl import logging
 
 from cdgan_tf import classifiers as classifiers_lib
-from cdgan_tf import flags as cdgan_flags
 from cdgan_tf.common import files
 from cdgan_tf.common import interrupts
 from cdgan_tf.common import locks
@@ -66,17 +65,17 @@ flags.DEFINE_string("labels", "", "Label file: lines '<file name> <label>' (Imag
 flags.DEFINE_enum("crop", "none", image_files.CROPS, "Preparation of the clean side: "
                   "'damagenet' = short side 224 + centre crop, as DAmageNet prepared it.")
 flags.DEFINE_string("records", "", "TFRecords from tfrecords_builder instead of folders.")
-cdgan_flags.define_once(flags.DEFINE_bool, "skip_damaged_shards", False, "Leave out "
-                        "--records shards that differ from their manifest.json (and say "
-                        "how many records were lost) instead of refusing them.")
+flags.DEFINE_bool("skip_damaged_shards", False, "Leave out "
+                  "--records shards that differ from their manifest.json (and say "
+                  "how many records were lost) instead of refusing them.")
 flags.DEFINE_list("classifiers", [], "Classifiers: registry names (resnet50_v2, "
                   "resnet152_v2, inception_v3, mobilenet_v2; keras:NAME), TF-Hub handles, "
                   "SavedModel dirs, .keras/.h5 or .tflite files.")
 flags.DEFINE_float("center_crop", 1.0, "Central fraction of each image the classifiers "
                    "see (ImageNet models are evaluated with "
                    f"{classifiers_lib.IMAGENET_EVAL_CROP_FRACTION} on full-size images).")
-cdgan_flags.define_once(flags.DEFINE_string, "sub_model", "", "Sub generator: .keras file, "
-                        "export folder or training model_dir.")
+flags.DEFINE_string("sub_model", "", "The sub generator of the CD-GAN to evaluate "
+                    "(with --super_model): .keras file, export folder or training model_dir.")
 flags.DEFINE_string("super_model", "", "Super generator: .keras file or training model_dir.")
 flags.DEFINE_string("purifier", "", "An exported purifier SavedModel (instead of the two "
                     "generators).")
@@ -104,10 +103,10 @@ flags.DEFINE_integer("queries", 1000, "Query budget per image of the query attac
                      "included.", lower_bound=1)
 flags.DEFINE_string("eps_l2", "0.5", "L2 budget of square_l2 and hopskipjump on the "
                     "[0, 1] pixel scale.")
-cdgan_flags.define_once(flags.DEFINE_float, "purifier_noise", 0.0, "Randomized purification: Gaussian noise of this "
+flags.DEFINE_float("purifier_noise", 0.0, "Randomized purification: Gaussian noise of this "
                    "sigma on the [0, 1] images before each --randomize defense, drawn anew "
                    "at every call (the copies are named <defense>_rand).", lower_bound=0.0)
-cdgan_flags.define_once(flags.DEFINE_bool, "purifier_random_resize", False, "Randomized purification: random "
+flags.DEFINE_bool("purifier_random_resize", False, "Randomized purification: random "
                   "resize-and-pad before each --randomize defense.")
 flags.DEFINE_list("randomize", None, "Defenses that also run randomized (default: every "
                   "--defenses entry when --purifier_noise or --purifier_random_resize is "
@@ -116,16 +115,13 @@ flags.DEFINE_integer("eot_samples", 8, "EOT: gradients averaged per PGD step aga
                      "randomized defenses (pgd_defended, bpda).", lower_bound=1)
 flags.DEFINE_integer("draws", 5, "Random draws each accuracy of a randomized defense is "
                      "scored over (mean and spread in results.json).", lower_bound=1)
-# batch_size and seed mean the same as in the training scripts: defined once per process.
-cdgan_flags.define_once(flags.DEFINE_integer, "batch_size", 32, "Images per batch.",
-                        lower_bound=1)
+flags.DEFINE_integer("batch_size", 32, "Images per evaluation batch.", lower_bound=1)
 flags.DEFINE_integer("max_images", 0, "Evaluate a fixed pseudo-random, class-spread subset "
                      "of N images (the same N images as the transfer-set generator's "
                      "--max_images; records: the first N); 0: all.", lower_bound=0)
 flags.DEFINE_integer("num_samples", 4, "Images in the sample grid.", lower_bound=0)
-cdgan_flags.define_once(flags.DEFINE_integer, "seed", 0, "Seed of the attacks' random "
-                        "starts.")
-flags.adopt_module_key_flags(cdgan_flags)  # --help lists them
+flags.DEFINE_integer("seed", 0, "Seed of the attacks' random starts and the randomized "
+                     "defenses' draws.")
 flags.DEFINE_string("output_dir", "results", "Where the reports are written.")
 flags.DEFINE_string("export_dir", "", "Also export the defended SavedModel of each TF "
                     "classifier (<export_dir>/<name>) and the purifier (<export_dir>/purifier).")

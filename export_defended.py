@@ -28,7 +28,6 @@ if __name__ == "__main__":
 from absl import flags  # pylint: disable=g-bad-import-order
 
 from cdgan_tf import classifiers
-from cdgan_tf import flags as cdgan_flags
 from cdgan_tf.common import files
 from cdgan_tf.data import image_files
 from cdgan_tf.defenses import cdgan as cdgan_lib
@@ -60,14 +59,13 @@ flags.DEFINE_integer("tflite_input_size", None, "Fixed input side of the TFLite 
                      "(default: the working size).", lower_bound=1)
 flags.DEFINE_integer("tflite_batch", 1, "Fixed batch of the TFLite purifier.",
                      lower_bound=1)
-cdgan_flags.define_once(flags.DEFINE_float, "purifier_noise", 0.0, "Randomized "
-                        "purification: Gaussian noise of this sigma on the [0, 1] images "
-                        "before the chain, drawn anew at every call of the SavedModel.",
-                        lower_bound=0.0)
-cdgan_flags.define_once(flags.DEFINE_bool, "purifier_random_resize", False, "Randomized "
-                        "purification: random resize-and-pad before the chain.")
-cdgan_flags.define_once(flags.DEFINE_integer, "seed", 0, "Seed of the randomized "
-                        "purifier's draws (draw i uses [seed, i]).")
+flags.DEFINE_float("purifier_noise", 0.0, "Randomized purification: Gaussian noise of "
+                   "this sigma on the [0, 1] images before the chain, drawn anew at every "
+                   "call of the SavedModel.", lower_bound=0.0)
+flags.DEFINE_bool("purifier_random_resize", False, "Randomized purification: random "
+                  "resize-and-pad before the chain.")
+flags.DEFINE_integer("seed", 0, "Seed of the randomized purifier's draws (draw i uses "
+                     "[seed, i]).")
 flags.mark_flags_as_required(["sub_model", "super_model", "export_dir"])
 FLAGS = flags.FLAGS
 

@@ -18,7 +18,7 @@ from absl import flags  # pylint: disable=g-bad-import-order
 
 from cdgan_tf import flags as cdgan_flags
 
-cdgan_flags.define_training_flags()
+cdgan_flags.define_training_flags(role="sub")
 flags.adopt_module_key_flags(cdgan_flags)  # --help lists them
 flags.adopt_module_key_flags(cli)
 

@@ -18,15 +18,9 @@ from absl import flags  # pylint: disable=g-bad-import-order
 
 from cdgan_tf import flags as cdgan_flags
 
-cdgan_flags.define_training_flags()
+cdgan_flags.define_training_flags(role="super")  # With --sub_model (chained training).
 flags.adopt_module_key_flags(cdgan_flags)  # --help lists them
 flags.adopt_module_key_flags(cli)
-# evaluate.py defines --sub_model too (the same kind of path): once per process.
-cdgan_flags.define_once(
-    flags.DEFINE_string, "sub_model", "", "Chained training: a trained sub generator "
-    "(.keras file, export folder or model_dir); the super GAN then learns from its "
-    "outputs, what it receives in the chain, instead of a bicubic downscale of the "
-    "adversarial image ('' for the paper's way).")
 
 
 def main(argv):

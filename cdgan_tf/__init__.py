@@ -7,9 +7,8 @@ The Python use in three lines:
   purified = purifier(images)      # float32 [N, H, W, 3] in [0, 1] -> [N, 256, 256, 3]
 
 `cdgan_tf.presets()` lists the shipped purifiers (each with a model card);
-`cdgan_tf.PurifierLayer` puts one in front of any Keras classifier (its first use
-registers it with Keras; to load a saved model that contains it in a fresh process,
-`import cdgan_tf.integrations.keras_layer` first);
+`cdgan_tf.PurifierLayer` puts one in front of any Keras classifier (a saved model that
+contains it loads with `keras.models.load_model` after `import cdgan_tf`);
 `cdgan_tf.integrations.art` adapts one to the Adversarial Robustness Toolbox.
 """
 
@@ -27,6 +26,13 @@ _API = {
     "presets": "cdgan_tf.pretrained",
 }
 __all__ = sorted(_API)
+
+
+# Registers PurifierLayer with Keras once Keras loads (now, if it is loaded already);
+# imports neither Keras nor TensorFlow itself.
+from cdgan_tf.integrations import registration as _registration  # noqa: E402
+
+_registration.install()
 
 
 def __getattr__(name):

@@ -155,7 +155,7 @@ def _quiet_logging() -> None:
 
 
 def program_name() -> str:
-  """evaluate.py, tfrecords_builder, tfrecords_builder.attack, ..."""
+  """evaluate.py, tfrecords_builder, tfrecords_builder.transfer_set, ..."""
   spec = getattr(sys.modules.get("__main__"), "__spec__", None)
   if spec is not None and spec.name:  # python -m package[.module]
     return spec.name[:-len(".__main__")] if spec.name.endswith(".__main__") else spec.name

@@ -1,8 +1,10 @@
 """Shared absl flag definitions of the entry scripts, turned into config objects.
 
-Only the entry scripts (train_sub.py, train_super.py, evaluate.py, ...) call these; the
-library never reads FLAGS. Definitions are idempotent so several scripts' modules can be
-imported into one process (as the tests do).
+Only the training scripts (train_sub.py, train_super.py) call these; the library never
+reads FLAGS. Each entry script defines its own flags with the help text that fits it
+(`--sub_model` is the generator evaluate.py scores, and the frozen sub generator
+train_super.py learns from); tests that run several scripts in one process give the
+training flags their own `flags.FlagValues` instead of the global FLAGS.
 """
 
 from __future__ import annotations
@@ -15,16 +17,6 @@ from cdgan_tf.common import checks
 from cdgan_tf.common import errors
 
 _DEFAULTS = config_lib.ExperimentConfig()
-
-
-def define_once(define, name: str, *args, flag_values=flags.FLAGS, **kwargs) -> None:
-  """Calls an absl `define(name, ...)` unless a flag of that name exists already.
-
-  The entry scripts share some flag names with the same meaning (batch_size, seed);
-  each runs alone on the command line, but the tests import them into one process.
-  """
-  if name not in flag_values:
-    define(name, *args, flag_values=flag_values, **kwargs)
 
 
 def _training_flag_table():
@@ -135,17 +127,32 @@ def _check_geometry_flags(values) -> bool:
   return True
 
 
-def define_training_flags(flag_values=flags.FLAGS) -> None:
-  """Defines the flags of train_sub.py and train_super.py (once per process)."""
-  if "train_records" in flag_values:
-    return
+SUB_MODEL_HELP = ("Chained training: a trained sub generator (.keras file, export folder "
+                  "or model_dir); the super GAN then learns from its outputs, what it "
+                  "receives in the chain, instead of a bicubic downscale of the "
+                  "adversarial image ('' for the paper's way).")
+
+
+def define_training_flags(flag_values=flags.FLAGS, role: str = "sub") -> None:
+  """Defines the flags of train_<role>.py in `flag_values`.
+
+  Args:
+    flag_values: Where (the global FLAGS for the scripts; a fresh `flags.FlagValues()`
+      in tests, so several programs' flags never meet).
+    role: "sub" or "super"; the super GAN also gets --sub_model (chained training).
+
+  Raises:
+    flags.DuplicateFlagError: called twice on the same `flag_values`.
+  """
+  role = config_lib.Role(role)
   for define, name, default, help_text, extra in _training_flag_table():
     extra = dict(extra)
     if define is flags.DEFINE_enum:
-      define_once(define, name, default, extra.pop("enum_values"), help_text,
-                  flag_values=flag_values)
+      define(name, default, extra.pop("enum_values"), help_text, flag_values=flag_values)
     else:
-      define_once(define, name, default, help_text, flag_values=flag_values, **extra)
+      define(name, default, help_text, flag_values=flag_values, **extra)
+  if role is config_lib.Role.SUPER:
+    flags.DEFINE_string("sub_model", "", SUB_MODEL_HELP, flag_values=flag_values)
   flags.mark_flags_as_required(["train_records", "model_dir"], flag_values=flag_values)
   flags.register_multi_flags_validator(
       ["image_size", "scale"], _check_geometry_flags, flag_values=flag_values)

@@ -27,8 +27,8 @@ from typing import Dict, Sequence, Union
 from cdgan_tf.common import errors
 from cdgan_tf.defenses import base
 from cdgan_tf.defenses import cdgan as cdgan_lib
+from cdgan_tf.defenses import exported
 from cdgan_tf.models import generator_files
-from cdgan_tf.serving import saving
 
 MODEL_CARD = "MODEL_CARD.md"
 
@@ -171,7 +171,7 @@ def load_purifier(source: Source, mode: str = "chain", compute_dtype: str = "flo
     if mode != "chain" or compute_dtype != "float32" or jit_compile:
       raise errors.UsageError(f"{what} is an exported purifier: mode, compute_dtype and "
                               "jit_compile apply to generators only")
-    return saving.ExportedPurifier(what)
+    return exported.ExportedPurifier(what)
   sub, sup = ((str(what.path / "sub"), str(what.path / "super")) if kind == "preset"
               else what)
   return cdgan_lib.CdganPurifier.from_files(sub, sup, mode=mode,

@@ -3,7 +3,7 @@
 A recipe (`experiments/recipes/`) is a Python config: its settings dataclasses (data,
 attack, GAN sizes and losses, steps, targets, the role of each network) turned into an
 ordered list of stages, each a list of `Job`s. A job is one program of this repo with
-its flags (`evaluate.py`, `python -m tfrecords_builder.attack`, `train_sub.py`, ...) or
+its flags (`evaluate.py`, `python -m tfrecords_builder.transfer_set`, `train_sub.py`, ...) or
 one Python action (`experiments/actions.py`: ship generators, split a folder).
 
 Skipping is by settings, not by files: when a job finishes, the runner records the
@@ -34,6 +34,12 @@ from cdgan_tf.common import files
 from cdgan_tf.common import locks
 
 STATE_FILE = "runner_state.json"
+
+# Programs and flags renamed since jobs were first recorded: new name -> old name. A job
+# recorded under the old names with the same values is done, so a rename never reruns
+# finished work (`Job.previous_hashes`).
+RENAMED_PROGRAMS = {"-m tfrecords_builder.transfer_set": "-m tfrecords_builder.attack"}
+RENAMED_FLAGS = {"-m tfrecords_builder.transfer_set": {"algorithm": "attack"}}
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -91,8 +97,17 @@ class Job:
     return settings
 
   def settings_hash(self) -> str:
-    text = json.dumps(self.settings(), sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return _hash(self.settings())
+
+  def previous_hashes(self) -> List[str]:
+    """The hashes of the same settings under the old program and flag names."""
+    if self.program not in RENAMED_PROGRAMS and self.program not in RENAMED_FLAGS:
+      return []
+    settings = self.settings()
+    renames = RENAMED_FLAGS.get(self.program, {})
+    settings["program"] = RENAMED_PROGRAMS.get(self.program, self.program)
+    settings["flags"] = {renames.get(k, k): v for k, v in settings["flags"].items()}
+    return [_hash(settings)]
 
   def command(self, python: str = sys.executable) -> List[str]:
     """The command line of a program job (run from the repo root)."""
@@ -106,6 +121,11 @@ class Job:
       args = ", ".join(f"{k}={v!r}" for k, v in self.flags.items())
       return f"{self.program}({args})"
     return " ".join(shlex.quote(part) for part in self.command(python))
+
+
+def _hash(settings: dict) -> str:
+  text = json.dumps(settings, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -177,7 +197,9 @@ class StateFile:
       self.jobs = files.read_json(self.path).get("jobs", {})
 
   def is_done(self, job: Job) -> bool:
-    return self.jobs.get(job.name, {}).get("hash") == job.settings_hash()
+    """Recorded with the job's settings (under its current or its old names)."""
+    recorded = self.jobs.get(job.name, {}).get("hash")
+    return recorded is not None and recorded in [job.settings_hash(), *job.previous_hashes()]
 
   def recorded_hash(self, job: Job) -> Optional[str]:
     return self.jobs.get(job.name, {}).get("hash")

@@ -94,10 +94,10 @@ def _case_table(w):
           ["-m", "tfrecords_builder", f"--adversarial_dir={w / 'nope'}",
            f"--clean_dir={w / 'clean'}", f"--output_dir={w / 'records'}"],
           "is not a directory"),
-      "transfer set: unknown attack": (
-          ["-m", "tfrecords_builder.attack", f"--clean_dir={w / 'clean'}",
-           f"--surrogate={w / 'clf.keras'}", "--attack=cw", f"--output_dir={w / 'adv'}"],
-          "--attack"),
+      "transfer set: unknown algorithm": (
+          ["-m", "tfrecords_builder.transfer_set", f"--clean_dir={w / 'clean'}",
+           f"--surrogate={w / 'clf.keras'}", "--algorithm=cw", f"--output_dir={w / 'adv'}"],
+          "--algorithm"),
   }
 
 
@@ -178,8 +178,8 @@ def test_the_compute_bound_programs_and_only_they_ask_for_onednn():
       REPO_ROOT.glob("tfrecords_builder/*.py")):
     if "cli.start(onednn=True)" in path.read_text():
       opted_in.add(str(path.relative_to(REPO_ROOT)))
-  assert opted_in == {"train_sub.py", "train_super.py", "tfrecords_builder/attack.py",
-                      "tfrecords_builder/mix.py"}
+  assert opted_in == {"train_sub.py", "train_super.py",
+                      "tfrecords_builder/transfer_set.py", "tfrecords_builder/mix.py"}
 
 
 def _run_main(main, capsys):

@@ -41,3 +41,32 @@ def test_evaluate_help_prints_the_examples_line_by_line():
   assert ("--adversarial_dir=DAmageNet \\\n      --labels=val.txt --crop=damagenet"
           in result.stdout)
   assert "DAmageNet       --labels" not in result.stdout
+
+
+def _flag_help(program, flag):
+  """The --help text of `flag` in `program`'s --help, its lines joined ('' if absent)."""
+  result = subprocess.run([sys.executable, str(REPO_ROOT / program), "--help"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+  assert result.returncode in (0, 1), result.stderr[-2000:]
+  lines = result.stdout.splitlines()
+  for i, line in enumerate(lines):
+    if line.strip().startswith(f"--{flag}:"):
+      block = [line]
+      for more in lines[i + 1:]:
+        if more.strip().startswith("--") or not more.startswith("    "):
+          break
+        block.append(more)
+      return " ".join(" ".join(block).split())
+  return ""
+
+
+@pytest.mark.parametrize("program,expected", [
+    ("evaluate.py", "--sub_model: The sub generator of the CD-GAN to evaluate"),
+    ("train_super.py", "--sub_model: Chained training: a trained sub generator"),
+    ("train_sub.py", ""),
+])
+def test_sub_model_is_explained_for_the_program_that_runs(program, expected):
+  """One name, one meaning per program: evaluate.py scores the sub generator,
+  train_super.py learns from a frozen one, train_sub.py has no such flag."""
+  found = _flag_help(program, "sub_model")
+  assert found.startswith(expected) if expected else found == "", found

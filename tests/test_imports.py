@@ -1,4 +1,7 @@
-"""No import circle between the library's modules (function-level imports included)."""
+"""No import circle between the library's modules, nothing importing upward.
+
+Function-level imports included.
+"""
 
 import ast
 import pathlib
@@ -59,6 +62,54 @@ def find_cycle(graph: dict):
       if found:
         return found
   return None
+
+
+# The library's packages from the bottom up (DESIGN.md's "nothing importing upward"): a
+# package imports only packages of a lower rank (and its own modules).
+LAYERS = (
+    ("cdgan_tf.common",),
+    ("cdgan_tf.config", "cdgan_tf.image_ops"),
+    ("cdgan_tf.data", "cdgan_tf.models", "cdgan_tf.classifiers"),
+    ("cdgan_tf.attacks",),
+    ("cdgan_tf.defenses", "cdgan_tf.training"),
+    ("cdgan_tf.evaluation", "cdgan_tf.serving", "cdgan_tf.pretrained"),
+    ("cdgan_tf.integrations", "cdgan_tf.flags", "cdgan_tf.cli"),
+)
+RANK = {package: rank for rank, layer in enumerate(LAYERS) for package in layer}
+
+
+def _package(module: str) -> str:
+  return ".".join(module.split(".")[:2])
+
+
+def upward_imports(graph: dict) -> list:
+  """(module, imported module) pairs where a library package imports another package
+  of the same or a higher rank (packages outside LAYERS are not checked)."""
+  found = []
+  for module, targets in sorted(graph.items()):
+    source = _package(module)
+    for target in sorted(targets):
+      other = _package(target)
+      if (source in RANK and other in RANK and other != source
+          and RANK[other] >= RANK[source]):
+        found.append((module, target))
+  return found
+
+
+def test_the_layer_checker_finds_a_planted_upward_import():
+  graph = {"cdgan_tf.defenses.registry": {"cdgan_tf.serving.saving", "cdgan_tf.models.x"},
+           "cdgan_tf.serving.saving": {"cdgan_tf.defenses.base"}}
+  assert upward_imports(graph) == [("cdgan_tf.defenses.registry", "cdgan_tf.serving.saving")]
+
+
+def test_every_library_package_has_a_layer():
+  packages = {_package(m) for m in import_graph() if m.startswith("cdgan_tf.")}
+  assert packages - set(RANK) == set(), "give the new package a rank in LAYERS"
+
+
+def test_nothing_in_the_library_imports_upward():
+  # e.g. defenses -> serving: the exported purifier's reader is defenses.exported.
+  assert upward_imports(import_graph()) == []
 
 
 def test_the_checker_finds_a_planted_cycle():

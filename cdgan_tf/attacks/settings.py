@@ -1,7 +1,7 @@
 """One place for attack settings: names, defaults, checks, budgets and step sizes.
 
 `evaluate.py` (its white-box / adaptive PGD attacks) and the transfer-set generator
-(`python -m tfrecords_builder.attack`) both describe an attack with `AttackSettings`,
+(`python -m tfrecords_builder.transfer_set`) both describe an attack with `AttackSettings`,
 so the same text ("8/255"), the same defaults and the same errors apply everywhere.
 
 Default step sizes: FGSM eps; MI-FGSM eps / steps (Dong et al. 2018); PGD

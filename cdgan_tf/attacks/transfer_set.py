@@ -1,6 +1,6 @@
 """DAmageNet-style transfer sets: attack surrogate classifiers, write adversarial PNGs.
 
-`generate()` is the library part of `python -m tfrecords_builder.attack`. It lists a
+`generate()` is the library part of `python -m tfrecords_builder.transfer_set`. It lists a
 folder of clean images (`folders.list_labelled_images`: a flat folder with a label file,
 or class folders), prepares each image as its pair will be prepared
 (`image_files.prepare_clean(crop)`; crop="damagenet" gives 224x224 as DAmageNet did),

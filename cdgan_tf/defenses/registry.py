@@ -20,7 +20,7 @@ from cdgan_tf.common import errors
 from cdgan_tf.defenses import base
 from cdgan_tf.defenses import baselines
 from cdgan_tf.defenses import cdgan as cdgan_lib
-from cdgan_tf.serving import saving
+from cdgan_tf.defenses import exported
 
 # Defense name -> CdganPurifier mode: the inverse of the one map in `cdgan.MODE_NAMES`.
 MODE_OF = {name: mode for mode, name in cdgan_lib.MODE_NAMES.items()}
@@ -42,7 +42,7 @@ def load_cdgan(sub_model: str = "", super_model: str = "", purifier_dir: str = "
     if compute_dtype != "float32" or jit_compile:
       raise errors.UsageError("compute_dtype and jit_compile apply to --sub_model/--super_model, "
                               "not to an exported purifier (--purifier)")
-    return saving.ExportedPurifier(purifier_dir)
+    return exported.ExportedPurifier(purifier_dir)
   raise errors.UsageError("CD-GAN needs --sub_model and --super_model (or --purifier)")
 
 

@@ -7,9 +7,11 @@
   # later, elsewhere: import cdgan_tf; keras.models.load_model("defended.keras")
 
 A CD-GAN purifier's two generators become sub-layers: `model.save` writes their
-weights into the `.keras` file, which then loads without the original files (after
-`import cdgan_tf`, which registers the layer). An exported purifier SavedModel cannot be
-embedded; the layer records its path and loads it again from there.
+weights into the `.keras` file, which then loads without the original files after
+`import cdgan_tf` (it registers the layer with Keras when Keras loads,
+`integrations.registration`; Keras does not import a custom layer's module itself). An
+exported purifier SavedModel cannot be embedded; the layer records its path and loads
+it again from there.
 
 Gradients flow through the layer (the generators are differentiable), so a white-box
 attack on the defended model attacks the whole chain.
@@ -22,10 +24,11 @@ from typing import Optional, Sequence, Union
 import keras
 import tensorflow as tf
 
-from cdgan_tf import image_ops
 from cdgan_tf.common import errors
-from cdgan_tf.defenses import base
-from cdgan_tf.defenses import cdgan as cdgan_lib
+
+# Only Keras, TensorFlow and common.errors at the top: `integrations.registration` may
+# import this module from inside the first `import keras` of any cdgan_tf module, so the
+# rest of the library is imported when a layer is built or called.
 
 Size = Optional[Union[int, Sequence[int]]]
 
@@ -58,9 +61,12 @@ class PurifierLayer(keras.layers.Layer):
     [N, h, w, 3] in [0, 1], (h, w) = output_size or the purifier's working size.
   """
 
-  def __init__(self, purifier: Union[base.Purifier, str], output_size: Size = None,
+  def __init__(self, purifier, output_size: Size = None,
                sub_generator=None, super_generator=None, image_size: Optional[int] = None,
                scale: Optional[int] = None, mode: str = "chain", **kwargs):
+    # pylint: disable=import-outside-toplevel
+    from cdgan_tf.defenses import base
+    from cdgan_tf.defenses import cdgan as cdgan_lib
     super().__init__(**kwargs)
     self._source = None
     if isinstance(purifier, dict):  # from_config of an embedded CD-GAN
@@ -88,7 +94,8 @@ class PurifierLayer(keras.layers.Layer):
     self.output_size = _size_pair(output_size)
 
   @property
-  def purifier(self) -> base.Purifier:
+  def purifier(self):
+    """The `defenses.base.Purifier` the layer runs."""
     return self._purifier[0]
 
   def _working_size(self):
@@ -96,6 +103,7 @@ class PurifierLayer(keras.layers.Layer):
     return (int(size), int(size)) if size else None
 
   def call(self, images):
+    from cdgan_tf import image_ops  # pylint: disable=import-outside-toplevel
     purified = self.purifier(tf.cast(images, tf.float32))
     if self.output_size is not None:
       purified = image_ops.resize(purified, self.output_size)
@@ -123,6 +131,8 @@ class PurifierLayer(keras.layers.Layer):
 
   @classmethod
   def from_config(cls, config):
+    # cdgan_tf.models registers the generators' custom layers before they deserialize.
+    from cdgan_tf import models  # pylint: disable=import-outside-toplevel,unused-import
     config = dict(config)
     for key in ("sub_generator", "super_generator"):
       if config.get(key) is not None:

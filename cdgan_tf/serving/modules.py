@@ -14,7 +14,7 @@ model's background logit is dropped inside, as in its adapter).
 
 `PurifierModule` saves the purifier alone (images in, purified images out) with the
 same two input forms and the output {"purified": float32 [N, S, S, 3] in [0, 1]}, and
-its working size and scale as variables (`saving.ExportedPurifier` reads it).
+its working size and scale as variables (`defenses.exported.ExportedPurifier` reads it).
 
 Bad input fails with an error that says what is wrong: a wrong rank, channel count or
 dtype is refused by the signature itself; NaN / infinite pixels, values outside [0, 1]

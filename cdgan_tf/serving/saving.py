@@ -1,9 +1,11 @@
-"""Writing the defended and purifier SavedModels (atomically) and reading them back.
+"""Writing the defended and purifier SavedModels (atomically).
 
 `export_purifier` writes a purifier SavedModel (a `serve_images` function: images
 float32 [N, H, W, 3] in [0, 1] -> {"purified": [N, S, S, 3]}, plus its working size and
-scale as variables); `ExportedPurifier` reads one back behind the `Purifier` interface
-(`evaluate.py --purifier=DIR`, the defense registry, `cdgan_tf.load_purifier`).
+scale as variables); `defenses.exported.ExportedPurifier` reads one back behind the
+`Purifier` interface (`evaluate.py --purifier=DIR`, the defense registry,
+`cdgan_tf.load_purifier`). `load` and `ExportedPurifier` are that module's, named here
+too for the writer's callers.
 
 Loading a SavedModel runs its graph: load only SavedModels from sources you trust.
 """
@@ -18,7 +20,8 @@ import tensorflow as tf
 from cdgan_tf.common import errors
 from cdgan_tf.common import files
 from cdgan_tf.data import image_files
-from cdgan_tf.defenses import base
+from cdgan_tf.defenses.exported import ExportedPurifier  # noqa: F401 (re-exported)
+from cdgan_tf.defenses.exported import load  # noqa: F401 (re-exported)
 from cdgan_tf.serving.modules import DefendedModule
 from cdgan_tf.serving.modules import PurifierModule
 
@@ -78,45 +81,3 @@ def export_purifier(purifier, export_dir: str, overwrite: bool = False,
                     max_pixels: int = image_files.MAX_PIXELS) -> str:
   """Exports the purifier alone (see `export_defended` for `max_pixels`)."""
   return save_module(PurifierModule(purifier, max_pixels), export_dir, overwrite)
-
-
-def load(export_dir: str, flag: str = ""):
-  """Loads an exported module (tf.saved_model.load), with a clear error if missing.
-
-  Args:
-    export_dir: The SavedModel folder.
-    flag: The flag that named it, for the error message ("" for none).
-  """
-  if not os.path.isfile(os.path.join(export_dir, "saved_model.pb")):
-    raise FileNotFoundError(f"no SavedModel at {export_dir}" + (f" ({flag})" if flag else ""))
-  return tf.saved_model.load(export_dir)
-
-
-class ExportedPurifier(base.Purifier):
-  """A purifier SavedModel written by `export_purifier`, as a `Purifier` again.
-
-  Args:
-    export_dir: The SavedModel folder.
-    name: Registry name (the exported chain is "cdgan").
-
-  Raises:
-    FileNotFoundError: no SavedModel there.
-    errors.UsageError: a SavedModel that is not an exported purifier.
-  """
-
-  differentiable = True
-
-  def __init__(self, export_dir: str, name: str = "cdgan"):
-    self._loaded = load(export_dir, "--purifier")
-    for attribute in ("serve_images", "image_size", "scale"):
-      if not hasattr(self._loaded, attribute):
-        raise errors.UsageError(
-            f"{export_dir} is not an exported purifier (no {attribute}); export one with "
-            "export_defended.py without --classifier")
-    self.name = name
-    self.image_size = int(self._loaded.image_size.numpy())
-    self.scale = int(self._loaded.scale.numpy())
-
-  def __call__(self, images: tf.Tensor) -> tf.Tensor:
-    images = base.check_images(images, self.name)
-    return self._loaded.serve_images(images)["purified"]

@@ -21,8 +21,8 @@ DATA=$($PY experiments/cifar10/find_cifar10.py ${DEMO_DATA:+--data_dir="$DEMO_DA
 echo "CD-GAN demo: $IMAGES CIFAR-10 test images from $DATA -> $OUT"
 mkdir -p "$OUT"
 echo "[1/3] transfer attack on the VGG surrogate (MI-FGSM, eps 16/255)"
-$PY -m tfrecords_builder.attack --clean_dir="$DATA/test" --surrogate=$W/vgg_surrogate.keras \
-    --attack=mifgsm --eps=16/255 --steps=10 --diversity_prob=0.5 --seed=0 --batch_size=100 \
+$PY -m tfrecords_builder.transfer_set --clean_dir="$DATA/test" --surrogate=$W/vgg_surrogate.keras \
+    --algorithm=mifgsm --eps=16/255 --steps=10 --diversity_prob=0.5 --seed=0 --batch_size=100 \
     --max_images="$IMAGES" --output_dir="$OUT/adversarial"
 echo "[2/3] CD-GAN and baselines in front of three classifiers"
 $PY evaluate.py --clean_dir="$DATA/test" --adversarial_dir="$OUT/adversarial" \

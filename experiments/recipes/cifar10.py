@@ -94,7 +94,7 @@ SEARCH = {
 
 
 def attack_settings(eps: str) -> common.AttackSettings:
-  return common.AttackSettings(surrogate=ROLES.surrogate, attack="mifgsm", eps=eps,
+  return common.AttackSettings(surrogate=ROLES.surrogate, algorithm="mifgsm", eps=eps,
                                steps=10, diversity_prob=0.5, seed=0, batch_size=100,
                                log_every=1000)
 

@@ -3,7 +3,7 @@
 Each dataclass holds the flags of one program of the repo under the flag names that
 program defines (fields left None are not passed, so the program's default holds):
 
-  AttackSettings   python -m tfrecords_builder.attack   (a transfer set: adversarial PNGs)
+  AttackSettings   python -m tfrecords_builder.transfer_set   (adversarial PNGs)
   GanSettings      train_sub.py / train_super.py          (GAN sizes, losses, steps)
   EvalSettings     evaluate.py                             (the clean side, the targets)
 
@@ -42,9 +42,13 @@ class Roles:
 
 @dataclasses.dataclass(frozen=True)
 class AttackSettings:
-  """A transfer set's attack (flags of `python -m tfrecords_builder.attack`)."""
+  """A transfer set's attack (flags of `python -m tfrecords_builder.transfer_set`).
+
+  `algorithm` is the attack algorithm (fgsm, pgd, mifgsm, ...), not one of evaluate.py's
+  threat models.
+  """
   surrogate: str
-  attack: str = "mifgsm"
+  algorithm: str = "mifgsm"
   eps: str = "16/255"
   steps: int = 10
   decay: Optional[float] = None
@@ -102,7 +106,7 @@ def attack_job(name: str, attack: AttackSettings, clean_dir: str, output_dir: st
   if max_images:
     flags["max_images"] = max_images
   flags["output_dir"] = output_dir
-  return Job(name, "-m tfrecords_builder.attack", flags)
+  return Job(name, "-m tfrecords_builder.transfer_set", flags)
 
 
 def records_job(name: str, adversarial_dir: str, clean_dir: str, output_dir: str,

@@ -108,7 +108,7 @@ class _Paths:
 
 def attack_settings(surrogate: str, eps: str, steps: int,
                     diversity: float) -> common.AttackSettings:
-  return common.AttackSettings(surrogate=surrogate, attack="mifgsm", eps=eps, steps=steps,
+  return common.AttackSettings(surrogate=surrogate, algorithm="mifgsm", eps=eps, steps=steps,
                                decay=1.0, diversity_prob=diversity, crop="damagenet",
                                seed=0, batch_size=32, log_every=320)
 

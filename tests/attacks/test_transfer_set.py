@@ -1,4 +1,4 @@
-"""Transfer-set generation (tfrecords_builder.attack) with a tiny trained surrogate."""
+"""Transfer-set generation (tfrecords_builder.transfer_set) with a tiny trained surrogate."""
 
 import json
 import os
@@ -252,13 +252,18 @@ def test_flat_layout_with_labels_damagenet_crop_and_bad_file(surrogate, tmp_path
 
 def test_command_line_and_in_process_resume(class_set, surrogate, tmp_path):
   out = tmp_path / "adv"
-  command = [sys.executable, "-m", "tfrecords_builder.attack", f"--clean_dir={class_set}",
-             f"--surrogate={surrogate[0]}", "--attack=pgd", "--eps=8/255", "--steps=2",
-             "--max_images=5", "--batch_size=2", f"--output_dir={out}", "--log_every=2"]
+  flags = [f"--clean_dir={class_set}", f"--surrogate={surrogate[0]}", "--eps=8/255",
+           "--steps=2", "--max_images=5", "--batch_size=2", f"--output_dir={out}",
+           "--log_every=2"]
   env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-  done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True,
-                        timeout=120, check=False)
+
+  def run(*args):
+    return subprocess.run([sys.executable, "-m", *args], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120, check=False)
+
+  done = run("tfrecords_builder.transfer_set", "--algorithm=pgd", *flags)
   assert done.returncode == 0, done.stderr
+  assert "deprecated" not in done.stderr
   assert "images/s" in done.stderr and "surrogate top-1" in done.stderr
   manifest = json.loads((out / transfer_files.MANIFEST).read_text())
   assert manifest["counts"]["images"] == manifest["counts"]["attacked"] == 5
@@ -269,6 +274,17 @@ def test_command_line_and_in_process_resume(class_set, surrogate, tmp_path):
   again = transfer_set.generate(class_set, out, [surrogate[0]], attack="pgd", eps="8/255",
                                 steps=2, max_images=5, batch_size=2)
   assert again["counts"]["attacked"] == 0 and again["counts"]["skipped_done"] == 5
+  # The old spellings still work (one line each says so) and resume the same folder.
+  old = run("tfrecords_builder.attack", "--attack=pgd", *flags)
+  assert old.returncode == 0, old.stderr
+  notes = [line for line in old.stderr.splitlines() if "deprecated" in line]
+  assert notes == ["note: python -m tfrecords_builder.attack is deprecated, use python -m "
+                   "tfrecords_builder.transfer_set",
+                   "note: --attack is deprecated here, use --algorithm=pgd"], old.stderr
+  counts = json.loads((out / transfer_files.MANIFEST).read_text())["counts"]
+  assert (counts["attacked"], counts["skipped_done"]) == (0, 5)
+  clash = run("tfrecords_builder.transfer_set", "--attack=pgd", "--algorithm=fgsm", *flags)
+  assert clash.returncode == 2 and "disagree" in clash.stderr.strip().splitlines()[-1]
   with pytest.raises(ValueError, match="diversity_prob.*does not apply"):
     transfer_set.generate(class_set, tmp_path / "x", [surrogate[1]], attack="pgd",
                           diversity_prob=0.5)

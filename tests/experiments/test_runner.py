@@ -1,5 +1,6 @@
 """The experiment runner: skip by settings hash, resume, flags, overrides, shipping."""
 
+import hashlib
 import json
 import os
 import sys
@@ -131,6 +132,33 @@ def test_the_ported_recipes_run_the_shell_scripts_commands(tmp_path):
     assert job.flags["image_skip"] is True and job.flags["scale"] == 2
   assert shipped.stages["ship"][0].flags == {"runs": runs, "destination":
                                              "weights/cifar10/cdgan"}
+
+
+def _old_hash(settings: dict) -> str:
+  """The hash as jobs were recorded before the transfer-set generator's rename."""
+  text = json.dumps(settings, sort_keys=True, default=str)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def test_transfer_set_jobs_use_the_new_names_and_finished_ones_stay_done(tmp_path):
+  work = str(tmp_path)
+  job = recipes_lib.get_recipe("cifar10_weak", work).stages["attack"][0]
+  assert job.command("py")[4:7] == ["-m", "tfrecords_builder.transfer_set",
+                                    "--clean_dir=../shared/datasets/cifar10/test"]
+  assert "--algorithm=mifgsm" in job.command("py") and "attack" not in job.flags
+  # Recorded under the old names (python -m tfrecords_builder.attack --attack=mifgsm)
+  # before the rename: done, not rerun.
+  old = {"program": "-m tfrecords_builder.attack",
+         "flags": {("attack" if k == "algorithm" else k): v for k, v in job.flags.items()}}
+  (tmp_path / runner.STATE_FILE).write_text(json.dumps(
+      {"jobs": {job.name: {"hash": _old_hash(old), "settings": old}}}))
+  recipe = Recipe("toy", "", None, {"attack": [job]}, ("attack",))
+  assert runner.run(recipe, [], work, dry_run=True, log=lambda _: None) == []
+  # Other settings under the old names still run again.
+  old["flags"]["eps"] = "1/255"
+  (tmp_path / runner.STATE_FILE).write_text(json.dumps(
+      {"jobs": {job.name: {"hash": _old_hash(old), "settings": old}}}))
+  assert runner.run(recipe, [], work, dry_run=True, log=lambda _: None) == [job.name]
 
 
 def test_a_target_that_is_also_the_surrogate_is_refused():

@@ -1,4 +1,9 @@
-"""Tests of `PurifierLayer`: values, the Keras model round trip, the saved source."""
+"""Tests of `PurifierLayer`: values, the Keras model round trip, the saved source, and
+loading a saved model in a new process after plain `import cdgan_tf`."""
+
+import os
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -11,6 +16,7 @@ from cdgan_tf.defenses import baselines
 from cdgan_tf.defenses import cdgan
 from cdgan_tf.models import generators
 from cdgan_tf.serving import saving
+from tests.conftest import REPO_ROOT
 
 
 def _tiny_purifier():
@@ -76,3 +82,45 @@ def test_unsaveable_and_low_precision_purifiers_are_refused():
   low = cdgan.CdganPurifier(*low.trained_generators, 16, 2, compute_dtype="bfloat16")
   with pytest.raises(ValueError, match="float32"):
     cdgan_tf.PurifierLayer(low)
+
+
+_LOAD_IN_A_NEW_PROCESS = """
+import sys
+import numpy as np
+{first}
+loaded = keras.models.load_model(sys.argv[1])
+np.save(sys.argv[3], np.asarray(loaded(np.load(sys.argv[2]))))
+"""
+
+
+@pytest.mark.parametrize("first", ["import cdgan_tf\nimport keras",
+                                   "import keras\nimport cdgan_tf",
+                                   "import tensorflow as tf\nimport cdgan_tf\nkeras = tf.keras",
+                                   # Keras first imported halfway through a cdgan_tf module.
+                                   "from cdgan_tf.defenses import cdgan\nimport keras"],
+                         ids=["cdgan_tf_then_keras", "keras_then_cdgan_tf", "via_tf_keras",
+                              "inside_a_library_import"])
+def test_a_saved_model_loads_in_a_new_process_after_import_cdgan_tf(tmp_path, first):
+  model = keras.Sequential([keras.Input((None, None, 3)),
+                            cdgan_tf.PurifierLayer(_tiny_purifier(), output_size=12),
+                            _tiny_classifier()])
+  images = tf.random.uniform((2, 20, 20, 3), seed=5).numpy()
+  model.save(str(tmp_path / "defended.keras"))
+  np.save(tmp_path / "images.npy", images)
+  code = _LOAD_IN_A_NEW_PROCESS.format(first=first)
+  done = subprocess.run(
+      [sys.executable, "-c", code, str(tmp_path / "defended.keras"),
+       str(tmp_path / "images.npy"), str(tmp_path / "out.npy")],
+      capture_output=True, text=True, timeout=300, cwd=REPO_ROOT,
+      env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+  assert done.returncode == 0, done.stderr[-3000:]
+  np.testing.assert_allclose(np.load(tmp_path / "out.npy"), model(images), atol=1e-5)
+
+
+def test_import_cdgan_tf_imports_neither_keras_nor_tensorflow():
+  code = ("import sys, cdgan_tf\n"
+          "assert 'keras' not in sys.modules and 'tensorflow' not in sys.modules\n"
+          "print('ok')")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=120, cwd=REPO_ROOT)
+  assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr[-2000:]

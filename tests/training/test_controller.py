@@ -8,7 +8,6 @@ import sys
 from unittest import mock
 
 from absl import flags
-from absl.testing import flagsaver
 import keras
 import numpy as np
 import pytest
@@ -16,15 +15,13 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 from cdgan_tf import config as config_lib
+from cdgan_tf import flags as cdgan_flags
 from cdgan_tf.data import synthetic
 from cdgan_tf.models import generators  # noqa: F401  (registers custom layers)
 from cdgan_tf.training import controller as controller_lib
 from cdgan_tf.training import gan_step as gan_step_lib
-import train_sub
-import train_super
 from tests.conftest import REPO_ROOT
 
-FLAGS = flags.FLAGS
 SIZE, SCALE = 16, 2
 TINY = dict(image_size=SIZE, scale=SCALE, batch_size=4, num_res_blocks=1, filters=8,
             discriminator_filters=8, steps_per_loop=2, summary_every=2,
@@ -46,11 +43,14 @@ def records(tmp_path_factory):
           "val_records": os.path.join(directory, "val-*")}
 
 
-def _run(module, records, model_dir, **overrides):
+def _run(role, records, model_dir, **overrides):
+  """What train_<role>.py's main() does, on flags of its own (not the global FLAGS, so
+  evaluate.py's flags may share this process)."""
+  values = flags.FlagValues()
+  cdgan_flags.define_training_flags(values, role=role)
   settings = dict(TINY, **records, model_dir=str(model_dir), **overrides)
-  with flagsaver.flagsaver(**settings):
-    FLAGS.mark_as_parsed()
-    module.main(["prog"])
+  values(["prog"] + [f"--{k}={v}" for k, v in settings.items()])
+  return cdgan_flags.train_from_flags(role, ["prog"], values)
 
 
 def _events(directory):
@@ -64,9 +64,9 @@ def _scalar_steps(accumulator, tag):
   return [event.step for event in accumulator.Tensors(tag)]
 
 
-@pytest.mark.parametrize("module,role", [(train_sub, "sub"), (train_super, "super")])
-def test_main_trains_exports_and_summarizes(records, tmp_path, module, role):
-  _run(module, records, tmp_path, train_steps=4, warmup_steps=2)
+@pytest.mark.parametrize("role", ["sub", "super"])
+def test_main_trains_exports_and_summarizes(records, tmp_path, role):
+  _run(role, records, tmp_path, train_steps=4, warmup_steps=2)
   export = tmp_path / "export" / "generator.keras"
   assert export.exists()
   info = json.loads((tmp_path / "export" / "generator.json").read_text())
@@ -101,7 +101,7 @@ def test_main_trains_exports_and_summarizes(records, tmp_path, module, role):
 
 def test_mirrored_two_replicas(records, tmp_path):
   assert len(tf.config.list_logical_devices("CPU")) >= 2
-  _run(train_sub, records, tmp_path, train_steps=2, strategy="mirrored")
+  _run("sub", records, tmp_path, train_steps=2, strategy="mirrored")
   assert (tmp_path / "export" / "generator.keras").exists()
   metrics = json.loads((tmp_path / "eval_metrics.json").read_text())
   assert metrics["step"] == 2 and np.isfinite(metrics["psnr"])
@@ -211,11 +211,11 @@ def test_multi_worker_two_local_processes(records, tmp_path):
 def test_recipe_flags_reach_the_run(records, tmp_path):
   """train_super.py with the purifier-quality levers: chained on a trained sub generator,
   clean pairs and a feature loss; the run records them."""
-  _run(train_sub, records, tmp_path / "sub", train_steps=2)
+  _run("sub", records, tmp_path / "sub", train_steps=2)
   inputs = keras.Input((SIZE, SIZE, 3))
   feature_net = keras.Model(inputs, keras.layers.GlobalAveragePooling2D(name="gap")(inputs))
   feature_net.save(tmp_path / "features.keras")
-  _run(train_super, records, tmp_path / "super", train_steps=2,
+  _run("super", records, tmp_path / "super", train_steps=2,
        sub_model=str(tmp_path / "sub"), clean_pair_fraction=0.5,
        feature_extractor=str(tmp_path / "features.keras"), feature_layer="gap",
        feature_weight=1.0)

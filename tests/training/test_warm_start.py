@@ -10,7 +10,6 @@ from cdgan_tf.models import generator_files
 from cdgan_tf.models import generators
 from cdgan_tf.training import gan_step as gan_step_lib
 from cdgan_tf.training import warm_start
-import train_sub
 from tests.training.test_controller import _run, records  # noqa: F401  (records: a fixture)
 
 MODEL = config_lib.ModelConfig(num_res_blocks=1, filters=8, discriminator_filters=8)
@@ -83,14 +82,14 @@ def test_restored_checkpoint_overrides_the_init_weights(tmp_path):
 def test_flag_warm_starts_and_resume_keeps_the_run_weights(records, tmp_path):  # noqa: F811
   folder, weights = _export(tmp_path / "g")
   # Zero steps: the export is the generator as it starts, the loaded weights exactly.
-  _run(train_sub, records, tmp_path / "zero", train_steps=0, init_generator=folder)
+  _run("sub", records, tmp_path / "zero", train_steps=0, init_generator=folder)
   exported, _ = generator_files.load_generator(str(tmp_path / "zero"))
   assert _same(exported.get_weights(), weights)
   # 0 -> 2, then resumed 2 -> 4, equals 0 -> 4 in one go: the resume restored the
   # run's step-2 weights, it did not start again from the init file.
-  _run(train_sub, records, tmp_path / "resumed", train_steps=2, init_generator=folder)
-  _run(train_sub, records, tmp_path / "resumed", train_steps=4, init_generator=folder)
-  _run(train_sub, records, tmp_path / "straight", train_steps=4, init_generator=folder)
+  _run("sub", records, tmp_path / "resumed", train_steps=2, init_generator=folder)
+  _run("sub", records, tmp_path / "resumed", train_steps=4, init_generator=folder)
+  _run("sub", records, tmp_path / "straight", train_steps=4, init_generator=folder)
   resumed, info = generator_files.load_generator(str(tmp_path / "resumed"))
   straight, _ = generator_files.load_generator(str(tmp_path / "straight"))
   assert info.step == 4
