@@ -27,6 +27,7 @@ with native_logs.silenced():  # TensorFlow's import notices (files and locks imp
   # pylint: disable=g-import-not-at-top,wrong-import-position
   from experiments import recipes as recipes_lib
   from experiments import runner
+  from cdgan_tf.common import locks
 if _saved is None:  # The programs it runs decide for themselves.
   del os.environ["TF_CPP_MIN_LOG_LEVEL"]
 else:
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
       return 0
     runner.run(recipe, args.stages, work,
                python=args.python, dry_run=args.dry_run)
-  except runner.RecipeError as e:
+  except (runner.RecipeError, locks.LockError) as e:
     print(f"{PROGRAM}: error: {e}", file=sys.stderr)
     return 2
   except runner.JobFailed as e:

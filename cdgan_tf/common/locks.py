@@ -75,8 +75,9 @@ class FolderLock:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except OSError:
         os.close(fd)
-        raise LockError(f"{self.folder} is in use by {self.what} "
-                        f"({_holder_text(self._read())}); wait for it to finish or use "
+        holder = self._read()  # The holder's own description, not ours.
+        raise LockError(f"{self.folder} is in use by {holder.get('what') or self.what} "
+                        f"({_holder_text(holder)}); wait for it to finish or use "
                         f"another folder (lock {self.path})") from None
       try:  # The holder may have removed the file between our open and our flock.
         if os.fstat(fd).st_ino == os.stat(self.path).st_ino:

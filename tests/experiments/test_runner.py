@@ -187,3 +187,23 @@ def test_ship_copies_the_files_and_records_the_shipped_sub_generator(tmp_path):
   assert (sup["step"], sup["input_size"], sup["output_size"]) == (7, 16, 32)
   assert json.loads((destination / "sub" / "generator.json").read_text())["sub_model"] == ""
   assert not [n for n in os.listdir(destination / "super") if ".tmp-" in n]
+
+
+def test_a_busy_work_folder_is_one_line_naming_the_holder(tmp_path):
+  """A second runner on a locked work folder: exit 2, one line naming the holder's job
+  (not a traceback, not the refused recipe)."""
+  import json  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  from cdgan_tf.common import locks  # pylint: disable=import-outside-toplevel
+  from tests.conftest import REPO_ROOT  # pylint: disable=import-outside-toplevel
+  with locks.FolderLock(str(tmp_path), "the experiment runner (holder_recipe)"):
+    done = subprocess.run(
+        [sys.executable, "-m", "experiments", "run", "cifar10_mix_warm", "ship",
+         f"--work={tmp_path}"], cwd=REPO_ROOT, capture_output=True, text=True,
+        timeout=120)  # (ship fails at once on an empty folder if the lock let it run)
+    holder = json.loads((tmp_path / locks.LOCK_FILE).read_text())
+  lines = done.stderr.strip().splitlines()
+  assert done.returncode == 2, done.stderr[-2000:]
+  assert len(lines) == 1 and "Traceback" not in done.stderr
+  assert f"is in use by the experiment runner (holder_recipe) (pid {holder['pid']}" in lines[0]

@@ -133,6 +133,9 @@ def test_stale_lock_is_taken_over_and_a_live_one_refused(tmp_path):
     assert holder["pid"] == os.getpid()
     with pytest.raises(locks.LockError, match=f"in use by training \\(pid {os.getpid()}"):
       locks.FolderLock(str(tmp_path), "training").acquire()
+    # The message names the holder's job, not the refused one's.
+    with pytest.raises(locks.LockError, match=f"in use by training \\(pid {os.getpid()}"):
+      locks.FolderLock(str(tmp_path), "the experiment runner (other)").acquire()
   assert not (tmp_path / locks.LOCK_FILE).exists()
   with locks.FolderLock(str(tmp_path), "training") as lock:
     assert lock.took_over is None
