@@ -137,15 +137,12 @@ def load_classifier(spec: str, input_size=None, value_range: Optional[str] = Non
     raise base.ClassifierError(f"classifier spec {spec!r} must be a non-empty string")
   common = dict(label_offset=label_offset, crop_fraction=crop_fraction,
                 resize_method=resize_method or image_ops.RESIZE_METHOD)
-  if spec.startswith("float:"):  # A .tflite file's float rebuild as the classifier.
-    path = os.path.expanduser(spec[len("float:"):])
-    if not path.lower().endswith(".tflite") or not os.path.isfile(path):
-      raise base.ClassifierError(f"classifier spec {spec!r}: float: takes an existing "
-                                 ".tflite file")
-    return tflite.load_tflite(path, name=name or os.path.splitext(os.path.basename(path))[0],
-                              input_size=input_size, value_range=value_range,
-                              num_outputs=num_outputs, outputs=outputs,
-                              num_threads=num_threads, float_scores=True, **common)
+  float_scores = spec.startswith("float:")  # A .tflite file's float rebuild.
+  if float_scores:
+    spec = spec[len("float:"):]
+    if not spec.lower().endswith(".tflite") or not os.path.isfile(os.path.expanduser(spec)):
+      raise base.ClassifierError(f"classifier spec 'float:{spec}': float: takes an "
+                                 "existing .tflite file")
   if spec.startswith("keras:"):
     return keras_application(spec[len("keras:"):], input_size=input_size,
                              value_range=value_range, num_outputs=num_outputs,
@@ -189,6 +186,6 @@ def load_classifier(spec: str, input_size=None, value_range: Optional[str] = Non
     return tflite.load_tflite(path, name=name or stem, input_size=input_size,
                               value_range=value_range, num_outputs=num_outputs,
                               outputs=outputs, num_threads=num_threads,
-                              gradients=gradients, **common)
+                              gradients=gradients, float_scores=float_scores, **common)
   raise base.ClassifierError(f"classifier file {path}: unsupported type {extension!r} "
                         "(expected a SavedModel directory, .keras, .h5 or .tflite)")
