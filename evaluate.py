@@ -28,9 +28,10 @@ row per image, classifier and condition) into --output_dir; with
 
 One evaluation writes a --output_dir at a time (a second one is refused while the first
 runs); both folders are probed for writing before any model is loaded. On SIGTERM or
-SIGINT the current batch is finished, the reports of the images done so far are written
-(results.json says `"complete": false`), the lock is released and no temporary file is
-left; the exit code is 143 / 130.
+SIGINT the current batch is finished (one inside a query attack, which can take many
+minutes, is given up at its next round of queries and not counted), the reports of the
+images done so far are written (results.json says `"complete": false`), the lock is
+released and no temporary file is left; the exit code is 143 / 130.
 """
 
 import itertools
@@ -209,7 +210,8 @@ def _evaluate(argv, stop: interrupts.StopRequests):
   with files.atomic_path(predictions_path) as tmp, open(tmp, "w", newline="") as predictions:
     runner = evaluator_lib.Evaluator(classifiers, defenses, threats, seed=FLAGS.seed,
                                      prediction_file=predictions,
-                                     eot_samples=FLAGS.eot_samples, draws=FLAGS.draws)
+                                     eot_samples=FLAGS.eot_samples, draws=FLAGS.draws,
+                                     should_stop=lambda: stop.requested)
     batches = _until_stopped(iter(stream), stop)
     first = next(batches, None)
     results = runner.run(itertools.chain([first], batches) if first is not None else [])

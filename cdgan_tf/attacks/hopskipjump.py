@@ -30,12 +30,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Callable, Iterator, List
+from typing import Callable, Iterator, List, Optional
 
 from absl import logging
 import numpy as np
 
 from cdgan_tf.common import errors
+from cdgan_tf.common import interrupts
 
 LabelsFn = Callable[[np.ndarray], np.ndarray]
 NORMS = ("l2", "linf")
@@ -223,7 +224,8 @@ def hopskipjump(labels_fn: LabelsFn, images, labels, eps: float, norm: str = "l2
                 queries: int = DEFAULT_QUERIES, seed: int = 0, init_evals: int = 100,
                 max_evals: int = 10000, gamma: float = 1.0, init_tries: int = 100,
                 chunk: int = 256, name: str = "hopskipjump",
-                log_every: float = 30.0) -> HopSkipJumpResult:
+                log_every: float = 30.0,
+                should_stop: Optional[Callable[[], bool]] = None) -> HopSkipJumpResult:
   """Runs HopSkipJump (untargeted) on a batch, label-only.
 
   Args:
@@ -238,9 +240,14 @@ def hopskipjump(labels_fn: LabelsFn, images, labels, eps: float, norm: str = "l2
     chunk: Most images per `labels_fn` call.
     name: For the progress line.
     log_every: Seconds between progress lines.
+    should_stop: Polled before every round of queries; when it returns true the batch
+      is given up (`interrupts.Abandoned`).
 
   Returns:
     A `HopSkipJumpResult`.
+
+  Raises:
+    interrupts.Abandoned: `should_stop` returned true.
   """
   if norm not in NORMS:
     raise errors.UsageError(f"norm={norm!r}: use one of {', '.join(NORMS)}")
@@ -267,6 +274,7 @@ def hopskipjump(labels_fn: LabelsFn, images, labels, eps: float, norm: str = "l2
   pending = {i: p for i, p in pending.items() if p is not None}
   started = last = time.time()
   while pending:
+    interrupts.check(should_stop, f"{name}: {len(pending)} of {len(runs)} images running")
     order = list(pending)
     predicted = _classify([pending[i] for i in order], labels_fn, chunk)
     for i, predictions in zip(order, predicted):

@@ -36,6 +36,7 @@ from absl import logging
 import numpy as np
 
 from cdgan_tf.common import errors
+from cdgan_tf.common import interrupts
 
 ScoresFn = Callable[[np.ndarray], np.ndarray]
 NORMS = ("linf", "l2")
@@ -146,7 +147,8 @@ def square_attack(scores_fn: ScoresFn, images, labels, eps: float, norm: str = "
                   queries: int = DEFAULT_QUERIES, p_init: Optional[float] = None,
                   seed: int = 0, name: str = "square",
                   accept_ties: bool = False,
-                  schedule: Optional[int] = SCHEDULE_ITERATIONS) -> SquareResult:
+                  schedule: Optional[int] = SCHEDULE_ITERATIONS,
+                  should_stop: Optional[Callable[[], bool]] = None) -> SquareResult:
   """Runs the untargeted Square attack on a batch.
 
   Args:
@@ -166,12 +168,15 @@ def square_attack(scores_fn: ScoresFn, images, labels, eps: float, norm: str = "
       quantized classifier's scores.
     schedule: Iterations the square-size schedule spans: max(budget, schedule); None:
       the budget (the reference code's rescaling).
+    should_stop: Polled before every query; when it returns true the batch is given up
+      (`interrupts.Abandoned`): a stopped search's images would count as unbroken.
 
   Returns:
     A `SquareResult`.
 
   Raises:
     ValueError: bad images, labels, norm, eps or budget.
+    interrupts.Abandoned: `should_stop` returned true.
   """
   if norm not in NORMS:
     raise errors.UsageError(f"norm={norm!r}: use one of {', '.join(NORMS)}")
@@ -220,6 +225,7 @@ def square_attack(scores_fn: ScoresFn, images, labels, eps: float, norm: str = "
     active = active[fooled_at[active] == 0]
     if not active.size:
       break
+    interrupts.check(should_stop, f"{name}: query {iteration + 3} of {queries}")
     p = p_selection(p_init, iteration, span)
     if norm == "linf":
       proposal = _linf_proposal(x[active], best[active], eps, p, rng)

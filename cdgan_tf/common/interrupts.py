@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Optional
+from typing import Callable, Optional
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
@@ -33,6 +33,20 @@ class Interrupted(Exception):
   @property
   def exit_code(self) -> int:
     return 128 + self.signum
+
+
+class Abandoned(Exception):
+  """A long unit of work (a query-attack batch) given up because a stop was requested.
+
+  Raised from inside the unit by code that polls a `should_stop` callable; the caller
+  discards the unit's partial results and stops as it would after a finished unit.
+  """
+
+
+def check(should_stop: Optional[Callable[[], bool]], what: str) -> None:
+  """Raises `Abandoned` (naming `what`) when `should_stop` is given and returns true."""
+  if should_stop is not None and should_stop():
+    raise Abandoned(f"{what} abandoned on a stop request")
 
 
 class StopRequests:

@@ -29,10 +29,11 @@ Purified images are computed once per batch and defense and shared by all classi
 
 from __future__ import annotations
 
+import copy
 import csv
 import dataclasses
 import time
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 from absl import logging
 import numpy as np
@@ -43,6 +44,7 @@ from cdgan_tf.attacks import hopskipjump as hsj_lib
 from cdgan_tf.attacks import settings as attack_settings
 from cdgan_tf.attacks import square as square_lib
 from cdgan_tf.common import errors
+from cdgan_tf.common import interrupts
 from cdgan_tf.data.batch import Batch
 from cdgan_tf.defenses import base as defenses_base
 from cdgan_tf.defenses import randomized
@@ -140,11 +142,16 @@ class Evaluator:
       (key, label, classifier, attack, defense, condition, prediction) is streamed to it.
     eot_samples: Gradients averaged per PGD step against randomized defenses (EOT).
     draws: Random draws each accuracy of a randomized defense is scored over.
+    should_stop: Polled by the query attacks before each round of queries (a batch of
+      1,000-query attacks can take many minutes); when it returns true the batch under
+      way is abandoned: none of it is counted or written, `run` stops and `abandoned`
+      says where.
   """
 
   def __init__(self, classifiers, defenses: Dict[str, defenses_base.Purifier],
                threats: Sequence[ThreatModel] = (ThreatModel(TRANSFER),), seed: int = 0,
-               prediction_file=None, eot_samples: int = 1, draws: int = 1):
+               prediction_file=None, eot_samples: int = 1, draws: int = 1,
+               should_stop: Optional[Callable[[], bool]] = None):
     if int(draws) < 1:
       raise errors.UsageError(f"draws={draws} must be >= 1")
     self.eot_samples = int(eot_samples)
@@ -179,7 +186,10 @@ class Evaluator:
                   for c in self.classifiers for d in self.defenses}
     self._query_log = {}  # (attack, classifier, defense) -> [(fooled_at, queries, labels)]
     self.images_seen = 0
+    self.abandoned: Optional[str] = None
+    self._should_stop = should_stop
     self._keys: Sequence[str] = ()
+    self._rows: List[list] = []  # The batch's prediction rows, written when it is done.
     self._writer = None
     if prediction_file is not None:
       self._writer = csv.writer(prediction_file)
@@ -193,8 +203,8 @@ class Evaluator:
                    attack=attack)
     if self._writer is not None:
       for key, label, prediction in zip(self._keys, labels, predictions):
-        self._writer.writerow([key, int(label), classifier.name, attack or "",
-                               defense or "", condition, int(prediction)])
+        self._rows.append([key, int(label), classifier.name, attack or "", defense or "",
+                           condition, int(prediction)])
 
   def _draws(self, name: str, images) -> List[tf.Tensor]:
     """The purified images: `draws` random draws for a randomized defense, else one."""
@@ -235,8 +245,33 @@ class Evaluator:
       for c in self.classifiers:
         self._add_defended(c, condition, purified, labels, name, attack)
 
-  def add_batch(self, batch: Batch) -> None:
-    """Scores one batch under every configured condition."""
+  def add_batch(self, batch: Batch) -> bool:
+    """Scores one batch under every configured condition.
+
+    Returns:
+      True; False when a stop request abandoned the batch inside a query attack (then
+      nothing of it is counted or written and `abandoned` says where).
+    """
+    stoppable = self._should_stop is not None and any(
+        t.name in QUERY_THREATS for t in self.threats)
+    saved = copy.deepcopy((self.table, self._draw_counts, self._query_log)
+                          ) if stoppable else None
+    self._rows = []
+    try:
+      self._score_batch(batch)
+    except interrupts.Abandoned as e:
+      self.table, self._draw_counts, self._query_log = saved
+      self._rows = []
+      self.abandoned = f"the batch under way ({len(batch.labels)} images) not counted: {e}"
+      self._note(f"stopped inside a query attack: {self.abandoned}")
+      return False
+    if self._writer is not None:
+      self._writer.writerows(self._rows)
+    self._rows = []
+    self.images_seen += len(batch.labels)
+    return True
+
+  def _score_batch(self, batch: Batch) -> None:
     labels = np.asarray(batch.labels)
     self._keys = list(batch.keys)
     if batch.clean is not None:
@@ -256,7 +291,6 @@ class Evaluator:
         self._query_attack(threat, np.asarray(batch.clean, np.float32), labels)
       elif batch.clean is not None:
         self._gradient_attack(threat, tf.convert_to_tensor(batch.clean, tf.float32), labels)
-    self.images_seen += len(labels)
 
   def _note(self, note: str) -> None:
     if note not in self.notes:
@@ -303,11 +337,12 @@ class Evaluator:
           result = hsj_lib.hopskipjump(
               lambda x, t=target: np.argmax(t(tf.convert_to_tensor(x)).numpy(), axis=-1),
               clean, labels, threat.eps, norm=norm, queries=threat.queries,
-              seed=self.seed, name=name)
+              seed=self.seed, name=name, should_stop=self._should_stop)
         else:
           result = square_lib.square_attack(
               lambda x, t=target: t(tf.convert_to_tensor(x)).numpy(), clean, labels,
-              threat.eps, norm=norm, queries=threat.queries, seed=self.seed, name=name)
+              threat.eps, norm=norm, queries=threat.queries, seed=self.seed, name=name,
+              should_stop=self._should_stop)
         adversarial = tf.convert_to_tensor(result.adversarial)
         if defense is None:
           self._add(c, "attack", adversarial, labels, attack=threat.name)
@@ -349,7 +384,8 @@ class Evaluator:
     """Consumes the stream; returns the results dict (see table.AccuracyTable)."""
     start = time.time()
     for i, batch in enumerate(batches, 1):
-      self.add_batch(batch)
+      if not self.add_batch(batch):
+        break
       if i % log_every == 0:
         rate = self.images_seen / max(time.time() - start, 1e-9)
         first = self.classifiers[0].name

@@ -88,3 +88,17 @@ def test_bad_arguments():
     hsj.hopskipjump(labels_fn, images, labels, 1.0, norm="l1")
   with pytest.raises(ValueError, match="queries"):
     hsj.hopskipjump(labels_fn, images, labels, 1.0, queries=0)
+
+
+def test_a_stop_request_abandons_the_batch_before_the_next_round():
+  labels_fn, images, labels, _, calls = _linear_problem()
+  rounds = []
+
+  def should_stop():
+    rounds.append(len(calls))
+    return len(rounds) > 3
+
+  with pytest.raises(hsj.interrupts.Abandoned, match="hopskipjump: 4 of 4 images running"):
+    hsj.hopskipjump(labels_fn, images, labels, 0.0, norm="l2", queries=500, seed=0,
+                    should_stop=should_stop)
+  assert len(calls) == rounds[-1] and len(rounds) == 4  # no query after the stop

@@ -108,3 +108,22 @@ def test_small_budgets_follow_the_papers_10000_query_schedule(monkeypatch):
   spans.clear()
   square.square_attack(_MeanBrightness(), images, labels, 0.02, queries=20, schedule=None)
   assert spans == {18}  # the reference code's rescaling to the budget
+
+
+def test_a_stop_request_abandons_the_batch_at_the_next_query():
+  model = _MeanBrightness()
+  polls = []
+
+  def should_stop():
+    polls.append(model.rows)
+    return len(polls) > 5  # The sixth poll asks to stop.
+
+  images, labels = _images([0.9, 0.95]), np.array([1, 1])  # Never flip: all 200 queries.
+  with pytest.raises(square.interrupts.Abandoned, match="query 8 of 200"):
+    square.square_attack(model, images, labels, 8 / 255, queries=200, seed=0,
+                         should_stop=should_stop)
+  # Clean + start + 5 proposals for each of the 2 images, then nothing more.
+  assert model.rows == 2 * (2 + 5) and polls[-1] == model.rows
+  never = square.square_attack(_MeanBrightness(), images, labels, 8 / 255, queries=20,
+                               should_stop=lambda: False)
+  assert never.queries.tolist() == [20, 20]

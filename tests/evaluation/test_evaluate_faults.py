@@ -67,6 +67,35 @@ def test_second_evaluate_is_refused_and_sigterm_keeps_what_is_done(data, tmp_pat
   assert _hidden(output_dir) == []  # No temporary file, no lock.
 
 
+@pytest.mark.slow
+def test_sigterm_inside_a_query_attack_stops_it_without_counting_its_batch(data, tmp_path):  # noqa: F811
+  output_dir = tmp_path / "out"
+  # One batch of all 12 images whose Square attack would run for hours.
+  run = subprocess.Popen(
+      _command(data, output_dir, "--batch_size=12", "--attack=square", "--eps=1/255",
+               "--queries=1000000"), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+      text=True)
+  deadline = time.time() + 300
+  while time.time() < deadline and run.poll() is None and not (
+      output_dir.exists() and any(n.startswith(".predictions") for n in os.listdir(output_dir))):
+    time.sleep(0.05)
+  time.sleep(1.0)  # Into the batch.
+  asked = time.time()
+  run.send_signal(signal.SIGTERM)
+  try:
+    _, stderr = run.communicate(timeout=120)
+  finally:
+    run.kill()  # Only if it is still running (a failed test leaves no process behind).
+  assert run.returncode == 128 + signal.SIGTERM, stderr[-3000:]
+  assert time.time() - asked < 60  # Not after the attack's million queries.
+  results = json.loads((output_dir / "results.json").read_text())
+  assert results["settings"]["images"] == 0 and results["settings"]["complete"] is False
+  assert any(n.startswith("stopped inside a query attack: the batch under way (12 images) "
+                          "not counted: square ") for n in results["notes"]), results["notes"]
+  assert (output_dir / "predictions.csv").read_text().splitlines()[1:] == []
+  assert _hidden(output_dir) == []
+
+
 def test_unwritable_output_dir_fails_before_loading_models(data, tmp_path):  # noqa: F811
   blocker = tmp_path / "file"
   blocker.write_text("x")

@@ -79,3 +79,28 @@ def test_query_curves_are_drawn(tmp_path):
   assert paths["curves"].endswith("query_curves.png")
   assert (tmp_path / "query_curves.png").stat().st_size > 1000
   assert "curves" not in reports.write_reports({"classifiers": {}}, str(tmp_path / "b"))
+
+
+def test_a_stop_inside_a_query_batch_drops_that_batch_whole(tmp_path):
+  polls = []
+  threat = evaluator_lib.ThreatModel.parse("square", eps="8/255", queries=200)
+  second = _batch()
+  second = Batch(labels=second.labels, keys=["d", "e", "f"], clean=second.clean)
+  with open(tmp_path / "predictions.csv", "w", newline="") as predictions:
+    runner = evaluator_lib.Evaluator(
+        [_brightness_classifier()], {"identity": baselines.identity()}, [threat],
+        prediction_file=predictions,
+        should_stop=lambda: polls.append(1) or runner.images_seen > 0 and len(polls) > 300)
+    results = runner.run([_batch(), second, _batch()])
+  # The first batch counts in full; the second, stopped inside its square attack after
+  # its clean images were scored, counts nowhere; the third is never started.
+  assert runner.images_seen == 3 and runner.abandoned.startswith(
+      "the batch under way (3 images) not counted: square bright/")
+  entry = results["classifiers"]["bright"]
+  assert entry["n"] == 3 and entry["normal"] == pytest.approx(2 / 3)
+  assert results["attacks"]["square"]["classifiers"]["bright"]["attack"] == pytest.approx(
+      1 / 3)
+  assert results["attacks"]["square"]["queries"]["bright"]["no_defense"]["attacked"] == 2
+  assert any(n.startswith("stopped inside a query attack") for n in results["notes"])
+  rows = (tmp_path / "predictions.csv").read_text().splitlines()[1:]
+  assert rows and {r.split(",")[0] for r in rows} == {"a", "b", "c"}
