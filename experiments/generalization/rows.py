@@ -86,6 +86,19 @@ IMAGENET_ROWS = (
     Row("mifgsm_di 24 v1_0.75", "mifgsm", 24, "stronger budget than the mix's 2-16",
         surrogates=V1_075, diversity_prob=0.7),
 )
+# The held-out-attack VALIDATION split for ImageNet: the imagenet mix uses every image
+# outside the test split, so validation takes the val-sample images its records hold out
+# (IMAGENET_VAL_FRACTION, packed with --val_fraction of the same value) and attacks
+# that no training pair used: the L2 ball at another budget than the test row's, and the
+# shipped transfer set's recipe (40 steps, input diversity on every step).
+IMAGENET_VAL_FRACTION = 0.2
+IMAGENET_VAL_ROWS = (
+    Row("val pgd_l2 2.0 v1_0.75", "pgd_l2", 2.0, "validation: L2 ball, another budget",
+        surrogates=V1_075),
+    Row("val mifgsm_di 10 v1_0.75 40 steps", "mifgsm", 10,
+        "validation: 40 steps, diversity 1.0", surrogates=V1_075, steps=40,
+        diversity_prob=1.0),
+)
 _IMAGENET_EVAL = ("--labels={shared}/datasets/imagenet_val_sample/val.txt",
                   "--crop=damagenet", "--center_crop=1.0", "--batch_size=32")
 DATASETS = {"cifar10": dict(rows=CIFAR_ROWS, targets=CIFAR_TARGETS,
@@ -106,7 +119,14 @@ DATASETS = {"cifar10": dict(rows=CIFAR_ROWS, targets=CIFAR_TARGETS,
                              labels="{shared}/datasets/imagenet_val_sample/val.txt",
                              crop="damagenet", evaluate_flags=_IMAGENET_EVAL,
                              sub="weights/imagenet/cdgan_scale2/sub",
-                             super="weights/imagenet/cdgan_scale2/super")}
+                             super="weights/imagenet/cdgan_scale2/super"),
+            "imagenet_val": dict(rows=IMAGENET_VAL_ROWS, targets=IMAGENET_TARGETS,
+                                 clean_dir="{shared}/datasets/imagenet_val_sample",
+                                 labels="{shared}/datasets/imagenet_val_sample/val.txt",
+                                 mix_val=("imagenet", "val", IMAGENET_VAL_FRACTION),
+                                 crop="damagenet", evaluate_flags=_IMAGENET_EVAL,
+                                 sub="weights/imagenet/cdgan_scale2/sub",
+                                 super="weights/imagenet/cdgan_scale2/super")}
 
 
 def markdown(table: dict) -> str:

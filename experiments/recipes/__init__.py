@@ -8,6 +8,7 @@ from experiments import runner
 from experiments.recipes import cifar10
 from experiments.recipes import cifar10_mix
 from experiments.recipes import imagenet
+from experiments.recipes import imagenet_mix
 
 
 class Entry(NamedTuple):
@@ -19,7 +20,7 @@ class Entry(NamedTuple):
 
 def registry() -> Dict[str, Entry]:
   table = {}
-  for module in (cifar10, cifar10_mix, imagenet):
+  for module in (cifar10, cifar10_mix, imagenet, imagenet_mix):
     for name, (description, factory, settings) in module.recipes().items():
       table[name] = Entry(description, factory, settings, module.DEFAULT_WORK)
   return table

@@ -77,6 +77,7 @@ class GanSettings:
   feature_extractor: Optional[str] = None
   feature_weight: Optional[float] = None
   clean_pair_fraction: Optional[float] = None
+  augment_min_scale: Optional[float] = None
   summary_every: int = 100
   checkpoint_every: int = 500
   eval_every: int = 500

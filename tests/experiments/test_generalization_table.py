@@ -108,3 +108,49 @@ def test_validation_rows_use_no_target_and_no_training_attack():
   assert table.DATASETS["cifar10_val"]["exclude_mix"] == "cifar10"
   assert table.DATASETS["cifar10_val"]["exclude_subset"] == 10000  # run_cdgan.sh's.
   assert table.DATASETS["cifar10_val"]["clean_dir"].endswith("cifar10/train")
+
+
+def test_mix_val_split_keeps_only_the_records_held_out_images(tmp_path, monkeypatch):
+  import types
+  import numpy as np
+  from PIL import Image
+  from tfrecords_builder import builder
+  root = tmp_path / "photos"
+  root.mkdir()
+  for i in range(40):
+    Image.fromarray(np.full((8, 8, 3), i, np.uint8)).save(root / f"p{i:02d}.png")
+  (root / "labels.txt").write_text("".join(f"p{i:02d}.png {i % 3}\n" for i in range(40)))
+  source = mixes.ImageSource("photos", str(root), str(root / "labels.txt"),
+                             exclude_test_subset=10)
+  monkeypatch.setitem(mixes.MIXES, "tiny", types.SimpleNamespace(sources=(source,)))
+  spec = {"clean_dir": str(root), "labels": str(root / "labels.txt"),
+          "mix_val": ("tiny", "photos", 0.3)}
+  _, images = splits.split_images(spec, str(tmp_path), 1000)
+  keys = [f"p{i:02d}" for i in range(40)]
+  test = set(folders.select_subset(keys, 10))
+  # By hand: "<source>/<key>" hashed as mix_records.pack splits at --val_fraction=0.3.
+  expected = sorted(k for k in keys if k not in test
+                    and builder.split_of(f"photos/{k}", 0.3) == "val")
+  assert [k for k, _, _ in images] == expected and 5 <= len(expected) <= 16
+  assert [l for k, _, l in images] == [int(k[1:]) % 3 for k in expected]
+  assert not set(expected) & test
+  # A lower fraction holds out a subset of these (the split hash is monotone in it).
+  _, fewer = splits.split_images(dict(spec, mix_val=("tiny", "photos", 0.1)),
+                                 str(tmp_path), 1000)
+  assert {k for k, _, _ in fewer} < set(expected)
+
+
+@pytest.mark.shared
+def test_imagenet_validation_is_outside_the_test_split_and_the_training_records(shared):
+  from tfrecords_builder import builder
+  spec = table.DATASETS["imagenet_val"]
+  _, images = splits.split_images(spec, str(shared), 100000)
+  keys = {k for k, _, _ in images}
+  _, test = splits.split_images(table.DATASETS["imagenet"], str(shared), 650)
+  assert not keys & {k for k, _, _ in test}
+  assert all(builder.split_of(f"val/{k}", table.IMAGENET_VAL_FRACTION) == "val"
+             for k in keys)
+  assert 90 <= len(keys) <= 170  # About 0.2 of the 650 non-test val images.
+  for row in table.IMAGENET_VAL_ROWS:  # Attacks no training pair used, no target.
+    assert row.surrogates == table.V1_075 and row.held_out.startswith("validation")
+    assert row.kind == "pgd_l2" or row.steps == 40

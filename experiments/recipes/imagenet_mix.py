@@ -1,0 +1,138 @@
+"""The ImageNet purifier fine-tuned on the attack mix (issue 18), chosen on held-out attacks.
+
+One work folder (default /work/scratch/gen) holds:
+
+  imagenet/               `python -m tfrecords_builder.mix --mix=imagenet`: the attacked
+                          PNGs of every image outside the test split (full size),
+                          mix_manifest.json, records/{train,val}-* (val: the images of
+                          rows.IMAGENET_VAL_FRACTION, never trained on)
+  runs/imagenet_<run>/    the GANs; warm: both generators start from the shipped
+                          256 -> 128 -> 256 ones (weights/imagenet/cdgan_scale2)
+  val_imagenet/           `experiments/generalization/table.py --dataset=imagenet_val`:
+                          the records' held-out val-sample images under attacks no
+                          training pair used (choosing; never the test split)
+  table_imagenet/         the test-split table's attacked PNGs (shared with the 64-px
+                          table) and each purifier's evaluations
+
+Stages (`python -m experiments run imagenet_mix_warm [stage...] --work=...`):
+
+  mix          the attack-mix PNGs and records (resumable; packs with the validation
+               fraction)
+  sub, super   the GANs (super chained on the new sub's outputs)
+  val, val_shipped  validation tables of the new and the shipped pair
+  test, test_shipped  test-split tables (a stated subset of rows and images)
+  ship         copies the run to weights/imagenet/cdgan_mix
+
+Roles as in experiments/recipes/imagenet.py: targets MobileNet-v2 1.0, v1 0.5 and v1
+0.25; the mix's surrogate MobileNet-v1 0.75; feature network (loss and the mix's
+label-free attack) the MobileNet-v1 1.0 embedding extractor.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Dict, Tuple
+
+from experiments.generalization import rows
+from experiments.recipes import common
+from experiments.recipes.cifar10_mix import table_job
+from experiments.runner import Job, Recipe
+
+DEFAULT_WORK = "/work/scratch/gen"
+SHIPPED = "weights/imagenet/cdgan_scale2"
+FEATURES = ("../shared/models/tflite/"
+            "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
+# The test rows of the subset table: the mix member nearest the shipped transfer set and
+# every held-out row (rows.IMAGENET_ROWS).
+TEST_ROWS = ("mifgsm_di 8 v1_0.75", "pgd 8 v1_0.25", "mifgsm_di 8 v1_0.5+v1_0.25",
+             "pgd_l2 3.0 v1_0.75", "mifgsm_di 1 v1_0.75", "mifgsm_di 24 v1_0.75")
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+  """What the recipe may change (`--set key=value`).
+
+  Attributes:
+    sub_steps / super_steps: Fine-tuning steps of each GAN (the shipped pair had
+      2,000 + 1,500 on the 9/255 transfer set).
+    warmup_steps: Content-only steps at the start of each (the discriminator is new).
+    learning_rate: Adam learning rate (the shipped run's default: 1e-4).
+    feature_weight: Feature loss weight on the embedding network (shipped: 0.2).
+    min_scale: Training crops: random square windows of relative side U(min_scale, 1)
+      of the full-size photos.
+    val_images / test_images: Images of the validation / test tables.
+    test_rows: The test table's rows (names in rows.IMAGENET_ROWS).
+    tag: Appended to the run folder.
+  """
+  sub_steps: int = 600
+  super_steps: int = 500
+  warmup_steps: int = 100
+  learning_rate: float = 5e-5
+  feature_weight: float = 0.2
+  min_scale: float = 0.8
+  val_images: int = 1000
+  test_images: int = 100
+  test_rows: Tuple[str, ...] = TEST_ROWS
+  tag: str = ""
+
+
+def gan_settings(s: Settings, role: str) -> common.GanSettings:
+  """The shipped scale-2 geometry (256 -> 128 -> 256, 8 blocks, 32 filters), warm."""
+  steps = s.sub_steps if role == "sub" else s.super_steps
+  return common.GanSettings(
+      image_size=256, scale=2, batch_size=8, train_steps=steps,
+      warmup_steps=s.warmup_steps, num_res_blocks=8, filters=32, discriminator_filters=16,
+      image_skip=True, learning_rate=s.learning_rate, content_loss="l1",
+      adversarial_weight=1e-4, feature_extractor=FEATURES, feature_weight=s.feature_weight,
+      augment_min_scale=s.min_scale, summary_every=50, checkpoint_every=100,
+      eval_every=100, eval_steps=10, seed=0, init_generator=f"{SHIPPED}/{role}")
+
+
+def recipe(s: Settings, work: str, name: str = "imagenet_mix_warm") -> Recipe:
+  run = f"imagenet_warm{s.tag}"
+  runs, records = f"{work}/runs/{run}", f"{work}/imagenet/records"
+  sub, sup = f"{runs}/sub", f"{runs}/super"
+  val, test = f"{work}/val_imagenet", f"{work}/table_imagenet"
+  test_flags = {"rows": tuple(s.test_rows)}
+
+  def test_job(job_name, tag, sub_model="", super_model="", defenses=("cdgan",)):
+    job = table_job(job_name, "imagenet", test, s.test_images, tag, f"{test}/{tag}",
+                    sub_model, super_model, defenses)
+    return dataclasses.replace(job, flags={**job.flags, **test_flags})
+
+  stages: Dict[str, list] = {
+      "mix": [Job("mix/imagenet", "-m tfrecords_builder.mix",
+                  {"mix": "imagenet", "output_dir": f"{work}/imagenet",
+                   "shared_dir": "../shared", "batch_size": 16,
+                   "val_fraction": rows.IMAGENET_VAL_FRACTION}, nice=10)],
+      "sub": [dataclasses.replace(common.train_job(
+          f"{run}/sub", "sub", gan_settings(s, "sub"), records, sub), nice=10)],
+      "super": [dataclasses.replace(common.train_job(
+          f"{run}/super", "super", gan_settings(s, "super"), records, sup, sub_model=sub),
+                                    nice=10)],
+      "val": [table_job(f"{run}/val", "imagenet_val", val, s.val_images, run,
+                        f"{val}/{run}", sub, sup)],
+      "val_shipped": [table_job("imagenet_shipped128/val", "imagenet_val", val,
+                                s.val_images, "shipped128", f"{val}/shipped128",
+                                defenses=rows.DEFENSES)],
+      "test_shipped": [test_job("imagenet_shipped128/test", "shipped128",
+                                defenses=("cdgan", "resize"))],
+      "test": [test_job(f"{run}/test", run, sub, sup)],
+      "ship": [common.ship_job(f"{run}/ship", runs, "weights/imagenet/cdgan_mix")],
+  }
+  return Recipe(name, RECIPES[name][0], s, stages,
+                ("mix", "sub", "super", "val", "val_shipped"))
+
+
+RECIPES = {
+    "imagenet_mix_warm": (
+        "the shipped 256 -> 128 -> 256 GANs fine-tuned on the imagenet attack mix",
+        Settings()),
+}
+
+
+def recipes() -> Dict[str, tuple]:
+  """name -> (description, factory(settings, work) -> Recipe, default Settings)."""
+  return {name: (description, functools.partial(recipe, name=name), settings)
+          for name, (description, settings) in RECIPES.items()}

@@ -1,0 +1,46 @@
+"""The imagenet_mix_warm recipe: warm starts from the shipped 256 -> 128 -> 256 pair,
+packs its validation images out of the training records, chooses on held-out attacks,
+and every flag it passes exists in the program it runs."""
+
+from absl import flags
+
+from cdgan_tf import flags as cdgan_flags
+from experiments import recipes as recipes_lib
+from experiments.generalization import rows
+
+
+def _recipe(*overrides):
+  return recipes_lib.get_recipe("imagenet_mix_warm", "/w", overrides)
+
+
+def test_gans_warm_start_from_the_shipped_scale2_pair_and_chain():
+  recipe = _recipe()
+  (sub,), (sup,) = recipe.stages["sub"], recipe.stages["super"]
+  assert sub.flags["init_generator"] == "weights/imagenet/cdgan_scale2/sub"
+  assert sup.flags["init_generator"] == "weights/imagenet/cdgan_scale2/super"
+  assert sup.flags["sub_model"] == sub.flags["model_dir"] == "/w/runs/imagenet_warm/sub"
+  for job in (sub, sup):
+    assert (job.flags["image_size"], job.flags["scale"], job.flags["filters"]) == (256, 2, 32)
+    assert job.flags["train_records"] == "/w/imagenet/records/train-*"
+    assert job.flags["feature_extractor"].endswith("embedding_extractor.tflite")
+  values = flags.FlagValues()
+  cdgan_flags.define_training_flags(values)
+  assert not set(sub.flags) - set(values)
+  assert not set(sup.flags) - set(values) - {"sub_model"}
+
+
+def test_validation_images_are_packed_out_of_training_and_chosen_on():
+  recipe = _recipe()
+  (mix,) = recipe.stages["mix"]
+  assert mix.flags["val_fraction"] == rows.IMAGENET_VAL_FRACTION
+  assert rows.DATASETS["imagenet_val"]["mix_val"] == ("imagenet", "val",
+                                                      rows.IMAGENET_VAL_FRACTION)
+  for stage in ("val", "val_shipped"):
+    assert recipe.stages[stage][0].flags["dataset"] == "imagenet_val"
+  assert "test" not in recipe.default_stages and "ship" not in recipe.default_stages
+  (test,) = recipe.stages["test"]
+  assert test.flags["dataset"] == "imagenet" and test.flags["max_images"] == 100
+  names = {r.name for r in rows.IMAGENET_ROWS}
+  assert set(test.flags["rows"]) <= names
+  held_out = [r for r in rows.IMAGENET_ROWS if r.name in test.flags["rows"] and r.held_out]
+  assert len(held_out) == 5
