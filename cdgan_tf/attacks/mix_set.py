@@ -45,6 +45,7 @@ from cdgan_tf.attacks import transfer_files as tfiles
 from cdgan_tf.attacks import transfer_set
 from cdgan_tf.common import checks
 from cdgan_tf.common import errors
+from cdgan_tf.common import interrupts
 from cdgan_tf.common import locks
 from cdgan_tf.data import folders
 from cdgan_tf.data import image_files
@@ -264,7 +265,12 @@ def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
     The manifest (also output_dir/mix_manifest.json); its "complete" is True when every
     planned version has its PNG.
 
+  On SIGTERM / SIGINT the batch under way is finished and written, the manifest
+  records the versions present (its last run says `stopped_by`), the lock is released
+  and `interrupts.Interrupted` is raised; rerunning resumes.
+
   Raises:
+    interrupts.Interrupted: stopped by a signal after writing what was done.
     ValueError, FileExistsError, NotADirectoryError, FileNotFoundError: bad arguments,
       folders, or an output_dir made with other settings.
     LockError: another run writes output_dir.
@@ -301,7 +307,8 @@ def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
   models = Models(shared_dir, weights_dir, attack_path)
   failed: List[dict] = []
   counts = {"attacked": 0, "skipped_done": 0, "recomputed_batch_mates": 0}
-  with locks.FolderLock(str(output_dir), "the attack-mix generator"):
+  with locks.FolderLock(str(output_dir), "the attack-mix generator"), \
+      interrupts.StopRequests() as stop:
     tfiles.remove_stale_temporaries(output_dir)
     started, seen, next_log = time.perf_counter(), 0, log_every
     with tfiles.open_sidecar(output_dir / tfiles.SIDECAR,
@@ -332,10 +339,16 @@ def generate(mix: mixes.AttackMix, output_dir, shared_dir: str = "../shared",
                          total, 100.0 * seen / total, counts["attacked"], rate,
                          counts["skipped_done"], len(failed), batch[0].attack,
                          batch[0].eps_255, time.strftime("%H:%M:%S", time.gmtime(eta)))
+          if stop.requested:
+            counts["stopped_by"] = f"{stop.name} after {seen} of {total} versions"
+            break
     seconds = time.perf_counter() - started
     manifest = _write_manifest(output_dir, mix, settings, batches, sources,
                                dict(counts, attack_path=attack_path), failed,
                                inputs_skipped, seconds, command)
+    stop.raise_if_requested(
+        f"wrote the {counts['attacked']} versions attacked now to {output_dir} "
+        f"({counts.get('stopped_by', '')}); rerun the same command to resume")
   logging.info("mix %s: %d/%d versions present (%d attacked now in %.1f s, %.2f "
                "versions/s); complete: %s", mix.name, manifest["counts"]["versions"],
                total, counts["attacked"], seconds, manifest["runs"][-1]["versions_per_s"],

@@ -194,3 +194,49 @@ def test_overlap_writes_the_same_bytes_as_in_turn(generated, model_path, shared_
   assert _pngs(tmp_path / "in_turn" / "adv") == _pngs(out / "adv")
   assert ((tmp_path / "in_turn" / transfer_files.SIDECAR).read_text() ==
           (out / transfer_files.SIDECAR).read_text())
+
+
+def test_sigterm_finishes_the_batch_writes_the_manifest_and_resumes(
+    generated, model_path, shared_dir, tmp_path, monkeypatch):
+  import signal
+  from cdgan_tf.common import interrupts
+  out_full, _ = generated
+  requests = []
+
+  class _Requests(interrupts.StopRequests):
+    """No real handler: the test "delivers" SIGTERM while the second batch runs."""
+
+    def __enter__(self):
+      requests.append(self)
+      return self
+
+    def __exit__(self, *exc):
+      return None
+
+  attack_loaded = mix_set._attack_loaded
+  calls = []
+
+  def attack_then_signal(*args, **kwargs):
+    calls.append(1)
+    if len(calls) == 2:
+      requests[-1].signum = signal.SIGTERM
+    return attack_loaded(*args, **kwargs)
+
+  monkeypatch.setattr(interrupts, "StopRequests", _Requests)
+  monkeypatch.setattr(mix_set, "_attack_loaded", attack_then_signal)
+  out = tmp_path / "stopped"
+  with pytest.raises(interrupts.Interrupted, match="rerun the same command") as stopped:
+    mix_set.generate(_tiny_mix(model_path), out, shared_dir=shared_dir, batch_size=4,
+                     seed=0)
+  assert stopped.value.exit_code == 143 and len(calls) == 2  # The second batch finished.
+  manifest = json.loads((out / mix_set.MANIFEST).read_text())
+  assert manifest["complete"] is False
+  assert manifest["runs"][-1]["stopped_by"].startswith("SIGTERM after ")
+  written = len(_pngs(out / "adv"))
+  assert written == manifest["counts"]["versions"] == manifest["runs"][-1]["attacked"] > 0
+  assert not (out / ".lock").exists()
+  monkeypatch.setattr(mix_set, "_attack_loaded", attack_loaded)
+  resumed = mix_set.generate(_tiny_mix(model_path), out, shared_dir=shared_dir,
+                             batch_size=4, seed=0)
+  assert resumed["complete"] and resumed["runs"][-1]["skipped_done"] == written
+  assert _pngs(out / "adv") == _pngs(out_full / "adv")
