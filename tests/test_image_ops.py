@@ -35,6 +35,15 @@ def test_psnr_and_ssim_known_values():
   a = tf.zeros((1, 16, 16, 3))
   b = tf.fill((1, 16, 16, 3), 0.1)  # MSE 0.01 -> 20 dB
   np.testing.assert_allclose(image_ops.psnr(a, b), [20.0], atol=1e-3)
+  # One pixel of one channel off by 1/255 in a 16x16x3 image: MSE (1/255)^2 / 768,
+  # 10 log10(768 * 255^2) = 76.98 dB by hand, above the ceiling of 8-bit rounding.
+  c = a + tf.one_hot(0, 16 * 16 * 3, on_value=1 / 255)[None].numpy().reshape(1, 16, 16, 3)
+  # Identical images (the attack mix's clean pairs) score the ceiling, not +inf; so does
+  # the 77 dB pair; a batch mean stays finite; 20 dB images are unchanged beside them.
+  ceiling = 10 * np.log10(12 * 255.0**2)
+  assert image_ops.PSNR_CEILING_DB == pytest.approx(58.92, abs=5e-3) == ceiling
+  np.testing.assert_allclose(image_ops.psnr(tf.concat([a, b, c], 0), tf.concat([a, a, a], 0)),
+                             [ceiling, 20.0, ceiling], atol=1e-3)
   np.testing.assert_allclose(image_ops.ssim(b, b), [1.0], atol=1e-5)
   assert float(image_ops.ssim(tf.random.uniform((1, 16, 16, 3), seed=1), b)[0]) < 0.5
 
