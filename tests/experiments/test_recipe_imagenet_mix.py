@@ -44,3 +44,24 @@ def test_validation_images_are_packed_out_of_training_and_chosen_on():
   assert set(test.flags["rows"]) <= names
   held_out = [r for r in rows.IMAGENET_ROWS if r.name in test.flags["rows"] and r.held_out]
   assert len(held_out) == 5
+
+
+def test_transfer_variant_adds_the_class_samples_pairs_of_the_shipped_recipe():
+  """The pairs are the shipped pair's own attack (imagenet_transfer's adv_class job, the
+  same settings and so the same bytes) on the class samples only: the val-sample images
+  of the validation table never enter training."""
+  from experiments.recipes import imagenet  # pylint: disable=import-outside-toplevel
+  recipe = recipes_lib.get_recipe("imagenet_mix_transfer_warm", "/w")
+  assert recipe.default_stages[:3] == ("mix", "transfer", "sub")
+  attack, records = recipe.stages["transfer"]
+  shipped = imagenet.transfer_recipe(imagenet.Settings(), "/i").stages["attack"][1]
+  same = {k: v for k, v in shipped.flags.items() if k != "output_dir"}
+  assert {k: v for k, v in attack.flags.items() if k != "output_dir"} == same
+  assert attack.flags["clean_dir"].endswith("imagenet_class_samples")
+  assert records.flags["adversarial_dir"] == attack.flags["output_dir"]
+  for role in ("sub", "super"):
+    job = recipe.stages[role][0]
+    assert job.flags["train_records"] == (
+        "/w/imagenet/records/train-*,/w/imagenet_transfer/records_class/train-*")
+    assert job.flags["val_records"] == "/w/imagenet/records/val-*"
+    assert job.flags["model_dir"] == f"/w/runs/imagenet_warm_transfer/{role}"
