@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import dataclasses
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
@@ -41,7 +40,6 @@ import tensorflow as tf
 
 from cdgan_tf.attacks import bpda as bpda_lib
 from cdgan_tf.attacks import hopskipjump as hsj_lib
-from cdgan_tf.attacks import settings as attack_settings
 from cdgan_tf.attacks import square as square_lib
 from cdgan_tf.common import errors
 from cdgan_tf.common import interrupts
@@ -49,78 +47,12 @@ from cdgan_tf.data.batch import Batch
 from cdgan_tf.defenses import base as defenses_base
 from cdgan_tf.defenses import randomized
 from cdgan_tf.evaluation import table as table_lib
+from cdgan_tf.evaluation.threats import (  # noqa: F401  (re-exported: evaluator.ThreatModel)
+    DECISION_THREATS, GRADIENT_THREATS, QUERY_THREATS, SCORE_THREATS, THREATS, TRANSFER,
+    ThreatModel, check_attackable)
 
-TRANSFER = "transfer"
-GRADIENT_THREATS = ("pgd_classifier", "pgd_defended", "bpda")
-SCORE_THREATS = {"square": "linf", "square_l2": "l2"}  # name -> norm
-DECISION_THREATS = {"hopskipjump": "l2", "hopskipjump_linf": "linf"}
-QUERY_THREATS = dict(SCORE_THREATS, **DECISION_THREATS)
-THREATS = (TRANSFER,) + GRADIENT_THREATS + tuple(QUERY_THREATS)
 # Query counts at which results.json records the query attacks' failure rate.
 CURVE_BUDGETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000)
-
-
-@dataclasses.dataclass(frozen=True)
-class ThreatModel:
-  """A threat model of the evaluation and, for the gradient ones, its PGD attack.
-
-  Attributes:
-    name: One of THREATS.
-    attack: L-inf PGD settings (random start) for the gradient threat models; None for
-      `transfer` and the query attacks.
-    queries: Query budget per image of the query attacks (None for the others).
-    eps: Budget of the query attacks (L-inf, or L2 on the [0, 1] scale).
-  """
-  name: str
-  attack: Optional[attack_settings.AttackSettings] = None
-  queries: Optional[int] = None
-  eps: Optional[float] = None
-
-  @classmethod
-  def parse(cls, name: str, eps="8/255", steps: int = 10, step_size=None,
-            queries: int = square_lib.DEFAULT_QUERIES, eps_l2="0.5") -> "ThreatModel":
-    """Validates the name and builds the settings of a gradient or query threat model.
-
-    Raises:
-      UsageError: an unknown name or bad PGD / query parameters.
-    """
-    if name not in THREATS:
-      raise errors.UsageError(f"unknown attack {name!r}: use {', '.join(THREATS)}")
-    if name == TRANSFER:
-      return cls(name)
-    if name in QUERY_THREATS:
-      if int(queries) < 1:
-        raise errors.UsageError(f"queries={queries} must be >= 1")
-      l2 = QUERY_THREATS[name] == "l2"
-      value = attack_settings.parse_eps(eps_l2 if l2 else eps)
-      if not l2 and value > 1.0:
-        raise errors.UsageError(f"eps={eps!r} exceeds the [0, 1] pixel range")
-      return cls(name, queries=int(queries), eps=value)
-    return cls(name, attack_settings.AttackSettings.parse("pgd", eps, steps, step_size))
-
-  def params(self) -> dict:
-    """What results.json records for it."""
-    if self.name in DECISION_THREATS:
-      return {"eps": self.eps, "norm": QUERY_THREATS[self.name], "queries": self.queries,
-              "access": "labels"}
-    if self.queries is not None:
-      return {"eps": self.eps, "norm": QUERY_THREATS[self.name], "queries": self.queries,
-              "schedule": max(self.queries - 2, square_lib.SCHEDULE_ITERATIONS)}
-    if self.attack is None:
-      return {}
-    return {"eps": self.attack.eps, "steps": self.attack.steps,
-            "step_size": self.attack.effective_step_size, "norm": "linf"}
-
-
-def check_attackable(threats: Sequence[ThreatModel], classifiers) -> None:
-  """Refuses gradient attacks on forward-only classifiers with a clear message."""
-  gradient = [t.name for t in threats if t.attack is not None]
-  forward_only = [c.name for c in classifiers if not c.differentiable]
-  if gradient and forward_only:
-    raise errors.UsageError(
-        f"gradient attacks ({', '.join(gradient)}) need differentiable classifiers; "
-        f"forward-only: {', '.join(forward_only)} (use --attack=transfer with them; a "
-        "TFLite model is forward-only when its ops have no float rebuild)")
 
 
 def predict(classifier, images) -> np.ndarray:
