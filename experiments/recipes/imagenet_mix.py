@@ -6,8 +6,9 @@ One work folder (default /work/scratch/gen) holds:
                           PNGs of every image outside the test split (full size),
                           mix_manifest.json, records/{train,val}-* (val: the images of
                           rows.IMAGENET_VAL_FRACTION, never trained on)
-  runs/imagenet_<run>/    the GANs; warm: both generators start from the shipped
-                          256 -> 128 -> 256 ones (weights/imagenet/cdgan_scale2)
+  runs/<run>/             the GANs (`run_name`); warm: both generators start from the
+                          shipped 256 -> 128 -> 256 ones (weights/imagenet/cdgan_scale2);
+                          scratch (scale 1): from random weights
   val_imagenet/           `experiments/generalization/table.py --dataset=imagenet_val`:
                           the records' held-out val-sample images under attacks no
                           training pair used (choosing; never the test split)
@@ -21,7 +22,8 @@ Stages (`python -m experiments run imagenet_mix_warm [stage...] --work=...`):
   sub, super   the GANs (super chained on the new sub's outputs)
   val, val_shipped  validation tables of the new and the shipped pair
   test, test_shipped  test-split tables (a stated subset of rows and images)
-  ship         copies the run to weights/imagenet/cdgan_mix
+  ship         copies the run to weights/imagenet/cdgan_mix (scale 2) or
+               weights/imagenet/cdgan_scale<scale>
 
 Roles as in experiments/recipes/imagenet.py: targets MobileNet-v2 1.0, v1 0.5 and v1
 0.25; the mix's surrogate MobileNet-v1 0.75; feature network (loss and the mix's
@@ -38,7 +40,7 @@ from experiments.generalization import rows
 from experiments.recipes import common
 from experiments.recipes import imagenet
 from experiments.recipes.cifar10_mix import table_job
-from experiments.runner import Job, Recipe
+from experiments.runner import Job, Recipe, RecipeError
 
 DEFAULT_WORK = "/work/scratch/gen"
 SHIPPED = "weights/imagenet/cdgan_scale2"
@@ -70,6 +72,11 @@ class Settings:
       class samples (the `transfer` stage; the val-sample images stay out, so the
       validation table's images are never trained on). The CIFAR-10 lesson: the mix
       alone loses on strong transfer attacks, the mix plus these pairs did not.
+    scale: Large / small ratio of the chain (2: 256 -> 128 -> 256; 1: two 256 -> 256
+      denoisers, no bottleneck: the far end of the trade-off).
+    warm: Start both generators from the shipped scale-2 pair (scale 2 only) instead of
+      random weights (with the image skip, random weights start as plain resizing,
+      which at scale 1 is the identity).
   """
   sub_steps: int = 600
   super_steps: int = 500
@@ -82,18 +89,36 @@ class Settings:
   test_rows: Tuple[str, ...] = TEST_ROWS
   tag: str = ""
   with_transfer: bool = False
+  scale: int = 2
+  warm: bool = True
+
+
+def run_name(s: Settings) -> str:
+  """imagenet_warm / imagenet_scratch, _s<scale> unless 2, _transfer, then the tag."""
+  return ("imagenet_" + ("warm" if s.warm else "scratch")
+          + ("" if s.scale == 2 else f"_s{s.scale}")
+          + ("_transfer" if s.with_transfer else "") + s.tag)
+
+
+def ship_destination(s: Settings) -> str:
+  """weights/imagenet/cdgan_mix for the scale-2 fine-tune, else one folder per scale."""
+  return "weights/imagenet/" + ("cdgan_mix" if s.scale == 2 else f"cdgan_scale{s.scale}")
 
 
 def gan_settings(s: Settings, role: str) -> common.GanSettings:
-  """The shipped scale-2 geometry (256 -> 128 -> 256, 8 blocks, 32 filters), warm."""
+  """The shipped scale-2 sizes (8 blocks, 32 filters) at 256 px, at `s.scale`; warm
+  from the shipped pair or from random weights."""
+  if s.warm and s.scale != 2:
+    raise RecipeError(f"warm=True needs scale 2 (the shipped generators'), not {s.scale}")
   steps = s.sub_steps if role == "sub" else s.super_steps
   return common.GanSettings(
-      image_size=256, scale=2, batch_size=8, train_steps=steps,
+      image_size=256, scale=s.scale, batch_size=8, train_steps=steps,
       warmup_steps=s.warmup_steps, num_res_blocks=8, filters=32, discriminator_filters=16,
       image_skip=True, learning_rate=s.learning_rate, content_loss="l1",
       adversarial_weight=1e-4, feature_extractor=FEATURES, feature_weight=s.feature_weight,
       augment_min_scale=s.min_scale, summary_every=50, checkpoint_every=100,
-      eval_every=100, eval_steps=10, seed=0, init_generator=f"{SHIPPED}/{role}")
+      eval_every=100, eval_steps=10, seed=0,
+      init_generator=f"{SHIPPED}/{role}" if s.warm else None)
 
 
 def transfer_jobs(work: str) -> list:
@@ -109,7 +134,7 @@ def transfer_jobs(work: str) -> list:
 
 
 def recipe(s: Settings, work: str, name: str = "imagenet_mix_warm") -> Recipe:
-  run = f"imagenet_warm{'_transfer' if s.with_transfer else ''}{s.tag}"
+  run = run_name(s)
   runs, records = f"{work}/runs/{run}", f"{work}/imagenet/records"
   more = (f"{work}/imagenet_transfer/records_class",) if s.with_transfer else ()
   sub, sup = f"{runs}/sub", f"{runs}/super"
@@ -140,7 +165,7 @@ def recipe(s: Settings, work: str, name: str = "imagenet_mix_warm") -> Recipe:
       "test_shipped": [test_job("imagenet_shipped128/test", "shipped128",
                                 defenses=("cdgan", "resize"))],
       "test": [test_job(f"{run}/test", run, sub, sup)],
-      "ship": [common.ship_job(f"{run}/ship", runs, "weights/imagenet/cdgan_mix")],
+      "ship": [common.ship_job(f"{run}/ship", runs, ship_destination(s))],
   }
   defaults = ("mix", "sub", "super", "val", "val_shipped")
   if s.with_transfer:
@@ -157,6 +182,11 @@ RECIPES = {
         "the shipped 256 -> 128 -> 256 GANs fine-tuned on the imagenet attack mix + the "
         "class samples' MI-FGSM 9/255 transfer pairs",
         Settings(with_transfer=True)),
+    "imagenet_mix_transfer_s1": (
+        "scale 1 (two 256 -> 256 denoisers, no bottleneck) from random weights on the "
+        "imagenet attack mix + the class samples' MI-FGSM 9/255 transfer pairs",
+        Settings(with_transfer=True, warm=False, scale=1, sub_steps=400, super_steps=400,
+                 warmup_steps=200, learning_rate=1e-4)),
 }
 
 

@@ -2,11 +2,13 @@
 packs its validation images out of the training records, chooses on held-out attacks,
 and every flag it passes exists in the program it runs."""
 
+import pytest
 from absl import flags
 
 from cdgan_tf import flags as cdgan_flags
 from experiments import recipes as recipes_lib
 from experiments.generalization import rows
+from experiments.runner import RecipeError
 
 
 def _recipe(*overrides):
@@ -65,3 +67,25 @@ def test_transfer_variant_adds_the_class_samples_pairs_of_the_shipped_recipe():
         "/w/imagenet/records/train-*,/w/imagenet_transfer/records_class/train-*")
     assert job.flags["val_records"] == "/w/imagenet/records/val-*"
     assert job.flags["model_dir"] == f"/w/runs/imagenet_warm_transfer/{role}"
+
+
+def test_scale1_variant_trains_two_denoisers_from_random_weights():
+  """Scale 1 (issue 18 item 3): both generators 256 -> 256, no warm start (the shipped
+  ones are scale 2), same data as the transfer variant, shipped to its own folder."""
+  recipe = recipes_lib.get_recipe("imagenet_mix_transfer_s1", "/w")
+  assert recipe.default_stages[:3] == ("mix", "transfer", "sub")
+  sub, sup = recipe.stages["sub"][0], recipe.stages["super"][0]
+  for role, job in (("sub", sub), ("super", sup)):
+    assert (job.flags["image_size"], job.flags["scale"]) == (256, 1)
+    assert "init_generator" not in job.flags
+    assert job.flags["model_dir"] == f"/w/runs/imagenet_scratch_s1_transfer/{role}"
+    assert job.flags["train_records"].endswith("/w/imagenet_transfer/records_class/train-*")
+  assert sup.flags["sub_model"] == sub.flags["model_dir"]
+  assert recipe.stages["ship"][0].flags["destination"] == "weights/imagenet/cdgan_scale1"
+  assert _recipe().stages["ship"][0].flags["destination"] == "weights/imagenet/cdgan_mix"
+  assert recipe.stages["val"][0].flags["sub_model"] == sub.flags["model_dir"]
+
+
+def test_warm_start_needs_the_shipped_scale():
+  with pytest.raises(RecipeError, match="warm=True needs scale 2"):
+    _recipe("scale=1")
