@@ -27,6 +27,7 @@ with native_logs.silenced():  # TensorFlow's import notices (files and locks imp
   # pylint: disable=g-import-not-at-top,wrong-import-position
   from experiments import recipes as recipes_lib
   from experiments import runner
+  from cdgan_tf.common import interrupts
   from cdgan_tf.common import locks
 if _saved is None:  # The programs it runs decide for themselves.
   del os.environ["TF_CPP_MIN_LOG_LEVEL"]
@@ -94,6 +95,9 @@ def main(argv=None) -> int:
   except runner.JobFailed as e:
     print(f"{PROGRAM}: {e}", file=sys.stderr)
     return 1
+  except interrupts.Interrupted as e:  # SIGTERM / SIGINT: the job saved its work.
+    print(f"{PROGRAM}: {e}", file=sys.stderr)
+    return e.exit_code
   return 0
 
 

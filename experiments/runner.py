@@ -13,6 +13,14 @@ one is done and skipped; a job never recorded, or recorded with other settings, 
 again. The programs themselves resume (attacks per image, training from checkpoints),
 so an interrupted stage continues where it stopped. The work folder is locked while the
 runner writes to it.
+
+Signals: SIGTERM / SIGINT sent to the runner are passed on to the running job's program
+(it runs in its own session, so a terminal's Ctrl-C reaches it once, through the
+runner): the first makes the program save its work and exit (training: a checkpoint at
+the current step), a second stops it at once, as it would without the runner. The
+runner then records nothing for that job, runs no other, releases the work folder and
+raises `interrupts.Interrupted` (`python -m experiments` exits 143 / 130); the rerun
+resumes the job.
 """
 
 from __future__ import annotations
@@ -24,13 +32,16 @@ import importlib
 import json
 import os
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from cdgan_tf.common import errors
 from cdgan_tf.common import files
+from cdgan_tf.common import interrupts
 from cdgan_tf.common import locks
 
 STATE_FILE = "runner_state.json"
@@ -216,15 +227,65 @@ def call_action(program: str, arguments: Mapping[str, Any]):
   return function(**arguments)
 
 
-def run_job(job: Job, python: str, log: Callable[[str], None]) -> None:
-  """Runs one job from the repo root; raises JobFailed when its program fails."""
+class SignalForwarder:
+  """While active (a context manager; main thread only), SIGTERM and SIGINT are passed
+  on to the running job's process, every time (its own handler decides what a first
+  and a second signal mean).
+
+  Attributes:
+    signum: The first signal received, or None.
+    child: The running job's process, or None between jobs.
+  """
+
+  def __init__(self):
+    self.signum: Optional[int] = None
+    self.child: Optional[subprocess.Popen] = None
+    self._previous = {}
+
+  def _handle(self, signum, frame):  # pylint: disable=unused-argument
+    self.signum = self.signum or signum
+    if self.child is not None and self.child.poll() is None:
+      self.child.send_signal(signum)
+
+  def stop_if_requested(self, what: str) -> None:
+    """Raises `interrupts.Interrupted` naming the signal and `what` was kept."""
+    if self.signum:
+      raise interrupts.Interrupted(
+          self.signum, f"stopped by {signal.Signals(self.signum).name}: {what}")
+
+  def __enter__(self) -> "SignalForwarder":
+    if threading.current_thread() is threading.main_thread():
+      for signum in interrupts.SIGNALS:
+        self._previous[signum] = signal.signal(signum, self._handle)
+    return self
+
+  def __exit__(self, *exc) -> None:
+    for signum, handler in self._previous.items():
+      signal.signal(signum, handler)
+    self._previous = {}
+
+
+def run_job(job: Job, python: str, log: Callable[[str], None],
+            forwarder: Optional[SignalForwarder] = None) -> None:
+  """Runs one job from the repo root; raises JobFailed when its program fails, and
+  `interrupts.Interrupted` when a signal stopped it (see the module docstring)."""
+  del log
+  forwarder = forwarder or SignalForwarder()
   if job.is_action:
     call_action(job.program, job.flags)
+    forwarder.stop_if_requested(f"after job {job.name}")
     return
-  status = subprocess.call(job.command(python), cwd=REPO_ROOT)
+  # Its own session: a terminal's Ctrl-C reaches the program once, through the runner.
+  forwarder.child = subprocess.Popen(job.command(python), cwd=REPO_ROOT,
+                                     start_new_session=True)
+  try:
+    status = forwarder.child.wait()
+  finally:
+    forwarder.child = None
+  forwarder.stop_if_requested(
+      f"job {job.name} ended with exit {status} and is not recorded (the rerun resumes it)")
   if status != 0:
     raise JobFailed(f"job {job.name} failed (exit {status}): {job.describe(python)}")
-  del log
 
 
 def run(recipe: Recipe, stages: Sequence[str], work: str, python: str = sys.executable,
@@ -236,31 +297,40 @@ def run(recipe: Recipe, stages: Sequence[str], work: str, python: str = sys.exec
     would run).
   """
   names = recipe.select(stages)
-  ran = []
   os.makedirs(work, exist_ok=True)
   lock = locks.FolderLock(work, f"the experiment runner ({recipe.name})")
   if not dry_run:
     lock.acquire()
   try:
-    state = StateFile(work)
-    for stage in names:
-      jobs = recipe.stages[stage]
-      log(f"=== {recipe.name} / {stage}: {len(jobs)} job(s) ({_now()})")
-      for job in jobs:
-        if state.is_done(job):
-          log(f"  done   {job.name} (settings {job.settings_hash()})")
-          continue
-        before = state.recorded_hash(job)
-        why = "new" if before is None else f"settings changed (was {before})"
-        log(f"  run    {job.name} ({why}): {job.describe(python)}")
-        ran.append(job.name)
-        if dry_run:
-          continue
-        start = time.time()
-        run_job(job, python, log)
-        state.record(job, time.time() - start)
-        log(f"  ok     {job.name} in {time.time() - start:.0f} s")
+    with SignalForwarder() as forwarder:
+      return _run_stages(recipe, names, work, python, dry_run, log, forwarder)
   finally:
     if not dry_run:
       lock.release()
+
+
+def _run_stages(recipe: Recipe, names: Sequence[str], work: str, python: str,
+                dry_run: bool, log: Callable[[str], None],
+                forwarder: SignalForwarder) -> List[str]:
+  """`run`'s loop over the stages' jobs, inside the lock."""
+  ran = []
+  state = StateFile(work)
+  for stage in names:
+    jobs = recipe.stages[stage]
+    log(f"=== {recipe.name} / {stage}: {len(jobs)} job(s) ({_now()})")
+    for job in jobs:
+      if state.is_done(job):
+        log(f"  done   {job.name} (settings {job.settings_hash()})")
+        continue
+      before = state.recorded_hash(job)
+      why = "new" if before is None else f"settings changed (was {before})"
+      log(f"  run    {job.name} ({why}): {job.describe(python)}")
+      ran.append(job.name)
+      if dry_run:
+        continue
+      forwarder.stop_if_requested(f"before job {job.name}")
+      start = time.time()
+      run_job(job, python, log, forwarder)
+      state.record(job, time.time() - start)
+      log(f"  ok     {job.name} in {time.time() - start:.0f} s")
   return ran

@@ -207,3 +207,60 @@ def test_a_busy_work_folder_is_one_line_naming_the_holder(tmp_path):
   assert done.returncode == 2, done.stderr[-2000:]
   assert len(lines) == 1 and "Traceback" not in done.stderr
   assert f"is in use by the experiment runner (holder_recipe) (pid {holder['pid']}" in lines[0]
+
+
+# A job that saves its work on the first SIGTERM (as training does) and says so.
+_SAVING_JOB = """
+import os, signal, sys, time
+folder = sys.argv[1]
+def stop(signum, frame):
+  open(os.path.join(folder, "saved"), "w").write(str(signum))
+  sys.exit(128 + signum)
+signal.signal(signal.SIGTERM, stop)
+open(os.path.join(folder, "started"), "w").close()
+time.sleep(60)
+"""
+
+# The runner as `python -m experiments run` runs it: two jobs, SIGTERM during the first.
+_RUNNER = """
+import sys
+from cdgan_tf.common import interrupts
+from experiments import runner
+from experiments.runner import Job, Recipe
+work, code = sys.argv[1], sys.argv[2]
+jobs = [Job("save/a", "-c", {}, nice=0, positional=(code, work)),
+        Job("next/b", "-c", {}, nice=0,
+            positional=(f"open('{work}/next_ran', 'w').close()",))]
+recipe = Recipe("toy", "a toy", None, {"save": jobs[:1], "next": jobs[1:]},
+                ("save", "next"))
+try:
+  runner.run(recipe, [], work, log=lambda _: None)
+except interrupts.Interrupted as e:
+  print(e, file=sys.stderr)
+  sys.exit(e.exit_code)
+"""
+
+
+def test_sigterm_reaches_the_running_job_and_nothing_is_recorded(tmp_path):
+  """A scheduler's SIGTERM to the runner: the job gets it and saves its work, the runner
+  records nothing (so the rerun runs the job again and it resumes from what it saved),
+  starts no other job, releases the work folder and exits 143."""
+  import signal  # pylint: disable=import-outside-toplevel
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import time  # pylint: disable=import-outside-toplevel
+  from cdgan_tf.common import locks  # pylint: disable=import-outside-toplevel
+  from tests.conftest import REPO_ROOT  # pylint: disable=import-outside-toplevel
+  proc = subprocess.Popen([sys.executable, "-c", _RUNNER, str(tmp_path), _SAVING_JOB],
+                          cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+  deadline = time.time() + 60
+  while not (tmp_path / "started").exists() and time.time() < deadline:
+    time.sleep(0.1)
+  proc.send_signal(signal.SIGTERM)
+  _, stderr = proc.communicate(timeout=60)
+  assert proc.returncode == 143, stderr
+  assert (tmp_path / "saved").read_text() == str(int(signal.SIGTERM))
+  assert "stopped by SIGTERM: job save/a ended with exit 143 and is not recorded" in stderr
+  assert not (tmp_path / "next_ran").exists()
+  assert not (tmp_path / locks.LOCK_FILE).exists()
+  assert not (tmp_path / runner.STATE_FILE).exists() or "save/a" not in json.loads(
+      (tmp_path / runner.STATE_FILE).read_text())["jobs"]
