@@ -30,7 +30,6 @@ test split.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Dict
 
 from experiments.recipes import cifar10
@@ -173,5 +172,4 @@ RECIPES = {
 
 def recipes() -> Dict[str, tuple]:
   """name -> (description, factory(settings, work) -> Recipe, default Settings)."""
-  return {name: (description, functools.partial(recipe, name=name), settings)
-          for name, (description, settings) in RECIPES.items()}
+  return common.named_recipes(RECIPES, recipe)

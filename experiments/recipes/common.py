@@ -14,8 +14,9 @@ its feature network (checked).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-from typing import Optional, Sequence, Tuple
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from experiments.runner import Job, RecipeError, flag_dict
 
@@ -182,3 +183,10 @@ def ship_job(name: str, runs: str, destination: str) -> Job:
   """Copies `runs/{sub,super}`'s exported generators to `destination/{sub,super}`."""
   return Job(name, "experiments.actions:ship_generators",
              {"runs": runs, "destination": destination}, nice=0)
+
+
+def named_recipes(table: Mapping[str, tuple], recipe: Callable) -> Dict[str, tuple]:
+  """A module's registry entries from `{name: (description, settings)}` and its one
+  `recipe(settings, work, name=...)` factory: name -> (description, factory, settings)."""
+  return {name: (description, functools.partial(recipe, name=name), settings)
+          for name, (description, settings) in table.items()}

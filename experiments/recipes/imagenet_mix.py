@@ -33,7 +33,6 @@ label-free attack) the MobileNet-v1 1.0 embedding extractor.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Dict, Tuple
 
 from experiments.generalization import rows
@@ -192,5 +191,4 @@ RECIPES = {
 
 def recipes() -> Dict[str, tuple]:
   """name -> (description, factory(settings, work) -> Recipe, default Settings)."""
-  return {name: (description, functools.partial(recipe, name=name), settings)
-          for name, (description, settings) in RECIPES.items()}
+  return common.named_recipes(RECIPES, recipe)
