@@ -248,7 +248,8 @@ class SignalForwarder:
       self.child.send_signal(signum)
 
   def stop_if_requested(self, what: str) -> None:
-    """Raises `interrupts.Interrupted` naming the signal and `what` was kept."""
+    """Raises `interrupts.Interrupted` naming the signal, with `what` (what was kept),
+    once a signal has arrived."""
     if self.signum:
       raise interrupts.Interrupted(
           self.signum, f"stopped by {signal.Signals(self.signum).name}: {what}")
