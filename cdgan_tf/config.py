@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from typing import Optional
+from typing import Optional, Tuple
 
 from cdgan_tf.common import checks
 from cdgan_tf.common import errors
@@ -112,6 +112,22 @@ class LossConfig:
 
 
 
+def _shares(values, train_pattern: str) -> Tuple[float, ...]:
+  """`DataConfig.train_shares` as a tuple of positive floats, one per glob."""
+  try:
+    shares = tuple(float(v) for v in values)
+  except (TypeError, ValueError):
+    raise errors.UsageError(f"train_shares={values!r}: expected numbers") from None
+  if any(not 0.0 < v < float("inf") for v in shares):
+    raise errors.UsageError(f"train_shares={list(shares)}: every share must be > 0")
+  globs = len(train_pattern.split(",")) if train_pattern else 0
+  if shares and len(shares) != globs:
+    raise errors.UsageError(
+        f"train_shares has {len(shares)} values for the {globs} globs of "
+        f"train_pattern={train_pattern!r}: give one per glob")
+  return shares
+
+
 @dataclasses.dataclass(frozen=True)
 class DataConfig:
   """Where the paired records are, the geometry, and how they become batches.
@@ -135,6 +151,10 @@ class DataConfig:
       alone (0: the paper's adversarial pairs only).
     skip_damaged_shards: Leave out shards that differ from their manifest.json (and
       say how many records were lost) instead of refusing them (`data.shards`).
+    train_shares: One positive weight per comma-joined glob of train_pattern, in
+      order: the share of training examples drawn from that glob's records
+      (normalised, e.g. (0.6, 0.4)); () reads every record equally often, so each
+      set's share is its size's.
   """
   train_pattern: str = ""
   val_pattern: str = ""
@@ -147,9 +167,11 @@ class DataConfig:
   clean_pair_fraction: float = 0.0
   skip_damaged_shards: bool = False
   augment_min_scale: float = 1.0
+  train_shares: Tuple[float, ...] = ()
 
   def __post_init__(self):
     checks.check_geometry(self.image_size, self.scale)
+    object.__setattr__(self, "train_shares", _shares(self.train_shares, self.train_pattern))
     if not 0.0 < self.augment_min_scale <= 1.0:
       raise errors.UsageError(f"augment_min_scale={self.augment_min_scale} must be in (0, 1]")
     if not 0.0 <= self.clean_pair_fraction <= 1.0:

@@ -29,6 +29,10 @@ def _training_flag_table():
       (f.DEFINE_string, "train_records", None, "Glob of training TFRecord shards, e.g. "
        "'records/train-*' (written by python -m tfrecords_builder); several globs "
        "joined by commas are read as one set.", {}),
+      (f.DEFINE_list, "train_shares", [], "One weight per glob of --train_records, in "
+       "order: the share of training examples drawn from that glob's records "
+       "(normalised), e.g. 0.6,0.4 for a mix and a transfer set; empty: every record "
+       "equally often.", {}),
       (f.DEFINE_string, "val_records", "", "Glob of validation shards ('' for none).", {}),
       (f.DEFINE_string, "model_dir", None, "Checkpoints, TensorBoard logs and the "
        "exported generator. Rerunning with the same model_dir resumes.", {}),

@@ -7,7 +7,8 @@ pipeline resizes them for one GAN role:
   role "super": adversarial at image_size//scale -> clean at image_size
 
 Training (`train_dataset`): seeded file shuffle -> shard by input pipeline -> repeat ->
-parallel interleave -> shuffle -> parse + paired augmentation -> batch(drop_remainder) ->
+parallel interleave -> shuffle (with `DataConfig.train_shares`: one such stream per
+comma-joined glob, drawn by those weights) -> parse + paired augmentation -> batch(drop_remainder) ->
 prefetch (the layout of tensorflow/models and google/automl input pipelines). The augmentation resizes
 both images to round(1.125 * image_size), takes one random image_size crop window and one
 random horizontal flip and applies them to both images, so the pair stays aligned; the
@@ -226,6 +227,33 @@ def _shuffled_records(pattern: str, files: List[str], all_files: List[str], seed
   return ds.shuffle(shuffle_buffer, seed=seed)
 
 
+def _shared_records(pattern: str, files: List[str], shares, seed: int, num_pipelines: int,
+                    pipeline_id: int, shuffle_buffer: int) -> tf.data.Dataset:
+  """One `_shuffled_records` stream per comma-joined glob, drawn by `shares`.
+
+  Each element comes from glob i with probability shares[i] / sum(shares) (seeded
+  `sample_from_datasets`); every stream repeats, so none runs dry.
+
+  Raises:
+    UsageError: the number of shares is not the number of globs.
+  """
+  pieces = [p.strip() for p in pattern.split(",")]
+  if len(pieces) != len(shares):
+    raise errors.UsageError(
+        f"train_shares has {len(shares)} values for the {len(pieces)} globs of "
+        f"{pattern!r}: give one per glob")
+  readable = set(files)
+  streams = []
+  for i, piece in enumerate(pieces):
+    matched = match_files(piece)
+    streams.append(_shuffled_records(
+        piece, [f for f in matched if f in readable], matched, seed + i, num_pipelines,
+        pipeline_id, shuffle_buffer))
+  total = float(sum(shares))
+  return tf.data.Dataset.sample_from_datasets(
+      streams, weights=[float(s) / total for s in shares], seed=seed)
+
+
 def train_dataset(data_config: config.DataConfig, role: config.Role,
                   input_context: Optional[tf.distribute.InputContext] = None,
                   pattern: Optional[str] = None, seed: int = 0,
@@ -238,8 +266,10 @@ def train_dataset(data_config: config.DataConfig, role: config.Role,
     role: Role.SUB or Role.SUPER ("sub" / "super" accepted).
     input_context: From `strategy.distribute_datasets_from_function`: shards the input
       by file and sets the per-replica batch size.
-    pattern: Glob of TFRecord shards (default: data_config.train_pattern).
-    seed: Seed of the file order, the shuffle and the augmentation.
+    pattern: Glob of TFRecord shards, or several joined by commas (default:
+      data_config.train_pattern; with data_config.train_shares, one share per glob).
+    seed: Seed of the file order, the shuffle, the draw between globs and the
+      augmentation.
     large_input: Role "super" only: inputs at S instead of S/scale (chained training,
       where the trainer runs the sub generator on them).
     start_step: Skip the elements of the first `start_step` global steps, so a resumed
@@ -263,8 +293,13 @@ def train_dataset(data_config: config.DataConfig, role: config.Role,
                                              "train_pattern")
   batch_size, num_pipelines, pipeline_id = _replica_split(data_config, input_context)
   image_size, small_size = data_config.image_size, data_config.small_size
-  ds = _shuffled_records(pattern, files, all_files, seed, num_pipelines, pipeline_id,
-                         data_config.shuffle_buffer).enumerate()
+  if data_config.train_shares:
+    ds = _shared_records(pattern, files, data_config.train_shares, seed, num_pipelines,
+                         pipeline_id, data_config.shuffle_buffer)
+  else:
+    ds = _shuffled_records(pattern, files, all_files, seed, num_pipelines, pipeline_id,
+                           data_config.shuffle_buffer)
+  ds = ds.enumerate()
   if start_step:  # Each step takes global_batch / num_pipelines elements per pipeline.
     ds = ds.skip(start_step * (data_config.batch_size // num_pipelines))
   clean_pairs = clean_pair_count(data_config, batch_size)

@@ -121,18 +121,26 @@ def records_job(name: str, adversarial_dir: str, clean_dir: str, output_dir: str
 
 
 def train_job(name: str, role: str, gan: GanSettings, records: str, model_dir: str,
-              sub_model: Optional[str] = None, more_records: Sequence[str] = ()) -> Job:
+              sub_model: Optional[str] = None, more_records: Sequence[str] = (),
+              shares: Sequence[float] = ()) -> Job:
   """One GAN (`train_<role>.py`); resumes from `model_dir`'s checkpoints.
 
   Args:
     records: The records folder (train-* and val-* shards).
     more_records: Other records folders whose train-* shards join the training set
       (validation stays `records`' val-*).
+    shares: () or one share of the training draws per folder, `records` first
+      (`--train_shares`).
   """
   if role not in ("sub", "super"):
     raise RecipeError(f"role {role}: expected sub or super")
-  train = ",".join(f"{folder}/train-*" for folder in (records, *more_records))
+  folders = (records, *more_records)
+  if shares and len(shares) != len(folders):
+    raise RecipeError(f"{len(shares)} shares for {len(folders)} records folders")
+  train = ",".join(f"{folder}/train-*" for folder in folders)
   flags = {"train_records": train, "val_records": f"{records}/val-*"}
+  if shares:
+    flags["train_shares"] = tuple(shares)
   flags.update(flag_dict(gan))
   if sub_model:
     if role != "super":

@@ -76,6 +76,10 @@ class Settings:
     warm: Start both generators from the shipped scale-2 pair (scale 2 only) instead of
       random weights (with the image skip, random weights start as plain resizing,
       which at scale 1 is the identity).
+    transfer_share: With with_transfer: the share of the training draws taken from
+      the transfer pairs (`--train_shares`; the CIFAR-10 recipe that held had 38 %);
+      0: every record equally often (the transfer pairs are then 948 of 6,168
+      records, about 15 %).
   """
   sub_steps: int = 600
   super_steps: int = 500
@@ -90,13 +94,27 @@ class Settings:
   with_transfer: bool = False
   scale: int = 2
   warm: bool = True
+  transfer_share: float = 0.0
 
 
 def run_name(s: Settings) -> str:
-  """imagenet_warm / imagenet_scratch, _s<scale> unless 2, _transfer, then the tag."""
+  """imagenet_warm / imagenet_scratch, _s<scale> unless 2, _transfer[<share %>], then
+  the tag."""
+  share = f"{round(100 * s.transfer_share)}" if s.with_transfer and s.transfer_share else ""
   return ("imagenet_" + ("warm" if s.warm else "scratch")
           + ("" if s.scale == 2 else f"_s{s.scale}")
-          + ("_transfer" if s.with_transfer else "") + s.tag)
+          + (f"_transfer{share}" if s.with_transfer else "") + s.tag)
+
+
+def train_shares(s: Settings) -> Tuple[float, ...]:
+  """(mix share, transfer share) of the training draws, or () for record counts."""
+  if not 0.0 <= s.transfer_share < 1.0:
+    raise RecipeError(f"transfer_share={s.transfer_share} must be in [0, 1)")
+  if s.transfer_share and not s.with_transfer:
+    raise RecipeError("transfer_share needs with_transfer=True")
+  if not s.transfer_share:
+    return ()
+  return (round(1.0 - s.transfer_share, 6), s.transfer_share)
 
 
 def ship_destination(s: Settings) -> str:
@@ -136,6 +154,7 @@ def recipe(s: Settings, work: str, name: str = "imagenet_mix_warm") -> Recipe:
   run = run_name(s)
   runs, records = f"{work}/runs/{run}", f"{work}/imagenet/records"
   more = (f"{work}/imagenet_transfer/records_class",) if s.with_transfer else ()
+  shares = train_shares(s)
   sub, sup = f"{runs}/sub", f"{runs}/super"
   val, test = f"{work}/val_imagenet", f"{work}/table_imagenet"
   test_flags = {"rows": tuple(s.test_rows)}
@@ -151,11 +170,12 @@ def recipe(s: Settings, work: str, name: str = "imagenet_mix_warm") -> Recipe:
                    "shared_dir": "../shared", "batch_size": 16,
                    "val_fraction": rows.IMAGENET_VAL_FRACTION}, nice=10)],
       "sub": [dataclasses.replace(common.train_job(
-          f"{run}/sub", "sub", gan_settings(s, "sub"), records, sub, more_records=more),
+          f"{run}/sub", "sub", gan_settings(s, "sub"), records, sub, more_records=more,
+          shares=shares),
                                   nice=10)],
       "super": [dataclasses.replace(common.train_job(
           f"{run}/super", "super", gan_settings(s, "super"), records, sup, sub_model=sub,
-          more_records=more), nice=10)],
+          more_records=more, shares=shares), nice=10)],
       "val": [table_job(f"{run}/val", "imagenet_val", val, s.val_images, run,
                         f"{val}/{run}", sub, sup)],
       "val_shipped": [table_job("imagenet_shipped128/val", "imagenet_val", val,
@@ -181,6 +201,10 @@ RECIPES = {
         "the shipped 256 -> 128 -> 256 GANs fine-tuned on the imagenet attack mix + the "
         "class samples' MI-FGSM 9/255 transfer pairs",
         Settings(with_transfer=True)),
+    "imagenet_mix_transfer40_warm": (
+        "the shipped 256 -> 128 -> 256 GANs fine-tuned on the imagenet attack mix (60 % "
+        "of the draws) + the class samples' MI-FGSM 9/255 transfer pairs (40 %)",
+        Settings(with_transfer=True, transfer_share=0.4)),
     "imagenet_mix_transfer_s1": (
         "scale 1 (two 256 -> 256 denoisers, no bottleneck) from random weights on the "
         "imagenet attack mix + the class samples' MI-FGSM 9/255 transfer pairs",

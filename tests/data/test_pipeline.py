@@ -229,6 +229,43 @@ def test_globs_joined_by_commas_read_both_sets(noise_records, tmp_path):
     pipeline.match_files(f"{noise_records},{tmp_path / 'nope-*'}")
 
 
+def _share_of_constant(cfg, batches):
+  """Fraction of the training inputs that are the constant-7 records."""
+  inputs = np.concatenate([a for a, _ in _take(pipeline.train_dataset(cfg, "sub"), batches)])
+  return float(np.mean([np.allclose(x, 7 / 255, atol=1e-6) for x in inputs]))
+
+
+def test_train_shares_set_each_globs_share_of_the_draws(noise_records, tmp_path):
+  """6 noise records next to 2 constant ones: read together, the constant ones are a
+  quarter of the draws; with shares (1, 3) three quarters, with (1, 1) half."""
+  other = tmp_path / "other"
+  other.mkdir()
+  _write(other / "train-00000-of-00001.tfrecord", [(_constant(7), _constant(9))] * 2)
+  both = f"{noise_records},{other / 'train-*'}"
+  kwargs = dict(image_size=16, scale=2, batch_size=16, augment=False)
+  plain = _share_of_constant(_cfg(both, **kwargs), 25)  # 400 draws
+  assert 0.18 < plain < 0.32
+  three_quarters = _share_of_constant(_cfg(both, train_shares=(1, 3), **kwargs), 25)
+  assert 0.68 < three_quarters < 0.82
+  half = _share_of_constant(_cfg(both, train_shares=("0.5", "0.5"), **kwargs), 25)
+  assert 0.42 < half < 0.58
+  # The draw is seeded: the same seed gives the same batches.
+  cfg = _cfg(both, train_shares=(1, 3), deterministic=True, **kwargs)
+  first, second = (_take(pipeline.train_dataset(cfg, "sub", seed=3), 3) for _ in range(2))
+  for (a, _), (b, _) in zip(first, second):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(errors.UsageError, match="2 values for the 1 globs"):
+    pipeline.train_dataset(cfg, "sub", pattern=noise_records)
+
+
+@pytest.mark.parametrize("shares,message", [((1,), "1 values for the 2 globs"),
+                                            ((1, 0), "must be > 0"),
+                                            (("a", 1), "expected numbers")])
+def test_bad_train_shares_name_the_problem(noise_records, shares, message):
+  with pytest.raises(errors.UsageError, match=message):
+    _cfg(f"{noise_records},{noise_records}", train_shares=shares)
+
+
 @pytest.mark.parametrize("role", ["sub", "super"])
 @pytest.mark.parametrize("fraction,batch,expected", [(0.25, 8, 2), (0.5, 4, 2), (0.3, 5, 2)])
 def test_clean_pairs_fill_the_requested_share_of_every_batch(tmp_path, role, fraction,

@@ -89,3 +89,27 @@ def test_scale1_variant_trains_two_denoisers_from_random_weights():
 def test_warm_start_needs_the_shipped_scale():
   with pytest.raises(RecipeError, match="warm=True needs scale 2"):
     _recipe("scale=1")
+
+
+def test_transfer40_variant_draws_two_fifths_from_the_transfer_pairs():
+  """`transfer_share` becomes --train_shares in the order of --train_records' globs
+  (mix first), and the training program parses it back to the same shares."""
+  from cdgan_tf import config  # pylint: disable=import-outside-toplevel
+  recipe = recipes_lib.get_recipe("imagenet_mix_transfer40_warm", "/w")
+  for role in ("sub", "super"):
+    job = recipe.stages[role][0]
+    assert job.flags["train_shares"] == (0.6, 0.4)
+    assert job.flags["model_dir"] == f"/w/runs/imagenet_warm_transfer40/{role}"
+    data = config.DataConfig(train_pattern=job.flags["train_records"],
+                             train_shares=job.flags["train_shares"])
+    assert data.train_pattern.split(",")[1].startswith("/w/imagenet_transfer/")
+    assert data.train_shares == (0.6, 0.4)
+  values = flags.FlagValues()
+  cdgan_flags.define_training_flags(values)
+  values(["prog", "--train_shares=0.6,0.4", "--train_records=r", "--model_dir=m"])
+  assert [float(v) for v in values.train_shares] == [0.6, 0.4]
+  assert "train_shares" not in _recipe().stages["sub"][0].flags  # counts, as before
+  with pytest.raises(RecipeError, match="needs with_transfer"):
+    _recipe("transfer_share=0.4")
+  with pytest.raises(RecipeError, match=r"must be in \[0, 1\)"):
+    recipes_lib.get_recipe("imagenet_mix_transfer_warm", "/w", ["transfer_share=1.0"])
