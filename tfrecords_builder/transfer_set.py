@@ -61,6 +61,11 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 32, "Images per attack batch.",
 _MAX_IMAGES = flags.DEFINE_integer("max_images", 0, "Attack a fixed pseudo-random subset "
                                    "of this many images (0: all).", lower_bound=0)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the attacks' randomness.")
+_SEEDING = flags.DEFINE_enum(
+    "seeding", "image", transfer_set.SEEDINGS, "image: each image's randomness (PGD "
+    "start, input diversity) from its own key, so its bytes do not depend on its batch "
+    "mates; batch: one stream per batch (transfer sets made before; a folder whose "
+    "sidecar records no seeding is one).")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Folder of the adversarial PNGs and "
                                   "attack_manifest.json (a previous run's folder resumes).")
 _LOG_EVERY = flags.DEFINE_integer("log_every", 500, "Log progress every N images.",
@@ -99,7 +104,8 @@ def main(argv):
       diversity_prob=_DIVERSITY_PROB.value, crop=_CROP.value,
       batch_size=_BATCH_SIZE.value, max_images=_MAX_IMAGES.value, seed=_SEED.value,
       log_every=_LOG_EVERY.value, command={"argv": sys.argv},
-      attack_path=_ATTACK_PATH.value, overlap_depth=_OVERLAP_DEPTH.value)
+      attack_path=_ATTACK_PATH.value, overlap_depth=_OVERLAP_DEPTH.value,
+      seeding=_SEEDING.value)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from typing import Callable, Dict
 
 import tensorflow as tf
 
+from cdgan_tf.attacks import draws
 from cdgan_tf.common import errors
 
 FeatureFn = Callable[[tf.Tensor], tf.Tensor]
@@ -29,16 +30,17 @@ _COMPILED: Dict[int, tuple] = {}
 _CACHE_SIZE = 16
 
 
-def _loop(feature_fn: FeatureFn):
-  """The cached tf.function of the attack loop for this feature network."""
-  key = id(feature_fn)
+def _loop(feature_fn: FeatureFn, seed_rank: int):
+  """The cached tf.function of the attack loop for this feature network and seed rank
+  (1: one seed pair for the batch, 2: one per image)."""
+  key = (id(feature_fn), seed_rank)
   if key in _COMPILED:
     return _COMPILED[key][1]
 
   @tf.function(reduce_retracing=True)
   def run(x, eps, alpha, steps, seed):
     target = tf.stop_gradient(tf.cast(feature_fn(x), tf.float32))
-    start = tf.random.stateless_uniform(tf.shape(x), seed, -1.0, 1.0) * eps
+    start = draws.uniform(tf.shape(x), seed, -1.0, 1.0) * eps
     adv = tf.clip_by_value(x + start, 0.0, 1.0)
     for _ in tf.range(steps):
       with tf.GradientTape() as tape:
@@ -73,7 +75,9 @@ def feature_distortion(feature_fn: FeatureFn, images, eps: float, steps: int = 1
     eps: L-inf budget in [0, 1].
     steps: Signed gradient steps (>= 1).
     step_size: Step length; default 2.5 * eps / steps.
-    seed: Seed of the random start (stateless: same seed, same result).
+    seed: Seed of the random start (stateless: same seed, same result): an int, or
+      int [N], one per image (`draws`: then an image's result does not depend on its
+      batch mates).
 
   Returns:
     float32 [N, H, W, 3] in [0, 1] with max |x_adv - images| <= eps.
@@ -93,9 +97,9 @@ def feature_distortion(feature_fn: FeatureFn, images, eps: float, steps: int = 1
   images = tf.cast(tf.convert_to_tensor(images), tf.float32)
   if images.shape.rank != 4:
     raise errors.UsageError(f"images must be [N, H, W, C], got shape {images.shape}")
-  seed_t = tf.constant([int(seed) % (2**63 - 1), 104729], tf.int64)
+  seed_t = draws.seed_pairs(seed, 104729)
   try:
-    return _loop(feature_fn)(images, tf.constant(eps, tf.float32),
+    return _loop(feature_fn, seed_t.shape.rank)(images, tf.constant(eps, tf.float32),
                              tf.constant(step_size, tf.float32),
                              tf.constant(int(steps), tf.int32), seed_t)
   except (ValueError, TypeError) as e:

@@ -31,9 +31,11 @@ import collections
 import math
 from typing import Callable, Sequence, Union
 
+import numpy as np
 import tensorflow as tf
 
 from cdgan_tf.attacks import budget
+from cdgan_tf.attacks import draws
 from cdgan_tf.attacks import eot
 from cdgan_tf.common import checks
 from cdgan_tf.common import errors
@@ -42,7 +44,8 @@ LogitsFn = Callable[[tf.Tensor], tf.Tensor]
 LogitsFns = Union[LogitsFn, Sequence[LogitsFn]]
 
 NORMS = ("linf", "l2")
-DIVERSITY_RATIO = 330.0 / 299.0  # Xie et al.: 299 px inputs resized up to 330 px.
+DIVERSITY_RATIO = draws.DIVERSITY_RATIO
+input_diversity = draws.input_diversity
 _TINY = 1e-12
 _CACHE_SIZE = 64  # Evaluation grids compose many (classifier, defense) targets.
 
@@ -207,8 +210,16 @@ def _project_l2(x, clean, eps):
   return tf.clip_by_value(clean + delta * factor, 0.0, 1.0)
 
 
-def _seed(seed, step, salt: int):
-  return tf.stack([tf.cast(seed, tf.int64) * 1000003 + salt, tf.cast(step, tf.int64)])
+def _seed_tensor(seed) -> tf.Tensor:
+  """A scalar seed (one stream per batch) or int [N] (one per image) as int64."""
+  if not tf.is_tensor(seed):
+    seed = np.asarray(seed)
+    seed = tf.constant(int(seed) if seed.ndim == 0 else seed.astype(np.int64), tf.int64)
+  seed = tf.cast(seed, tf.int64)
+  if seed.shape.rank not in (0, 1):
+    raise errors.UsageError(f"seed of shape {seed.shape.as_list()}: expected a scalar or "
+                            "one seed per image")
+  return seed
 
 
 def fgsm(logits_fn: LogitsFns, images, labels, eps, targeted: bool = False) -> tf.Tensor:
@@ -249,7 +260,9 @@ def pgd(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size=No
     norm: "linf" or "l2".
     random_start: Start from a random point in the ball instead of the clean image.
     targeted: Descend the cross-entropy of `labels` instead of ascending it.
-    seed: Seed of the random start (stateless: same seed, same result).
+    seed: Seed of the random start (stateless: same seed, same result): an int, or
+      int [N], one per image (`draws`: then an image's result does not depend on its
+      batch mates).
     eot_samples: K: each step follows the mean of K gradients (`eot.mean_gradient`),
       for a randomized `logits_fn` whose every call draws new randomness; 1: plain PGD.
 
@@ -268,13 +281,12 @@ def pgd(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size=No
     def run(x, y, eps_t, alpha, n_steps, seed_t, eot_t):
       if random_start:
         if norm == "linf":
-          noise = tf.random.stateless_uniform(tf.shape(x), _seed(seed_t, 0, 1),
-                                              -1.0, 1.0) * eps_t
+          noise = draws.uniform(tf.shape(x), draws.step_seed(seed_t, 0, 1), -1.0, 1.0) * eps_t
         else:
-          direction = tf.random.stateless_normal(tf.shape(x), _seed(seed_t, 0, 2))
+          direction = draws.normal(tf.shape(x), draws.step_seed(seed_t, 0, 2))
           direction /= tf.maximum(_l2_norm(direction), _TINY)
-          radius = tf.random.stateless_uniform(
-              tf.stack([tf.shape(x)[0], 1, 1, 1]), _seed(seed_t, 0, 3))
+          radius = draws.uniform(tf.stack([tf.shape(x)[0], 1, 1, 1]),
+                                 draws.step_seed(seed_t, 0, 3))
           noise = direction * radius * eps_t
         adv = project(x + noise, x, eps_t)
       else:
@@ -289,51 +301,12 @@ def pgd(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size=No
       return adv
     return run
 
-  run = _compiled(logits_fn, "pgd", (norm, bool(random_start), bool(targeted)), build)
+  seed = _seed_tensor(seed)  # One compiled loop per seed rank (per batch / per image).
+  run = _compiled(logits_fn, "pgd", (norm, bool(random_start), bool(targeted),
+                                     seed.shape.rank), build)
   return run(images, labels, tf.constant(eps, tf.float32),
              tf.constant(step_size, tf.float32), tf.constant(steps, tf.int32),
-             tf.constant(int(seed), tf.int64), tf.constant(eot_samples, tf.int32))
-
-
-def input_diversity(images: tf.Tensor, probability, seed) -> tf.Tensor:
-  """Xie et al. (2019) input diversity, resized back to the input size.
-
-  With probability `probability` the batch is resized (nearest neighbour) to a random
-  side in [S, S * 330/299) per axis, zero-padded at a random offset to ceil(S * 330/299)
-  (at least S + 1), and resized back (bilinear) to S; otherwise it is returned as is.
-  One transform is drawn per call and applied to the whole batch, as in the paper's code.
-
-  Args:
-    images: float32 [N, H, W, C] in [0, 1].
-    probability: Scalar in [0, 1].
-    seed: int64 [2] stateless seed.
-
-  Returns:
-    float32 [N, H, W, C], differentiable with respect to `images`.
-  """
-  shape = tf.shape(images)
-  height, width = shape[1], shape[2]
-  seeds = tf.random.experimental.stateless_split(seed, 4)
-
-  def padded_side(side):
-    big = tf.cast(tf.math.ceil(tf.cast(side, tf.float32) * DIVERSITY_RATIO), tf.int32)
-    return tf.maximum(big, side + 1)
-
-  def diverse():
-    out_h, out_w = padded_side(height), padded_side(width)
-    rnd_h = tf.random.stateless_uniform([], seeds[0], height, out_h, dtype=tf.int32)
-    rnd_w = tf.random.stateless_uniform([], seeds[1], width, out_w, dtype=tf.int32)
-    resized = tf.image.resize(images, tf.stack([rnd_h, rnd_w]), method="nearest")
-    top = tf.random.stateless_uniform([], seeds[2], 0, out_h - rnd_h + 1, dtype=tf.int32)
-    left = tf.random.stateless_uniform([], seeds[3], 0, out_w - rnd_w + 1, dtype=tf.int32)
-    padded = tf.pad(resized, [[0, 0], [top, out_h - rnd_h - top],
-                              [left, out_w - rnd_w - left], [0, 0]])
-    back = tf.image.resize(padded, tf.stack([height, width]), method="bilinear")
-    back.set_shape(images.shape)
-    return back
-
-  draw = tf.random.stateless_uniform([], seed)
-  return tf.cond(draw < probability, diverse, lambda: tf.identity(images))
+             seed, tf.constant(eot_samples, tf.int32))
 
 
 def mifgsm(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size=None,
@@ -356,7 +329,9 @@ def mifgsm(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size
     decay: Momentum decay factor mu (paper: 1.0).
     diversity_prob: Probability p of the input-diversity transform per step.
     targeted: Descend the cross-entropy of `labels` instead of ascending it.
-    seed: Seed of the diversity draws (stateless: same seed, same result).
+    seed: Seed of the diversity draws (stateless: same seed, same result): an int, or
+      int [N], one per image (`draws`: each image draws its own transforms, and its
+      result does not depend on its batch mates).
 
   Returns:
     float32 [N, H, W, C] in [0, 1] with max |x_adv - images| <= eps.
@@ -376,8 +351,8 @@ def mifgsm(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size
       for i in tf.range(n_steps):
         transform = None
         if use_diversity:
-          step_seed = _seed(seed_t, i, 4)
-          transform = lambda z, s=step_seed: input_diversity(z, prob, s)  # noqa: E731
+          step_seed = draws.step_seed(seed_t, i, 4)
+          transform = lambda z, s=step_seed: draws.input_diversity(z, prob, s)  # noqa: E731
         grad = _gradient(fn, adv, y, targeted, transform)
         grad /= tf.maximum(
             tf.reduce_mean(tf.abs(grad), axis=[1, 2, 3], keepdims=True), _TINY)
@@ -386,9 +361,10 @@ def mifgsm(logits_fn: LogitsFns, images, labels, eps, steps: int = 10, step_size
       return adv
     return run
 
-  run = _compiled(logits_fn, "mifgsm", (bool(targeted), use_diversity), build)
+  seed = _seed_tensor(seed)
+  run = _compiled(logits_fn, "mifgsm", (bool(targeted), use_diversity, seed.shape.rank),
+                  build)
   return run(images, labels, tf.constant(eps, tf.float32),
              tf.constant(step_size, tf.float32), tf.constant(steps, tf.int32),
              tf.constant(float(decay), tf.float32),
-             tf.constant(float(diversity_prob), tf.float32),
-             tf.constant(int(seed), tf.int64))
+             tf.constant(float(diversity_prob), tf.float32), seed)

@@ -133,7 +133,7 @@ class Models:
 
 
 def run_attack(attack: mixes.MixAttack, eps_255: int, choice: int, models: Models,
-               clean: np.ndarray, labels: np.ndarray, seed: int) -> np.ndarray:
+               clean: np.ndarray, labels: np.ndarray, seed) -> np.ndarray:
   """One mix attack on a batch.
 
   Args:
@@ -143,7 +143,8 @@ def run_attack(attack: mixes.MixAttack, eps_255: int, choice: int, models: Model
     models: Where the networks come from.
     clean: float32 [N, H, W, 3] in [0, 1].
     labels: int64 [N] true labels (only gradient kinds read them).
-    seed: Seed of the attack's randomness.
+    seed: Seed of the attack's randomness: an int (one stream for the batch, as the
+      mix generator uses), or int [N], one per image (`attacks.draws`).
 
   Returns:
     float32 [N, H, W, 3] in [0, 1] with max |x_adv - clean| <= eps_255 / 255.

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import tensorflow as tf
 
+from cdgan_tf.attacks import draws
 from cdgan_tf.common import errors
 
 NOISES = ("uniform", "gaussian")
 GAUSSIAN_SIGMA_PER_EPS = 0.5
-
-
-def _seed(seed: int) -> tf.Tensor:
-  return tf.constant([int(seed) % (2**63 - 1), 7919], tf.int64)
 
 
 def noise(images, eps: float, kind: str = "uniform", seed: int = 0) -> tf.Tensor:
@@ -33,7 +30,8 @@ def noise(images, eps: float, kind: str = "uniform", seed: int = 0) -> tf.Tensor
     images: float32 [N, H, W, C] in [0, 1].
     eps: L-inf budget in [0, 1].
     kind: "uniform" or "gaussian" (see the module docstring).
-    seed: Seed of the stateless draw.
+    seed: Seed of the stateless draw: an int, or int [N], one per image (then an
+      image's noise does not depend on its batch mates; `draws`).
 
   Returns:
     float32 [N, H, W, C] in [0, 1] with max |x_adv - images| <= eps.
@@ -49,9 +47,9 @@ def noise(images, eps: float, kind: str = "uniform", seed: int = 0) -> tf.Tensor
   images = tf.cast(tf.convert_to_tensor(images), tf.float32)
   shape = tf.shape(images)
   if kind == "uniform":
-    delta = tf.random.stateless_uniform(shape, _seed(seed), -eps, eps)
+    delta = draws.uniform(shape, draws.seed_pairs(seed, 7919), -eps, eps)
   else:
-    delta = tf.random.stateless_normal(shape, _seed(seed),
-                                       stddev=GAUSSIAN_SIGMA_PER_EPS * eps)
+    delta = draws.normal(shape, draws.seed_pairs(seed, 7919),
+                         stddev=GAUSSIAN_SIGMA_PER_EPS * eps)
     delta = tf.clip_by_value(delta, -eps, eps)
   return tf.clip_by_value(images + delta, 0.0, 1.0)

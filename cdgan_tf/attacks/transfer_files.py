@@ -66,6 +66,10 @@ def read_sidecar(path: pathlib.Path) -> Tuple[Optional[dict], Dict[str, dict]]:
   return header, records
 
 
+# What a setting that older sidecars do not record was when they were made.
+LEGACY_SETTINGS = {"seeding": "batch"}
+
+
 def check_output_dir(output_dir: pathlib.Path, clean_dir, settings: dict):
   """Refuses a foreign or differently-made output_dir; returns its sidecar (header, records)."""
   clean = pathlib.Path(clean_dir).resolve()
@@ -82,7 +86,9 @@ def check_output_dir(output_dir: pathlib.Path, clean_dir, settings: dict):
   header, records = read_sidecar(output_dir / SIDECAR)
   if header is None:  # Killed before the header was written: nothing to compare.
     return None, records
-  # A setting the header lacks was not recorded by older versions: it cannot be compared.
+  # A setting the header lacks was not recorded by older versions: it had the value of
+  # LEGACY_SETTINGS if listed there, else it cannot be compared.
+  header = {**{k: v for k, v in LEGACY_SETTINGS.items() if k in settings}, **header}
   differences = [f"{k}: {header[k]!r} there, {v!r} now" for k, v in settings.items()
                  if k in header and header[k] != v]
   if differences:

@@ -10,9 +10,13 @@ and writes `round(255 * x_adv)` as an 8-bit RGB PNG at the key's relative path
 output folder with the clean folder as they pair DAmageNet with ILSVRC2012 val.
 
 Batches: images are grouped by prepared size, sorted by key within a group, and cut into
-`batch_size` chunks. A batch is the unit of work and of randomness (its seed is a hash of
-`seed` and its first key), so an image always lands in the same batch with the same
-batch-mates and gets the same perturbation, in a fresh run or a resumed one.
+`batch_size` chunks. A batch is the unit of work. Randomness (PGD's start, input
+diversity) is seeded per image by default (`seeding="image"`: a hash of `seed` and the
+image's key, `attacks.draws`), so an image gets the same perturbation whatever its batch
+mates: with another `batch_size` or `max_images` too (up to float round-off of batched
+kernels). `seeding="batch"` (transfer sets made before) seeds each batch from its first
+key, so an image's bytes depend on its batch; either way a fresh or resumed run with the
+same settings writes the same bytes.
 
 Resuming: each PNG is written to a hidden temporary name and `os.replace`d, then its
 statistics are appended to `output_dir/.attack_stats.jsonl` (the sidecar, whose first
@@ -59,10 +63,26 @@ Surrogate = Union[str, classifiers.Classifier]
 ATTACK_PATHS = ("rebuild", "interpreter")
 
 
+# How an attack's randomness is seeded: one seed per image (from its key; its result
+# does not depend on its batch mates, `attacks.draws`) or one per batch (from the
+# batch's first key; transfer sets made before per-image seeds).
+SEEDINGS = ("image", "batch")
+
+
 def batch_seed(seed: int, first_key: str) -> int:
   """The attack seed of the batch starting at `first_key` (a non-negative int63)."""
   digest = hashlib.sha256(f"{seed}/{first_key}".encode("utf-8")).digest()
   return int.from_bytes(digest[:8], "big") >> 1
+
+
+def image_seeds(seed: int, keys: Sequence[str]) -> np.ndarray:
+  """int64 [N]: each image's attack seed, `batch_seed(seed, key)` of its own key."""
+  return np.array([batch_seed(seed, key) for key in keys], np.int64)
+
+
+def attack_seed(seed: int, keys: Sequence[str], seeding: str):
+  """The seed argument of one batch's attack: per image, or the batch's (first key)."""
+  return image_seeds(seed, keys) if seeding == "image" else batch_seed(seed, keys[0])
 
 
 def plan_batches(items: Sequence[Tuple[str, str, int, Tuple[int, int]]],
@@ -196,7 +216,7 @@ def _load_batch(batch, crop: str):
   return loaded, failures
 
 
-def _attack_loaded(loaded, members, attack: settings_lib.AttackSettings, seed: int,
+def _attack_loaded(loaded, members, attack: settings_lib.AttackSettings, seed,
                    attack_fns=None):
   """Attacks decoded images (through `attack_fns`, default the members).
 
@@ -240,7 +260,7 @@ def _percent(fraction: Optional[float]) -> str:
 def _attack_all(batches, is_done, members, attack: settings_lib.AttackSettings, seed: int,
                 crop: str, output_dir: pathlib.Path, failed: list, header: Optional[dict],
                 log_every: int, total: int, attack_fns=None, stop=None,
-                depth: int = 2) -> dict:
+                depth: int = 2, seeding: str = "image") -> dict:
   """Attacks every batch not yet done, appending records to the sidecar; returns counts.
 
   With depth > 0 the next `depth` batches are decoded and the finished ones written
@@ -266,8 +286,9 @@ def _attack_all(batches, is_done, members, attack: settings_lib.AttackSettings, 
       kept_done = [done[batch.index(item)] for item, _ in loaded]
       written = []
       if loaded:
-        adv_u8, before, after = _attack_loaded(
-            loaded, members, attack, batch_seed(seed, batch[0][0]), attack_fns)
+        seeds = attack_seed(seed, [item[0] for item, _ in loaded] if seeding == "image"
+                            else [batch[0][0]], seeding)
+        adv_u8, before, after = _attack_loaded(loaded, members, attack, seeds, attack_fns)
         written = _batch_records(loaded, kept_done, adv_u8, before, after)
         pngs = {item[0]: adv_u8[i] for i, ((item, _), d) in enumerate(zip(loaded, kept_done))
                 if not d}
@@ -298,7 +319,8 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
              decay: float = 1.0, diversity_prob: float = 0.0, crop: str = "none",
              batch_size: int = 32, max_images: int = 0, seed: int = 0,
              log_every: int = 500, command: Optional[dict] = None,
-             attack_path: str = "rebuild", overlap_depth: int = 2) -> dict:
+             attack_path: str = "rebuild", overlap_depth: int = 2,
+             seeding: str = "image") -> dict:
   """Attacks the surrogate(s) on every clean image and writes the adversarial PNGs.
 
   Args:
@@ -317,6 +339,9 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
     max_images: Attack only a fixed subset of this many images
       (`folders.select_subset`); 0: all.
     seed: Seed of the attacks' randomness (PGD start, input diversity).
+    seeding: "image": each image's randomness from its own key (independent of its
+      batch mates); "batch": one stream per batch (transfer sets made before; an
+      output_dir whose sidecar does not record a seeding is such a set).
     log_every: Log progress every this many images.
     command: Command-line arguments to record in the manifest.
     attack_path: What the gradient steps run for TFLite surrogates (`ATTACK_PATHS`,
@@ -334,6 +359,7 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
   """
   checks.check_choice("crop", crop, image_files.CROPS)
   checks.check_choice("attack_path", attack_path, ATTACK_PATHS)
+  checks.check_choice("seeding", seeding, SEEDINGS)
   if batch_size < 1 or max_images < 0 or overlap_depth < 0:
     raise errors.UsageError(f"batch_size={batch_size} must be >= 1, max_images={max_images} >= 0 "
                      f"and overlap_depth={overlap_depth} >= 0")
@@ -345,7 +371,8 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
   record = attack.record()
   settings = {"attack": {k: v for k, v in record.items() if k != "eps_text"},
               "surrogates": [_spec_of(s) for s in surrogates], "seed": int(seed),
-              "crop": crop, "batch_size": int(batch_size), "max_images": int(max_images)}
+              "crop": crop, "batch_size": int(batch_size), "max_images": int(max_images),
+              "seeding": seeding}
   output_dir = pathlib.Path(output_dir)
   header, records = tfiles.check_output_dir(output_dir, clean_dir, settings)
   members = load_surrogates(surrogates)
@@ -362,7 +389,8 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
          "surrogates": [{"spec": spec, "name": m.name, "input_size": list(m.input_size),
                          "num_classes": m.num_classes, "gradients": m.gradient_source}
                         for spec, m in zip(settings["surrogates"], members)],
-         "seed": int(seed), "crop": crop, "batch_size": batch_size, "max_images": max_images,
+         "seed": int(seed), "seeding": seeding, "crop": crop, "batch_size": batch_size,
+         "max_images": max_images,
          "clean_dir": str(clean_dir),
          "labels": None if labels_path is None else str(labels_path),
          "output_dir": str(output_dir), "attack_path": attack_path,
@@ -373,7 +401,8 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
     started = time.perf_counter()
     counts = _attack_all(batches, is_done, members, attack, seed, crop, output_dir, failed,
                          settings if header is None else None, log_every, len(items),
-                         attack_functions(members, attack_path), stop, overlap_depth)
+                         attack_functions(members, attack_path), stop, overlap_depth,
+                         seeding)
     seconds = time.perf_counter() - started
     counts.update(failed=len(failed))
     manifest = tfiles.write_manifest(output_dir, run, [m.name for m in members], counts,

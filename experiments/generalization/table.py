@@ -40,6 +40,7 @@ from cdgan_tf.attacks import mix_set
 from cdgan_tf.attacks import mixes
 from cdgan_tf.attacks import settings as settings_lib
 from cdgan_tf.attacks import transfer_files
+from cdgan_tf.attacks import transfer_set
 from cdgan_tf.common import files
 from cdgan_tf.data import image_files
 
@@ -58,6 +59,10 @@ flags.DEFINE_string("sub_model", "", "Sub generator to score (default: the datas
 flags.DEFINE_string("super_model", "", "Super generator to score (default: the dataset's).")
 flags.DEFINE_string("eval_tag", "eval", "Evaluations go to <work>/<row>_<eval_tag>/.")
 flags.DEFINE_list("defenses", list(DEFENSES), "Defenses (evaluate.py names) to score.")
+flags.DEFINE_enum("seeding", "image", transfer_set.SEEDINGS, "image: each image's attack "
+                  "randomness from its key (its PNG does not depend on --max_images or "
+                  "--batch_size); batch: seeded by the batch's first index (tables made "
+                  "before session 6 of issue 18).")
 flags.mark_flags_as_required(["work", "output"])
 FLAGS = flags.FLAGS
 
@@ -74,7 +79,12 @@ def attack_row(row: Row, images, out_dir: str, models: mix_set.Models,
   attack, as evaluate.py --crop prepares the clean side it pairs with."""
   done = os.path.join(out_dir, ".done.json")
   if os.path.exists(done):
-    return files.read_json(done)
+    result = files.read_json(done)
+    made_with = result.get("seeding", "batch")  # Rows made before record none.
+    if made_with != FLAGS.seeding:
+      raise cli.UsageError(f"{out_dir} was attacked with --seeding={made_with}, not "
+                           f"--seeding={FLAGS.seeding}: use another --work")
+    return result
   started = time.perf_counter()
   linf = 0.0
   rmsd = []
@@ -84,16 +94,19 @@ def attack_row(row: Row, images, out_dir: str, models: mix_set.Models,
                        for _, p, _ in batch])
     clean = pixels.astype(np.float32) / 255.0
     labels = np.array([l for _, _, l in batch], np.int64)
+    seed = (transfer_set.image_seeds(0, [key for key, _, _ in batch])
+            if FLAGS.seeding == "image" else i)
     if row.kind == "pgd_l2":
       settings = settings_lib.AttackSettings.parse("pgd_l2", row.eps, steps=row.steps)
-      adv = np.asarray(settings.run(models.surrogates(row.surrogates), clean, labels, seed=i))
+      adv = np.asarray(settings.run(models.surrogates(row.surrogates), clean, labels,
+                                    seed=seed))
     else:
       member = mixes.MixAttack(row.name, row.kind, 1.0, (int(row.eps), int(row.eps)),
                                (row.surrogates,) if row.surrogates else (),
                                steps=row.steps, diversity_prob=row.diversity_prob,
                                feature_network=row.feature_network,
                                feature_layer=row.feature_layer)
-      adv = mix_set.run_attack(member, int(row.eps), 0, models, clean, labels, seed=i)
+      adv = mix_set.run_attack(member, int(row.eps), 0, models, clean, labels, seed=seed)
     adv_u8 = np.clip(np.round(adv * 255.0), 0, 255).astype(np.uint8)
     diff = adv_u8.astype(np.float64) - pixels
     linf = max(linf, float(np.abs(diff).max()))
@@ -101,7 +114,8 @@ def attack_row(row: Row, images, out_dir: str, models: mix_set.Models,
     for (key, _, _), u8 in zip(batch, adv_u8):
       transfer_files.write_png(transfer_files.output_path(out_dir, key), u8)
   result = {"images": len(images), "rmsd_255": round(float(np.mean(rmsd)), 3),
-            "linf_255": linf, "seconds": round(time.perf_counter() - started, 1)}
+            "linf_255": linf, "seconds": round(time.perf_counter() - started, 1),
+            "seeding": FLAGS.seeding}
   files.write_json(done, result)
   return result
 

@@ -46,7 +46,9 @@ class AttackSettings:
   """A transfer set's attack (flags of `python -m tfrecords_builder.transfer_set`).
 
   `algorithm` is the attack algorithm (fgsm, pgd, mifgsm, ...), not one of evaluate.py's
-  threat models.
+  threat models. `seeding` "batch": the per-batch randomness the recipes' transfer sets
+  (the shipped weights' training data and the committed tables' attacks) were made
+  with, so the recipes remake the same bytes; "image" for new sets (`transfer_set`).
   """
   surrogate: str
   algorithm: str = "mifgsm"
@@ -56,6 +58,7 @@ class AttackSettings:
   diversity_prob: Optional[float] = None
   crop: Optional[str] = None
   seed: int = 0
+  seeding: str = "batch"
   batch_size: int = 100
   log_every: int = 1000
 

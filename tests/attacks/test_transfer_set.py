@@ -378,3 +378,39 @@ def test_overlap_on_threads_writes_the_same_bytes_as_in_turn(first_run, class_se
   sidecars = [(d / transfer_files.SIDECAR).read_text() for d in
               (out, tmp_path / "in_turn", tmp_path / "overlapped")]
   assert sidecars[0] == sidecars[1] == sidecars[2]
+
+
+def test_an_images_bytes_do_not_depend_on_its_batch(first_run, class_set, surrogate,
+                                                    tmp_path):
+  """Per-image seeds (the default): another batch size or subset attacks each image as
+  before (MI-FGSM with input diversity draws its transforms per image); per-batch seeds
+  (transfer sets made before) do not."""
+  out, _ = first_run
+  reference = {k: _rgb(out / k) for k in _files(out)}
+  _run(class_set, tmp_path / "b3", surrogate[1], batch_size=3)
+  _run(class_set, tmp_path / "sub", surrogate[1], max_images=6, batch_size=5)
+  for folder in ("b3", "sub"):
+    made = _files(tmp_path / folder)
+    assert made and set(made) <= set(reference)
+    for key in made:
+      np.testing.assert_array_equal(_rgb(tmp_path / folder / key), reference[key])
+  _run(class_set, tmp_path / "batch4", surrogate[1], seeding="batch")
+  _run(class_set, tmp_path / "batch3", surrogate[1], seeding="batch", batch_size=3)
+  four, three = _files(tmp_path / "batch4"), _files(tmp_path / "batch3")
+  assert any(four[k] != three[k] for k in four)
+
+
+def test_a_set_made_with_per_batch_seeds_is_not_resumed_per_image(class_set, surrogate,
+                                                                  tmp_path):
+  """A sidecar without a seeding (made before per-image seeds) is a per-batch set."""
+  out = tmp_path / "adv"
+  _run(class_set, out, surrogate[1], max_images=4, seeding="batch")
+  sidecar = out / transfer_files.SIDECAR
+  lines = sidecar.read_text().splitlines()
+  header = json.loads(lines[0])
+  del header["settings"]["seeding"]
+  sidecar.write_text("\n".join([json.dumps(header)] + lines[1:]) + "\n")
+  again = _run(class_set, out, surrogate[1], max_images=4, seeding="batch")
+  assert again["counts"]["attacked"] == 0
+  with pytest.raises(ValueError, match="seeding: 'batch' there, 'image' now"):
+    _run(class_set, out, surrogate[1], max_images=4)
