@@ -9,10 +9,14 @@ attack. A seed is either
   - an int64 vector [N], one seed per image: each image's draws are those a batch of
     one with that scalar seed gets, so an image's perturbation does not depend on
     which images share its batch or where it sits in it (up to float round-off of
-    batched kernels). Transfer sets use this (`transfer_set.image_seed`).
+    batched kernels). Transfer sets and the generalization table use this
+    (`image_seeds`: a hash of the run's seed and the image's key).
 """
 
 from __future__ import annotations
+
+import hashlib
+from typing import Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -20,6 +24,26 @@ import tensorflow as tf
 from cdgan_tf.common import errors
 
 DIVERSITY_RATIO = 330.0 / 299.0  # Xie et al.: 299 px inputs resized up to 330 px.
+# How a transfer set seeds its attacks: one seed per image (from its key; its result
+# does not depend on its batch mates) or one per batch (from the batch's first key;
+# transfer sets made before per-image seeds).
+SEEDINGS = ("image", "batch")
+
+
+def batch_seed(seed: int, first_key: str) -> int:
+  """The attack seed of the batch starting at `first_key` (a non-negative int63)."""
+  digest = hashlib.sha256(f"{seed}/{first_key}".encode("utf-8")).digest()
+  return int.from_bytes(digest[:8], "big") >> 1
+
+
+def image_seeds(seed: int, keys: Sequence[str]) -> np.ndarray:
+  """int64 [N]: each image's attack seed, `batch_seed(seed, key)` of its own key."""
+  return np.array([batch_seed(seed, key) for key in keys], np.int64)
+
+
+def attack_seed(seed: int, keys: Sequence[str], seeding: str):
+  """The seed argument of one batch's attack: per image, or the batch's (first key)."""
+  return image_seeds(seed, keys) if seeding == "image" else batch_seed(seed, keys[0])
 
 
 def step_seed(seed: tf.Tensor, step, salt: int) -> tf.Tensor:

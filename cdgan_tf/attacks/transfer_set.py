@@ -33,7 +33,6 @@ the clean image as prepared), counts, failures and the settings.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pathlib
 import time
@@ -49,6 +48,7 @@ from cdgan_tf.common import checks
 from cdgan_tf.common import errors
 from cdgan_tf.common import interrupts
 from cdgan_tf.common import locks
+from cdgan_tf.attacks import draws
 from cdgan_tf.attacks import overlap
 from cdgan_tf.attacks import settings as settings_lib
 from cdgan_tf.attacks import stats
@@ -63,26 +63,8 @@ Surrogate = Union[str, classifiers.Classifier]
 ATTACK_PATHS = ("rebuild", "interpreter")
 
 
-# How an attack's randomness is seeded: one seed per image (from its key; its result
-# does not depend on its batch mates, `attacks.draws`) or one per batch (from the
-# batch's first key; transfer sets made before per-image seeds).
-SEEDINGS = ("image", "batch")
-
-
-def batch_seed(seed: int, first_key: str) -> int:
-  """The attack seed of the batch starting at `first_key` (a non-negative int63)."""
-  digest = hashlib.sha256(f"{seed}/{first_key}".encode("utf-8")).digest()
-  return int.from_bytes(digest[:8], "big") >> 1
-
-
-def image_seeds(seed: int, keys: Sequence[str]) -> np.ndarray:
-  """int64 [N]: each image's attack seed, `batch_seed(seed, key)` of its own key."""
-  return np.array([batch_seed(seed, key) for key in keys], np.int64)
-
-
-def attack_seed(seed: int, keys: Sequence[str], seeding: str):
-  """The seed argument of one batch's attack: per image, or the batch's (first key)."""
-  return image_seeds(seed, keys) if seeding == "image" else batch_seed(seed, keys[0])
+SEEDINGS = draws.SEEDINGS
+batch_seed, image_seeds, attack_seed = draws.batch_seed, draws.image_seeds, draws.attack_seed
 
 
 def plan_batches(items: Sequence[Tuple[str, str, int, Tuple[int, int]]],
