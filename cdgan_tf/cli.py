@@ -76,7 +76,8 @@ def use_onednn_kernels() -> bool:
   return os.environ[ONEDNN_VARIABLE].strip().lower() in ("1", "true")
 
 
-def start(argv: Sequence[str] = None, *, onednn: bool = False) -> None:
+def start(argv: Sequence[str] = None, *, onednn: bool = False,
+          tensorflow: bool = True) -> None:
   """Decides from the command line whether TensorFlow's logs reach the terminal.
 
   Call it first in an entry script, before anything imports TensorFlow: TensorFlow
@@ -88,6 +89,8 @@ def start(argv: Sequence[str] = None, *, onednn: bool = False) -> None:
     argv: The command line's arguments (default: sys.argv[1:]).
     onednn: The program is compute-bound on the CPU (pair generation, training): turn
       on oneDNN's kernels unless the environment says otherwise (`use_onednn_kernels`).
+    tensorflow: Import TensorFlow now, its notices silenced; False for a program that
+      seldom needs it (its import then only has TF_CPP_MIN_LOG_LEVEL to quiet it).
   """
   if _state["started"]:
     return
@@ -100,6 +103,8 @@ def start(argv: Sequence[str] = None, *, onednn: bool = False) -> None:
     return
   os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
   native_logs.set_quiet(True)
+  if not tensorflow:
+    return
   with native_logs.silenced():  # Import-time notices, and cuInit on CPU-only machines.
     import tensorflow as tf  # pylint: disable=import-outside-toplevel
     # Initialising the devices here keeps their notices quiet too, but a multi-worker
@@ -113,10 +118,13 @@ def usage_errors() -> tuple:
 
   A plain ValueError is not among them: a library bug keeps its traceback.
   """
-  from cdgan_tf.common import files  # pylint: disable=import-outside-toplevel
   from cdgan_tf.common import locks  # pylint: disable=import-outside-toplevel
+  # files.WriteError can only come from an imported `files` (which imports TensorFlow:
+  # a program that never needed it does not import it for its error path).
+  files = sys.modules.get("cdgan_tf.common.files")
   return (errors.UsageError, FileNotFoundError, FileExistsError, NotADirectoryError,
-          IsADirectoryError, PermissionError, locks.LockError, files.WriteError)
+          IsADirectoryError, PermissionError, locks.LockError,
+          *((files.WriteError,) if files else ()))
 
 
 class _OwnInfoOnly(std_logging.Filter):

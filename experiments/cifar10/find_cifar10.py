@@ -17,7 +17,8 @@ import pathlib
 
 from cdgan_tf import cli  # First (imports nothing heavy).
 if __name__ == "__main__":
-  cli.start()  # Before TensorFlow is imported: its logs stay quiet unless --verbose.
+  # Quiet TensorFlow's logs unless --verbose; only a TFDS download imports it.
+  cli.start(tensorflow=False)
 
 from absl import flags  # pylint: disable=g-bad-import-order
 from absl import logging

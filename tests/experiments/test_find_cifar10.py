@@ -64,3 +64,22 @@ def test_resolve_names(tmp_path):
   assert find_cifar10.resolve("sample", "") == find_cifar10.SAMPLE
   with pytest.raises(Exception, match="no CIFAR-10 class folders"):
     find_cifar10.resolve(str(tmp_path), "")
+
+
+@pytest.mark.parametrize("args", [[], ["--data_dir=/nonexistent/cifar"]])
+def test_finding_a_folder_does_not_import_tensorflow(args):
+  """`make demo` asks this first: without TFDS it needs no TensorFlow, on success or on
+  a usage error (whose one-line path must not import it either)."""
+  code = ("import runpy, sys\n"
+          f"sys.argv = [{str(SCRIPT)!r}, *{args!r}]\n"
+          "try:\n"
+          f"  runpy.run_path({str(SCRIPT)!r}, run_name='__main__')\n"
+          "except SystemExit as e:\n"
+          "  print('exit', e.code)\n"
+          "print('tensorflow' in sys.modules)\n")
+  env = dict(os.environ, PYTHONPATH=str(REPO_ROOT))
+  env.pop("CDGAN_DATA_DIR", None)
+  run = subprocess.run([sys.executable, "-c", code], env=env, cwd=REPO_ROOT,
+                       capture_output=True, text=True, timeout=120)
+  assert run.stdout.strip().splitlines()[-1] == "False", run.stdout + run.stderr
+  assert ("exit 2" in run.stdout) == bool(args)
