@@ -101,12 +101,19 @@ def gan_settings(s: Settings, role: str) -> common.GanSettings:
 
 
 def table_job(name: str, dataset: str, work: str, images: int, tag: str, output: str,
-              sub: str = "", sup: str = "", defenses=("cdgan",)) -> Job:
-  """One generalization table (resumable; attacked PNGs shared within `work`)."""
+              sub: str = "", sup: str = "", defenses=("cdgan",),
+              seeding: str = "batch") -> Job:
+  """One generalization table (resumable; attacked PNGs shared within `work`).
+
+  `seeding` "batch": the recipes' tables keep the per-batch attack seeds their committed
+  tables were made with, so a new candidate is scored on the same attacked PNGs as the
+  purifiers before it (table.py's own default is "image").
+  """
   flags = {"dataset": dataset, "work": work, "max_images": images, "eval_tag": tag,
            "defenses": tuple(defenses)}
   if sub:
     flags.update(sub_model=sub, super_model=sup)
+  flags["seeding"] = seeding
   flags["output"] = output
   return Job(name, TABLE, flags, nice=10)
 

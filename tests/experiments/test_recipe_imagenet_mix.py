@@ -37,6 +37,9 @@ def test_validation_images_are_packed_out_of_training_and_chosen_on():
   assert mix.flags["val_fraction"] == rows.IMAGENET_VAL_FRACTION
   assert rows.DATASETS["imagenet_val"]["mix_val"] == ("imagenet", "val",
                                                       rows.IMAGENET_VAL_FRACTION)
+  for stage in ("val", "val_shipped", "test", "test_shipped"):
+    # Every purifier of a recipe is scored on the same (per-batch seeded) attacked PNGs.
+    assert recipe.stages[stage][0].flags["seeding"] == "batch"
   for stage in ("val", "val_shipped"):
     assert recipe.stages[stage][0].flags["dataset"] == "imagenet_val"
   assert "test" not in recipe.default_stages and "ship" not in recipe.default_stages
