@@ -129,6 +129,11 @@ DATASETS = {"cifar10": dict(rows=CIFAR_ROWS, targets=CIFAR_TARGETS,
                                  super="weights/imagenet/cdgan_scale2/super")}
 
 
+def slug(name: str) -> str:
+  """A row's folder name in a table's work folder: "pgd 8 v1_0.25" -> "pgd_8_v1_0_25"."""
+  return "".join(c if c.isalnum() else "_" for c in name)
+
+
 def markdown(table: dict) -> str:
   """The table as Markdown: one line per (row, target), attacked / clean top-1 in %."""
   head = ["attack", "held out because", "RMSD", "target", "normal", "no defense"] + [

@@ -44,7 +44,7 @@ from cdgan_tf.attacks import transfer_set
 from cdgan_tf.common import files
 from cdgan_tf.data import image_files
 
-from experiments.generalization.rows import DATASETS, DEFENSES, Row, markdown
+from experiments.generalization.rows import DATASETS, DEFENSES, Row, markdown, slug
 from experiments.generalization.splits import split_images
 
 flags.DEFINE_enum("dataset", "cifar10", sorted(DATASETS), "Which table.")
@@ -65,10 +65,6 @@ flags.DEFINE_enum("seeding", "image", transfer_set.SEEDINGS, "image: each image'
                   "before session 6 of issue 18).")
 flags.mark_flags_as_required(["work", "output"])
 FLAGS = flags.FLAGS
-
-
-def _slug(name: str) -> str:
-  return "".join(c if c.isalnum() else "_" for c in name)
 
 
 def attack_row(row: Row, images, out_dir: str, models: mix_set.Models,
@@ -156,7 +152,7 @@ def main(argv):
            "purifier": {"sub": spec["sub"], "super": spec["super"]},
            "command": {"argv": sys.argv}, "rows": []}
   for row in rows:
-    adv_dir = os.path.join(FLAGS.work, _slug(row.name))
+    adv_dir = os.path.join(FLAGS.work, slug(row.name))
     stats = attack_row(row, images, adv_dir, models, spec.get("crop", "none"))
     results = evaluate_row(row, spec, clean_dir, adv_dir, f"{adv_dir}_{FLAGS.eval_tag}")
     entry = {"row": dataclasses.asdict(row), "perturbation": stats, "targets": {}}
