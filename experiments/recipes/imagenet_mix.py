@@ -43,6 +43,8 @@ from experiments.runner import Job, Recipe, RecipeError
 
 DEFAULT_WORK = "/work/scratch/gen"
 SHIPPED = "weights/imagenet/cdgan_scale2"
+# The shipped pair a warm start of each scale begins from (same sizes: 8 x 32, 256 px).
+SHIPPED_BY_SCALE = {2: SHIPPED, 4: "weights/imagenet/cdgan"}
 FEATURES = ("../shared/models/tflite/"
             "mobilenet_v1_1.0_224_quant_embedding_extractor.tflite")
 # The test rows of the subset table: the mix member nearest the shipped transfer set and
@@ -73,9 +75,10 @@ class Settings:
       alone loses on strong transfer attacks, the mix plus these pairs did not.
     scale: Large / small ratio of the chain (2: 256 -> 128 -> 256; 1: two 256 -> 256
       denoisers, no bottleneck: the far end of the trade-off).
-    warm: Start both generators from the shipped scale-2 pair (scale 2 only) instead of
-      random weights (with the image skip, random weights start as plain resizing,
-      which at scale 1 is the identity).
+    warm: Start both generators from the shipped pair of the same scale (2:
+      `imagenet-128`, 4: `imagenet-64`, `SHIPPED_BY_SCALE`) instead of random weights
+      (with the image skip, random weights start as plain resizing, which at scale 1
+      is the identity).
     transfer_share: With with_transfer: the share of the training draws taken from
       the transfer pairs (`--train_shares`; the CIFAR-10 recipe that held had 38 %);
       0: every record equally often (the transfer pairs are then 948 of 6,168
@@ -123,10 +126,11 @@ def ship_destination(s: Settings) -> str:
 
 
 def gan_settings(s: Settings, role: str) -> common.GanSettings:
-  """The shipped scale-2 sizes (8 blocks, 32 filters) at 256 px, at `s.scale`; warm
-  from the shipped pair or from random weights."""
-  if s.warm and s.scale != 2:
-    raise RecipeError(f"warm=True needs scale 2 (the shipped generators'), not {s.scale}")
+  """The shipped sizes (8 blocks, 32 filters) at 256 px, at `s.scale`; warm from the
+  shipped pair of that scale or from random weights."""
+  if s.warm and s.scale not in SHIPPED_BY_SCALE:
+    raise RecipeError(f"warm=True needs a scale with shipped generators "
+                      f"({sorted(SHIPPED_BY_SCALE)}), not {s.scale}")
   steps = s.sub_steps if role == "sub" else s.super_steps
   return common.GanSettings(
       image_size=256, scale=s.scale, batch_size=8, train_steps=steps,
@@ -135,7 +139,7 @@ def gan_settings(s: Settings, role: str) -> common.GanSettings:
       adversarial_weight=1e-4, feature_extractor=FEATURES, feature_weight=s.feature_weight,
       augment_min_scale=s.min_scale, summary_every=50, checkpoint_every=100,
       eval_every=100, eval_steps=10, seed=0,
-      init_generator=f"{SHIPPED}/{role}" if s.warm else None)
+      init_generator=f"{SHIPPED_BY_SCALE[s.scale]}/{role}" if s.warm else None)
 
 
 def transfer_jobs(work: str) -> list:
@@ -205,6 +209,10 @@ RECIPES = {
         "the shipped 256 -> 128 -> 256 GANs fine-tuned on the imagenet attack mix (60 % "
         "of the draws) + the class samples' MI-FGSM 9/255 transfer pairs (40 %)",
         Settings(with_transfer=True, transfer_share=0.4)),
+    "imagenet_mix_transfer40_warm_s4": (
+        "the shipped paper-geometry 256 -> 64 -> 256 GANs fine-tuned on the imagenet "
+        "attack mix (60 % of the draws) + the class samples' transfer pairs (40 %)",
+        Settings(with_transfer=True, transfer_share=0.4, scale=4)),
     "imagenet_mix_transfer_s1": (
         "scale 1 (two 256 -> 256 denoisers, no bottleneck) from random weights on the "
         "imagenet attack mix + the class samples' MI-FGSM 9/255 transfer pairs",

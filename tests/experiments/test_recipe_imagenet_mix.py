@@ -90,8 +90,20 @@ def test_scale1_variant_trains_two_denoisers_from_random_weights():
 
 
 def test_warm_start_needs_the_shipped_scale():
-  with pytest.raises(RecipeError, match="warm=True needs scale 2"):
+  with pytest.raises(RecipeError, match=r"warm=True needs a scale with shipped generators "
+                     r"\(\[2, 4\]\), not 1"):
     _recipe("scale=1")
+
+
+def test_scale4_variant_warm_starts_from_the_shipped_paper_geometry():
+  recipe = recipes_lib.get_recipe("imagenet_mix_transfer40_warm_s4", "/w")
+  for role in ("sub", "super"):
+    job = recipe.stages[role][0]
+    assert job.flags["init_generator"] == f"weights/imagenet/cdgan/{role}"
+    assert (job.flags["scale"], job.flags["filters"], job.flags["num_res_blocks"]) == (4, 32, 8)
+    assert job.flags["train_shares"] == (0.6, 0.4)
+    assert job.flags["model_dir"] == f"/w/runs/imagenet_warm_s4_transfer40/{role}"
+  assert recipe.stages["ship"][0].flags["destination"] == "weights/imagenet/cdgan_scale4"
 
 
 def test_transfer40_variant_draws_two_fifths_from_the_transfer_pairs():
