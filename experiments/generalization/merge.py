@@ -117,13 +117,16 @@ def _pooled(values: List[bool]) -> dict:
 
 def held_out_summary(work: str, tables: Dict[str, dict], merged: dict) -> dict:
   """Pooled top-1 over the held-out rows and targets, with Wilson intervals, per column
-  (clean images counted once per target and image)."""
+  (clean images counted once per target and image; no defense's clean: normal)."""
   first = next(iter(tables.values()))
   held_out = {e["row"]["name"] for e in first["rows"] if e["row"]["held_out"]}
   rows = {slug(name) for name in held_out}
   tag_of = {name: table["command"]["eval_tag"] for name, table in tables.items()}
-  summary = {"no defense": {"attacked": _pooled(list(outcomes(
-      work, tag_of[next(iter(tables))], "", "attack", rows).values()))}}
+  first_tag = tag_of[next(iter(tables))]
+  normal = outcomes(work, first_tag, "", "normal", rows)
+  summary = {"no defense": {
+      "attacked": _pooled(list(outcomes(work, first_tag, "", "attack", rows).values())),
+      "clean": _pooled(list({(t, k): ok for (_, t, k), ok in normal.items()}.values()))}}
   for title, name, defense in columns(tables):
     attacked = outcomes(work, tag_of[name], defense, "defense", rows)
     clean = outcomes(work, tag_of[name], defense, "defense_clean", rows)

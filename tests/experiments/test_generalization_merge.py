@@ -65,11 +65,12 @@ def test_tables_side_by_side_and_held_out_rows_pooled(tmp_path):
   # jpeg75 2 (clean 3). The mix row is left out of the pooled summary.
   for row, a_right in (("new_8", 3), ("mix_8", 0)):
     _predictions(f"{work}/{row}_a", ("cdgan", "jpeg75"),
-                 {("", "attack"): 1, ("cdgan", "defense"): a_right,
+                 {("", "attack"): 1, ("", "normal"): 4, ("cdgan", "defense"): a_right,
                   ("cdgan", "defense_clean"): 4, ("jpeg75", "defense"): 2,
                   ("jpeg75", "defense_clean"): 3})
     _predictions(f"{work}/{row}_b", ("cdgan",),
-                 {("", "attack"): 1, ("cdgan", "defense"): 1, ("cdgan", "defense_clean"): 2})
+                 {("", "attack"): 1, ("", "normal"): 4, ("cdgan", "defense"): 1,
+                  ("cdgan", "defense_clean"): 2})
   a = _table(work, "a", ("cdgan", "jpeg75"), {"cdgan": (75.0, 100.0), "jpeg75": (50.0, 75.0)})
   b = _table(work, "b", ("cdgan",), {"cdgan": (25.0, 50.0)})
   run = _merge(work, [f"A={a}", f"B={b}"], f"{work}/merged")
@@ -82,6 +83,7 @@ def test_tables_side_by_side_and_held_out_rows_pooled(tmp_path):
   summary = merged["held_out_summary"]
   assert summary["no defense"]["attacked"]["n"] == 8  # 4 images x 2 targets, one row
   assert summary["no defense"]["attacked"]["top1"] == 25.0
+  assert summary["no defense"]["clean"]["top1"] == 100.0
   assert summary["CD-GAN A"]["attacked"]["top1"] == 75.0
   assert summary["CD-GAN A"]["clean"] == {"n": 8, "top1": 100.0, "ci95": [67.56, 100.0]}
   assert summary["CD-GAN B"]["attacked"]["top1"] == 25.0
