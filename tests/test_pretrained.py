@@ -19,6 +19,7 @@ from cdgan_tf.serving import saving
 # name -> (folder, image_size, scale, sub step, super step), as the weights record them.
 EXPECTED = {"imagenet-128": ("imagenet/cdgan_scale2", 256, 2, 2000, 1500),
             "imagenet-64": ("imagenet/cdgan", 256, 4, 3000, 3000),
+            "imagenet-256": ("imagenet/cdgan_scale1", 256, 1, 400, 300),
             "cifar10": ("cifar10/cdgan", 32, 2, 4000, 4000),
             "cifar10-mix": ("cifar10/cdgan_mix", 32, 2, 1000, 1000)}
 
@@ -94,8 +95,8 @@ def test_sub_model_relative_to_the_package_resolves_from_any_folder(tmp_path, mo
 
 
 def test_unknown_source_names_the_presets(tmp_path):
-  with pytest.raises(ValueError, match="imagenet-128, imagenet-64, cifar10, cifar10-mix"):
-    cdgan_tf.load_purifier("imagenet-256")
+  with pytest.raises(ValueError, match="imagenet-128, imagenet-64, imagenet-256, cifar10, cifar10-mix"):
+    cdgan_tf.load_purifier("imagenet-512")
   (tmp_path / "empty").mkdir()
   with pytest.raises(ValueError, match="neither a preset"):
     cdgan_tf.load_purifier(str(tmp_path / "empty"))

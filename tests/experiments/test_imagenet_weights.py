@@ -1,7 +1,8 @@
 """The shipped ImageNet purifiers: load, take photos of any size.
 
-weights/imagenet/cdgan (the paper's geometry, 256 -> 64 -> 256) and
-weights/imagenet/cdgan_scale2 (256 -> 128 -> 256). A user puts one in front of an
+weights/imagenet/cdgan (the paper's geometry, 256 -> 64 -> 256),
+weights/imagenet/cdgan_scale2 (256 -> 128 -> 256) and weights/imagenet/cdgan_scale1
+(256 -> 256 -> 256, no bottleneck). A user puts one in front of an
 ImageNet classifier: it must load from the committed generator files alone, take a
 224x224 and a 500x375 image, and (wrapped by `base.keep_input_size`) hand back each
 image's own size in [0, 1]; the chain itself works at the geometry recorded in
@@ -20,7 +21,7 @@ from cdgan_tf.defenses import cdgan
 from tests.conftest import REPO_ROOT
 
 WEIGHTS = REPO_ROOT / "weights" / "imagenet" / "cdgan"
-SHIPPED = {"cdgan": 4, "cdgan_scale2": 2}  # folder -> bottleneck scale at 256 px
+SHIPPED = {"cdgan": 4, "cdgan_scale2": 2, "cdgan_scale1": 1}  # folder -> scale at 256 px
 
 
 def _load(folder: str) -> cdgan.CdganPurifier:
