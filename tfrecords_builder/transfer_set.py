@@ -26,6 +26,7 @@ if __name__ == "__main__":
 
 from absl import flags  # pylint: disable=g-bad-import-order
 
+from cdgan_tf.attacks import draws
 from cdgan_tf.attacks import settings as attack_settings
 from cdgan_tf.attacks import transfer_set
 from cdgan_tf.common import errors
@@ -62,7 +63,7 @@ _MAX_IMAGES = flags.DEFINE_integer("max_images", 0, "Attack a fixed pseudo-rando
                                    "of this many images (0: all).", lower_bound=0)
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the attacks' randomness.")
 _SEEDING = flags.DEFINE_enum(
-    "seeding", "image", transfer_set.SEEDINGS, "image: each image's randomness (PGD "
+    "seeding", "image", draws.SEEDINGS, "image: each image's randomness (PGD "
     "start, input diversity) from its own key, so its bytes do not depend on its batch "
     "mates; batch: one stream per batch (transfer sets made before; a folder whose "
     "sidecar records no seeding is one).")

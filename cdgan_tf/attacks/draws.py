@@ -41,11 +41,6 @@ def image_seeds(seed: int, keys: Sequence[str]) -> np.ndarray:
   return np.array([batch_seed(seed, key) for key in keys], np.int64)
 
 
-def attack_seed(seed: int, keys: Sequence[str], seeding: str):
-  """The seed argument of one batch's attack: per image, or the batch's (first key)."""
-  return image_seeds(seed, keys) if seeding == "image" else batch_seed(seed, keys[0])
-
-
 def step_seed(seed: tf.Tensor, step, salt: int) -> tf.Tensor:
   """The stateless seed of one draw: int64 [2] from a scalar seed, [N, 2] from [N]."""
   seed = tf.cast(seed, tf.int64)

@@ -17,10 +17,9 @@ Attack kinds: "clean" (the image itself, the no-op of HGD's mix), "uniform" /
 true label, through `AttackSettings.run`), "feature" (`feature_distortion`, label-free).
 
 Batches: the versions are grouped by (attack, budget, surrogate choice, image size),
-sorted by key, and cut into `batch_size` chunks; a batch's seed is
-`transfer_set.batch_seed(seed, first key)`. The plan depends only on the mix, the
-images and batch_size, so a resumed run gives every version the same bytes as an
-uninterrupted one. Resuming follows `transfer_set`: a version is done when its PNG
+sorted by key, and cut into `batch_size` chunks; a batch's seed is `draws.batch_seed(seed,
+first key)`. The plan depends only on the mix, the images and batch_size, so a resumed
+run gives every version the same bytes as an uninterrupted one. Resuming follows `transfer_set`: a version is done when its PNG
 exists and the sidecar has its record; a rerun with other settings is refused.
 """
 
@@ -35,6 +34,7 @@ from typing import Dict, List, Optional, Sequence
 from absl import logging
 import numpy as np
 
+from cdgan_tf.attacks import draws
 from cdgan_tf.attacks import feature_distortion
 from cdgan_tf.attacks import mixes
 from cdgan_tf.attacks import noise
@@ -197,7 +197,7 @@ def _attack_loaded(loaded, done_keys, mix: mixes.AttackMix, models: Models, seed
   clean = np.stack([pixels for _, pixels in loaded]).astype(np.float32) / 255.0
   labels = np.array([item.label for item, _ in loaded], np.int64)
   adversarial = run_attack(attack, first.eps_255, first.choice, models, clean,
-                           labels, transfer_set.batch_seed(seed, first.key))
+                           labels, draws.batch_seed(seed, first.key))
   adv_u8 = np.clip(np.round(adversarial * 255.0), 0, 255).astype(np.uint8)
   pngs, records = {}, []
   for i, (item, pixels) in enumerate(loaded):

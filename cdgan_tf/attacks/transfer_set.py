@@ -63,10 +63,6 @@ Surrogate = Union[str, classifiers.Classifier]
 ATTACK_PATHS = ("rebuild", "interpreter")
 
 
-SEEDINGS = draws.SEEDINGS
-batch_seed, image_seeds, attack_seed = draws.batch_seed, draws.image_seeds, draws.attack_seed
-
-
 def plan_batches(items: Sequence[Tuple[str, str, int, Tuple[int, int]]],
                  batch_size: int) -> List[list]:
   """Groups (key, path, label, (height, width)) items by size, then cuts batches.
@@ -268,8 +264,8 @@ def _attack_all(batches, is_done, members, attack: settings_lib.AttackSettings, 
       kept_done = [done[batch.index(item)] for item, _ in loaded]
       written = []
       if loaded:
-        seeds = attack_seed(seed, [item[0] for item, _ in loaded] if seeding == "image"
-                            else [batch[0][0]], seeding)
+        seeds = (draws.image_seeds(seed, [item[0] for item, _ in loaded])
+                 if seeding == "image" else draws.batch_seed(seed, batch[0][0]))
         adv_u8, before, after = _attack_loaded(loaded, members, attack, seeds, attack_fns)
         written = _batch_records(loaded, kept_done, adv_u8, before, after)
         pngs = {item[0]: adv_u8[i] for i, ((item, _), d) in enumerate(zip(loaded, kept_done))
@@ -341,7 +337,7 @@ def generate(clean_dir, output_dir, surrogates: Sequence[Surrogate], labels_path
   """
   checks.check_choice("crop", crop, image_files.CROPS)
   checks.check_choice("attack_path", attack_path, ATTACK_PATHS)
-  checks.check_choice("seeding", seeding, SEEDINGS)
+  checks.check_choice("seeding", seeding, draws.SEEDINGS)
   if batch_size < 1 or max_images < 0 or overlap_depth < 0:
     raise errors.UsageError(f"batch_size={batch_size} must be >= 1, max_images={max_images} >= 0 "
                      f"and overlap_depth={overlap_depth} >= 0")

@@ -40,7 +40,7 @@ from cdgan_tf.attacks import mix_set
 from cdgan_tf.attacks import mixes
 from cdgan_tf.attacks import settings as settings_lib
 from cdgan_tf.attacks import transfer_files
-from cdgan_tf.attacks import transfer_set
+from cdgan_tf.attacks import draws
 from cdgan_tf.common import files
 from cdgan_tf.data import image_files
 
@@ -59,7 +59,7 @@ flags.DEFINE_string("sub_model", "", "Sub generator to score (default: the datas
 flags.DEFINE_string("super_model", "", "Super generator to score (default: the dataset's).")
 flags.DEFINE_string("eval_tag", "eval", "Evaluations go to <work>/<row>_<eval_tag>/.")
 flags.DEFINE_list("defenses", list(DEFENSES), "Defenses (evaluate.py names) to score.")
-flags.DEFINE_enum("seeding", "image", transfer_set.SEEDINGS, "image: each image's attack "
+flags.DEFINE_enum("seeding", "image", draws.SEEDINGS, "image: each image's attack "
                   "randomness from its key (its PNG does not depend on --max_images or "
                   "--batch_size); batch: seeded by the batch's first index (tables made "
                   "before session 6 of issue 18).")
@@ -90,7 +90,7 @@ def attack_row(row: Row, images, out_dir: str, models: mix_set.Models,
                        for _, p, _ in batch])
     clean = pixels.astype(np.float32) / 255.0
     labels = np.array([l for _, _, l in batch], np.int64)
-    seed = (transfer_set.image_seeds(0, [key for key, _, _ in batch])
+    seed = (draws.image_seeds(0, [key for key, _, _ in batch])
             if FLAGS.seeding == "image" else i)
     if row.kind == "pgd_l2":
       settings = settings_lib.AttackSettings.parse("pgd_l2", row.eps, steps=row.steps)

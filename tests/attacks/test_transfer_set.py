@@ -15,6 +15,7 @@ import pytest
 
 from cdgan_tf.attacks import stats
 from cdgan_tf import classifiers
+from cdgan_tf.attacks import draws
 from cdgan_tf.attacks import transfer_files
 from cdgan_tf.attacks import transfer_set
 from cdgan_tf.data import folders
@@ -111,8 +112,8 @@ def test_plan_subset_and_seeds():
   assert subset == sorted(subset) and len(set(subset)) == 9
   assert len({k.split("/")[0] for k in subset}) > 1  # Not just the first class.
   assert folders.select_subset(keys, 0) == sorted(keys)
-  assert transfer_set.batch_seed(0, "a") == transfer_set.batch_seed(0, "a")
-  assert transfer_set.batch_seed(0, "a") != transfer_set.batch_seed(1, "a")
+  assert draws.batch_seed(0, "a") == draws.batch_seed(0, "a")
+  assert draws.batch_seed(0, "a") != draws.batch_seed(1, "a")
   assert transfer_files.output_path("out", "cat/0001").as_posix() == "out/cat/0001.png"
   assert transfer_files.output_path("out", "img.v2").as_posix() == "out/img.v2.png"
 
